@@ -1,0 +1,216 @@
+"""
+### Monitor `{model}`: validate each batch, measure drift, alert, request retraining
+
+**What it does.** For the batch of its data interval (`s3://{bucket}/{incoming}dt=YYYY-MM-DD/`, CSV or
+Parquet) the run:
+
+1. waits for the batch with a deferrable sensor (timeout {timeout} min);
+2. reads it (size limit {max_mb} MiB), drops the PII columns and validates it with Great Expectations
+   against a suite built from the model config and the reference data;
+3. **quarantines** a batch that fails a critical expectation: a copy and its validation report go to
+   `{output}quarantine/dt=…/`, an email goes to {recipients}, and the run stops there. The original
+   object is never modified or deleted;
+4. otherwise computes an Evidently drift report against the current champion's reference data;
+5. when the share of drifted features reaches {share:.0%}, sends a drift email and emits the
+   `{asset}` Asset event that triggers the retrain DAG.
+
+**When it runs.** `{schedule}`, one run per batch date, from {start}. No catch-up: use a backfill
+for past dates.
+
+**Trigger by hand.** *Trigger DAG* → fill the form: `batch_date` picks a batch other than the run's
+own date, `drift_share_threshold` overrides the threshold for this run only, and `force_retrain`
+requests retraining even without drift.
+
+**Outputs.** Reports (HTML and JSON, plus `manifest.json`, written last) under
+`s3://{bucket}/{output}reports/dt=…/`; one history record per batch under `{output}history/`.
+A rerun of the same date overwrites its own artifacts.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, time, timedelta
+from typing import Any
+
+from airflow.providers.amazon.aws.sensors.s3 import S3KeySensor
+from airflow.sdk import Asset, Param, dag, task
+
+from driftwatch import layout
+from driftwatch.config import ModelConfig, load_configs
+
+
+def batch_date_of(params: dict[str, Any], ds: str | None) -> str:
+    """The batch this run handles: the batch_date Param, else the run's data interval start."""
+    value = params.get("batch_date") or ds
+    if not value:
+        raise ValueError("this run has no data interval: set the batch_date Param (YYYY-MM-DD) to pick a batch")
+    return layout.batch_date_str(value)
+
+
+def s3_client(cfg: ModelConfig) -> Any:
+    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
+    return S3Hook(aws_conn_id=cfg.storage.aws_conn_id).get_conn()
+
+
+def send_email(cfg: ModelConfig, message: Any) -> list[str]:
+    from airflow.providers.smtp.hooks.smtp import SmtpHook
+
+    from driftwatch.alerts import send
+
+    # The hook's own send_email_smtp cannot build a multipart/alternative message, so its
+    # authenticated client (the same one the hook uses for send and test_connection) sends ours.
+    with SmtpHook(smtp_conn_id=cfg.alerts.smtp_conn_id) as hook:
+        return send(hook._smtp_client, message)
+
+
+def build_monitor_dag(cfg: ModelConfig) -> Any:
+    retraining_requested = Asset(name=layout.drift_asset_name(cfg), uri=layout.drift_asset_uri(cfg))
+    doc = __doc__.format(
+        model=cfg.name,
+        bucket=cfg.storage.bucket,
+        incoming=cfg.storage.incoming_prefix,
+        output=cfg.storage.output_prefix,
+        timeout=cfg.monitor.sensor_timeout_minutes,
+        max_mb=cfg.storage.max_batch_bytes // 2**20,
+        recipients=", ".join(cfg.alerts.recipients),
+        share=cfg.drift.dataset_drift_share,
+        asset=retraining_requested.name,
+        schedule=cfg.monitor.schedule,
+        start=cfg.monitor.start_date,
+    )
+
+    @dag(
+        dag_id=f"monitor__{cfg.name}",
+        description=f"Validate and drift-check each batch of {cfg.name}",
+        doc_md=doc,
+        schedule=cfg.monitor.schedule,
+        start_date=datetime.combine(cfg.monitor.start_date, time(), tzinfo=UTC),
+        catchup=False,
+        max_active_runs=4,
+        tags=["driftwatch", "monitor", cfg.name],
+        default_args={
+            "owner": cfg.owner,
+            "retries": cfg.monitor.retries,
+            "retry_delay": timedelta(seconds=cfg.monitor.retry_delay_seconds),
+            "retry_exponential_backoff": True,
+            "max_retry_delay": timedelta(minutes=10),
+        },
+        user_defined_macros={"batch_date_of": batch_date_of},
+        params={
+            "batch_date": Param(
+                None,
+                type=["null", "string"],
+                format="date",
+                title="Batch date",
+                description="Process the batch of this date (YYYY-MM-DD) instead of the run's own data interval.",
+            ),
+            "drift_share_threshold": Param(
+                None,
+                type=["null", "number"],
+                minimum=0.01,
+                maximum=1.0,
+                title="Drift share threshold override",
+                description=(
+                    f"Share of drifted features that requests retraining, for this run only "
+                    f"(config: {cfg.drift.dataset_drift_share})."
+                ),
+            ),
+            "force_retrain": Param(
+                False,
+                type="boolean",
+                title="Force retraining",
+                description=(
+                    "Request retraining even when drift stays under the threshold "
+                    "(the batch must still pass validation)."
+                ),
+            ),
+        },
+    )
+    def monitor() -> None:
+        wait_for_batch = S3KeySensor(
+            task_id="wait_for_batch",
+            doc_md="Waits, deferred in the triggerer, until the batch folder holds at least one object.",
+            aws_conn_id=cfg.storage.aws_conn_id,
+            bucket_name=cfg.storage.bucket,
+            bucket_key=cfg.storage.incoming_prefix + "dt={{ batch_date_of(params, ds) }}/*",
+            wildcard_match=True,
+            deferrable=True,
+            poke_interval=cfg.monitor.sensor_poke_seconds,
+            timeout=cfg.monitor.sensor_timeout_minutes * 60,
+        )
+
+        @task(multiple_outputs=False)
+        def validate_batch(params: dict[str, Any], ds: str | None = None) -> dict[str, Any]:
+            """Read the batch, drop PII, validate it with GX, stage it when valid."""
+            from driftwatch.pipeline import validate_step
+
+            return validate_step(s3_client(cfg), cfg, batch_date_of(params, ds))
+
+        @task.branch
+        def route(summary: dict[str, Any]) -> str:
+            """Valid batches go on to drift; a critical failure sends the batch to quarantine."""
+            return "compute_drift" if summary["passed"] else "quarantine_batch"
+
+        @task(multiple_outputs=False)
+        def quarantine_batch(summary: dict[str, Any]) -> dict[str, Any]:
+            """Copy the batch and its report under quarantine/, record it and email the owners."""
+            from driftwatch.alerts import quarantine_email
+            from driftwatch.pipeline import quarantine_step
+
+            outcome = quarantine_step(s3_client(cfg), cfg, summary["batch_date"], summary)
+            message = quarantine_email(
+                cfg, summary["batch_date"], outcome["reason"], outcome["failures"], outcome["links"]
+            )
+            return {**outcome, "emailed": send_email(cfg, message)}
+
+        @task(multiple_outputs=False)
+        def compute_drift(summary: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
+            """Evidently drift report against the champion's reference, and the retraining decision."""
+            from driftwatch.pipeline import drift_step
+
+            return drift_step(
+                s3_client(cfg),
+                cfg,
+                summary["batch_date"],
+                summary,
+                threshold_override=params.get("drift_share_threshold"),
+                force_retrain=bool(params.get("force_retrain")),
+            )
+
+        @task.short_circuit
+        def retraining_needed(decision: dict[str, Any]) -> bool:
+            """Stop here unless drift crossed the threshold (or retraining was forced)."""
+            return bool(decision["retrain"])
+
+        @task(multiple_outputs=False)
+        def alert_drift(decision: dict[str, Any]) -> list[str]:
+            """Email the drift table and where the report is."""
+            from driftwatch.alerts import drift_email, report_links
+
+            message = drift_email(cfg, decision["batch_date"], decision, report_links(cfg, decision["links"]))
+            return send_email(cfg, message)
+
+        @task(outlets=[retraining_requested])
+        def request_retraining(decision: dict[str, Any], outlet_events: Any = None) -> str:
+            """Emit the Asset event, carrying the reason, that the retrain DAG is scheduled on."""
+            outlet_events[retraining_requested].extra = {
+                "model": cfg.name,
+                "batch_date": decision["batch_date"],
+                "reason": decision["reason"],
+                "drifted_share": decision["drifted_share"],
+                "drift_report": decision["report_uri"],
+            }
+            return decision["reason"]
+
+        summary = validate_batch()
+        wait_for_batch >> summary
+        drift = compute_drift(summary)
+        route(summary) >> [quarantine_batch(summary), drift]
+        gate = retraining_needed(drift)
+        gate >> [alert_drift(drift), request_retraining(drift)]
+
+    return monitor()
+
+
+for _cfg in load_configs():
+    globals()[f"monitor__{_cfg.name}"] = build_monitor_dag(_cfg)

@@ -1,0 +1,303 @@
+"""Per-model configuration: one YAML file per monitored model, validated by pydantic.
+
+Only pydantic and PyYAML are imported here, because DAG files load the configs while they
+are parsed and parsing must stay fast.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from datetime import date
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+NUMERIC_DRIFT_METHODS = ("wasserstein", "ks", "psi", "jensenshannon", "kl_div", "hellinger")
+CATEGORICAL_DRIFT_METHODS = ("jensenshannon", "chisquare", "psi", "kl_div", "hellinger")
+DriftMethod = Literal["wasserstein", "ks", "psi", "jensenshannon", "chisquare", "kl_div", "hellinger"]
+Severity = Literal["critical", "warning"]
+
+DEFAULT_CONFIG_DIR = Path(__file__).resolve().parents[2] / "config" / "models"
+_NAME = r"^[a-z][a-z0-9_]{1,62}$"
+_BUCKET = r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$"
+_EMAIL = re.compile(r"^[^@\s<>]+@[^@\s<>]+$")
+
+
+class ConfigError(ValueError):
+    """A model config file is missing, unreadable or invalid; the message names the field."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class Feature(_Strict):
+    """One input column of the model."""
+
+    name: str = Field(min_length=1)
+    type: Literal["numeric", "categorical"]
+    min: float | None = Field(default=None, description="Hard lower bound: violations are critical.")
+    max: float | None = Field(default=None, description="Hard upper bound: violations are critical.")
+    allowed_values: list[str] | None = Field(
+        default=None, description="Closed category set: values outside it are critical."
+    )
+    max_null_fraction: float | None = Field(default=None, ge=0.0, le=1.0)
+    drift_method: DriftMethod | None = None
+    drift_threshold: float | None = Field(default=None, gt=0.0)
+
+    @model_validator(mode="after")
+    def _check_kind_specific_fields(self) -> Feature:
+        if self.type == "categorical" and (self.min is not None or self.max is not None):
+            raise ValueError("min/max apply to numeric features only")
+        if self.type == "numeric" and self.allowed_values is not None:
+            raise ValueError("allowed_values applies to categorical features only")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min ({self.min}) is greater than max ({self.max})")
+        if self.drift_method is not None:
+            allowed = NUMERIC_DRIFT_METHODS if self.type == "numeric" else CATEGORICAL_DRIFT_METHODS
+            if self.drift_method not in allowed:
+                raise ValueError(
+                    f"drift_method {self.drift_method!r} does not apply to {self.type} features; "
+                    f"use one of {', '.join(allowed)}"
+                )
+        return self
+
+
+class Target(_Strict):
+    name: str = Field(min_length=1)
+    task: Literal["classification", "regression"] = "classification"
+    positive_label: str | int | None = None
+
+
+class DatasetSchema(_Strict):
+    """Columns of a batch: id, timestamp, features, target and the PII never to be reported."""
+
+    id_column: str = Field(min_length=1)
+    timestamp_column: str | None = None
+    target: Target
+    features: list[Feature] = Field(min_length=1)
+    pii_columns: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _check_columns_are_distinct(self) -> DatasetSchema:
+        names = [f.name for f in self.features]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"duplicate feature names: {', '.join(duplicates)}")
+        special = {self.id_column, self.target.name} | ({self.timestamp_column} - {None})
+        clash = sorted(special & set(names))
+        if clash:
+            raise ValueError(f"id, timestamp and target columns cannot also be features: {clash}")
+        leaked = sorted(set(self.pii_columns) & (set(names) | special))
+        if leaked:
+            raise ValueError(f"PII columns cannot be features, id, timestamp or target: {leaked}")
+        return self
+
+    @property
+    def feature_names(self) -> list[str]:
+        return [f.name for f in self.features]
+
+    @property
+    def numeric_features(self) -> list[str]:
+        return [f.name for f in self.features if f.type == "numeric"]
+
+    @property
+    def categorical_features(self) -> list[str]:
+        return [f.name for f in self.features if f.type == "categorical"]
+
+    def feature(self, name: str) -> Feature:
+        for candidate in self.features:
+            if candidate.name == name:
+                return candidate
+        raise KeyError(name)
+
+
+class StorageConfig(_Strict):
+    """Where batches arrive and where the pipeline writes. Raw batches are only ever read."""
+
+    aws_conn_id: str = "aws_default"
+    bucket: Annotated[str, Field(pattern=_BUCKET)]
+    incoming_prefix: str = "incoming/"
+    labels_prefix: str = "labels/"
+    output_prefix: str = Field(
+        default="", description="Prefix for everything the pipeline writes; defaults to driftwatch/<model>/."
+    )
+    reference_key: str = Field(min_length=1, description="Initial reference data (CSV or Parquet).")
+    max_batch_bytes: int = Field(default=256 * 1024 * 1024, gt=0)
+    formats: list[Literal["csv", "parquet"]] = Field(default_factory=lambda: ["csv", "parquet"], min_length=1)
+
+    @field_validator("incoming_prefix", "labels_prefix", "output_prefix")
+    @classmethod
+    def _prefix_shape(cls, value: str) -> str:
+        if value.startswith("/") or ".." in value.split("/"):
+            raise ValueError("must be a relative key prefix without '..'")
+        return value if not value or value.endswith("/") else value + "/"
+
+
+class ExpectationRule(_Strict):
+    """An extra Great Expectations expectation, named by its GX class."""
+
+    expectation: str = Field(pattern=r"^Expect[A-Za-z]+$")
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+    severity: Severity = "critical"
+
+
+class ValidationConfig(_Strict):
+    min_rows: int = Field(default=1, ge=1)
+    max_rows: int | None = Field(default=None, ge=1)
+    max_null_fraction: float = Field(default=0.2, ge=0.0, le=1.0, description="Default per feature; warning.")
+    max_unseen_category_fraction: float = Field(default=0.05, ge=0.0, le=1.0)
+    reference_range_margin: float = Field(
+        default=0.5, ge=0.0, description="Widening of the reference min/max, as a share of its span; warning."
+    )
+    unique_ids: bool = True
+    rules: list[ExpectationRule] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _rows(self) -> ValidationConfig:
+        if self.max_rows is not None and self.max_rows < self.min_rows:
+            raise ValueError("max_rows is smaller than min_rows")
+        return self
+
+
+class DriftConfig(_Strict):
+    numeric_method: DriftMethod = "wasserstein"
+    numeric_threshold: float = Field(default=0.1, gt=0.0)
+    categorical_method: DriftMethod = "jensenshannon"
+    categorical_threshold: float = Field(default=0.1, gt=0.0)
+    dataset_drift_share: float = Field(
+        default=0.3, gt=0.0, le=1.0, description="Share of drifted features that triggers retraining."
+    )
+
+    @model_validator(mode="after")
+    def _methods_fit_types(self) -> DriftConfig:
+        if self.numeric_method not in NUMERIC_DRIFT_METHODS:
+            raise ValueError(f"numeric_method {self.numeric_method!r} does not apply to numeric features")
+        if self.categorical_method not in CATEGORICAL_DRIFT_METHODS:
+            raise ValueError(f"categorical_method {self.categorical_method!r} does not apply to categories")
+        return self
+
+
+class AlertConfig(_Strict):
+    smtp_conn_id: str = "smtp_default"
+    sender: str = "driftwatch@localhost"
+    recipients: list[str] = Field(min_length=1)
+    report_base_url: str | None = Field(default=None, description="Base URL linked from emails.")
+
+    @field_validator("recipients")
+    @classmethod
+    def _emails(cls, values: list[str]) -> list[str]:
+        bad = [v for v in values if not _EMAIL.match(v)]
+        if bad:
+            raise ValueError(f"not an email address: {', '.join(bad)}")
+        return values
+
+
+class MonitorConfig(_Strict):
+    schedule: str = "@daily"
+    start_date: date
+    sensor_timeout_minutes: int = Field(default=6 * 60, ge=1)
+    sensor_poke_seconds: int = Field(default=60, ge=1)
+    retries: int = Field(default=3, ge=2)
+    retry_delay_seconds: int = Field(default=30, ge=1)
+
+
+class ModelConfig(_Strict):
+    """Everything about one monitored model: schema, storage, validation, drift and alerts."""
+
+    name: Annotated[str, Field(pattern=_NAME)]
+    description: str = ""
+    owner: str = "ml-platform"
+    dataset: DatasetSchema = Field(alias="schema")
+    storage: StorageConfig
+    validation: ValidationConfig = Field(default_factory=ValidationConfig)
+    drift: DriftConfig = Field(default_factory=DriftConfig)
+    alerts: AlertConfig
+    monitor: MonitorConfig
+
+    @model_validator(mode="after")
+    def _default_output_prefix(self) -> ModelConfig:
+        if not self.storage.output_prefix:
+            storage = self.storage.model_copy(update={"output_prefix": f"driftwatch/{self.name}/"})
+            object.__setattr__(self, "storage", storage)
+        if self.storage.output_prefix.startswith(self.storage.incoming_prefix):
+            raise ValueError("storage.output_prefix must not lie under incoming_prefix: raw batches are read-only")
+        return self
+
+    def drift_rule(self, feature: str) -> tuple[str, float]:
+        """Return the (method, threshold) the config sets for one feature."""
+        spec = self.dataset.feature(feature)
+        if spec.type == "numeric":
+            method, threshold = self.drift.numeric_method, self.drift.numeric_threshold
+        else:
+            method, threshold = self.drift.categorical_method, self.drift.categorical_threshold
+        return spec.drift_method or method, spec.drift_threshold or threshold
+
+
+def _field_path(loc: tuple[Any, ...], raw: dict[str, Any]) -> str:
+    """Render a pydantic error location, naming list items by their `name` where they have one."""
+    parts: list[str] = []
+    node: Any = raw
+    for item in loc:
+        if isinstance(item, int) and isinstance(node, list) and item < len(node):
+            node = node[item]
+            label = node.get("name") if isinstance(node, dict) else None
+            parts[-1] = f"{parts[-1]}[{label if label else item}]" if parts else f"[{item}]"
+            continue
+        parts.append(str(item))
+        node = node.get(item) if isinstance(node, dict) else None
+    return ".".join(parts) or "(top level)"
+
+
+def parse_config(raw: Any, source: str = "<config>") -> ModelConfig:
+    """Validate a loaded YAML document; errors name the source file and each bad field."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: expected a mapping at the top level, got {type(raw).__name__}")
+    try:
+        return ModelConfig.model_validate(raw)
+    except ValidationError as err:
+        lines = [f"{source}: {err.error_count()} invalid field(s)"]
+        for error in err.errors():
+            lines.append(f"  {_field_path(error['loc'], raw)}: {error['msg']}")
+        raise ConfigError("\n".join(lines)) from None
+
+
+def load_config(path: str | os.PathLike[str]) -> ModelConfig:
+    """Load and validate one model config file."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such config file") from None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {err}") from None
+    return parse_config(raw, source=str(path))
+
+
+def config_dir() -> Path:
+    """The folder of model configs: $DRIFTWATCH_CONFIG_DIR, else the repo's config/models."""
+    return Path(os.environ.get("DRIFTWATCH_CONFIG_DIR") or DEFAULT_CONFIG_DIR)
+
+
+def load_configs(directory: str | os.PathLike[str] | None = None) -> list[ModelConfig]:
+    """Load every *.yaml in the folder; all errors are reported together, never just the first."""
+    directory = Path(directory) if directory is not None else config_dir()
+    if not directory.is_dir():
+        raise ConfigError(f"{directory}: config folder does not exist")
+    configs: list[ModelConfig] = []
+    errors: list[str] = []
+    for path in sorted([*directory.glob("*.yaml"), *directory.glob("*.yml")]):
+        try:
+            configs.append(load_config(path))
+        except ConfigError as err:
+            errors.append(str(err))
+    names = [c.name for c in configs]
+    errors += [
+        f"model name {n!r} is used by more than one config file" for n in sorted(set(names)) if names.count(n) > 1
+    ]
+    if errors:
+        raise ConfigError("\n".join(errors))
+    return configs

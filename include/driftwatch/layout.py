@@ -1,0 +1,77 @@
+"""Object keys the pipeline reads and writes, derived from the model and the batch date.
+
+Every output key is a function of (model, batch date), so a rerun overwrites its own
+artifacts instead of adding new ones.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+from driftwatch.config import ModelConfig
+
+BATCH_SUFFIXES = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
+
+
+def batch_date_str(value: date | str) -> str:
+    """Normalise a batch date to YYYY-MM-DD, refusing anything else."""
+    if isinstance(value, datetime):
+        return value.date().isoformat()
+    if isinstance(value, date):
+        return value.isoformat()
+    try:
+        return datetime.fromisoformat(str(value).strip()).date().isoformat()
+    except ValueError:
+        raise ValueError(f"batch date must be YYYY-MM-DD, got {value!r}") from None
+
+
+def incoming_prefix(cfg: ModelConfig, batch_date: str) -> str:
+    return f"{cfg.storage.incoming_prefix}dt={batch_date}/"
+
+
+def labels_prefix(cfg: ModelConfig, batch_date: str) -> str:
+    return f"{cfg.storage.labels_prefix}dt={batch_date}/"
+
+
+def report_prefix(cfg: ModelConfig, batch_date: str) -> str:
+    return f"{cfg.storage.output_prefix}reports/dt={batch_date}/"
+
+
+def quarantine_prefix(cfg: ModelConfig, batch_date: str) -> str:
+    return f"{cfg.storage.output_prefix}quarantine/dt={batch_date}/"
+
+
+def staged_key(cfg: ModelConfig, batch_date: str) -> str:
+    """Typed, PII-free copy of a batch that passed ingest, read by the later steps."""
+    return f"{cfg.storage.output_prefix}staged/dt={batch_date}/batch.parquet"
+
+
+def history_prefix(cfg: ModelConfig) -> str:
+    return f"{cfg.storage.output_prefix}history/"
+
+
+def history_key(cfg: ModelConfig, batch_date: str) -> str:
+    return f"{history_prefix(cfg)}dt={batch_date}.json"
+
+
+def reference_pointer_key(cfg: ModelConfig) -> str:
+    """Pointer to the current champion's reference data; absent until a model is promoted."""
+    return f"{cfg.storage.output_prefix}reference/current.json"
+
+
+def batch_format(key: str) -> str | None:
+    """'csv' or 'parquet' from an object key's suffix, None for anything else."""
+    lowered = key.lower()
+    for suffix, fmt in BATCH_SUFFIXES.items():
+        if lowered.endswith(suffix):
+            return fmt
+    return None
+
+
+def drift_asset_name(cfg: ModelConfig) -> str:
+    """Name of the Airflow Asset whose events request retraining of this model."""
+    return f"driftwatch.{cfg.name}.retraining_requested"
+
+
+def drift_asset_uri(cfg: ModelConfig) -> str:
+    return f"s3://{cfg.storage.bucket}/{cfg.storage.output_prefix}retraining-requests"

@@ -1,0 +1,107 @@
+"""Object storage helpers over a boto3 S3 client.
+
+The client is passed in, never created here, so the same code runs against moto, MinIO or
+AWS, and Airflow tasks can build it from a Connection.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+S3Client = Any  # boto3's client type is generated at run time; Any keeps this module import-light.
+
+
+class ObjectTooLarge(ValueError):
+    """An object is larger than the configured limit; it was not read."""
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    key: str
+    size: int
+    etag: str
+
+
+def s3_uri(bucket: str, key: str) -> str:
+    """Format an s3:// URI."""
+    return f"s3://{bucket}/{key}"
+
+
+def parse_s3_uri(uri: str) -> tuple[str, str]:
+    """Split an s3:// URI into (bucket, key)."""
+    if not uri.startswith("s3://") or "/" not in uri[5:]:
+        raise ValueError(f"not an s3://bucket/key URI: {uri!r}")
+    bucket, key = uri[5:].split("/", 1)
+    return bucket, key
+
+
+def list_objects(client: S3Client, bucket: str, prefix: str) -> list[ObjectInfo]:
+    """List every object under a prefix, following pagination, sorted by key."""
+    found: list[ObjectInfo] = []
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        for item in page.get("Contents", []):
+            found.append(ObjectInfo(key=item["Key"], size=int(item["Size"]), etag=item.get("ETag", "").strip('"')))
+    return sorted(found, key=lambda o: o.key)
+
+
+def object_size(client: S3Client, bucket: str, key: str) -> int | None:
+    """Size of an object in bytes, or None when it does not exist."""
+    try:
+        head = client.head_object(Bucket=bucket, Key=key)
+    except client.exceptions.ClientError as err:
+        if err.response.get("Error", {}).get("Code") in {"404", "NoSuchKey", "NotFound"}:
+            return None
+        raise
+    return int(head["ContentLength"])
+
+
+def read_bytes(client: S3Client, bucket: str, key: str, max_bytes: int | None = None) -> bytes:
+    """Read an object whole; with max_bytes, refuse a larger one before downloading it."""
+    if max_bytes is not None:
+        size = object_size(client, bucket, key)
+        if size is None:
+            raise FileNotFoundError(s3_uri(bucket, key))
+        if size > max_bytes:
+            raise ObjectTooLarge(f"{s3_uri(bucket, key)} is {size} bytes, over the limit of {max_bytes} bytes")
+    try:
+        return client.get_object(Bucket=bucket, Key=key)["Body"].read()
+    except client.exceptions.NoSuchKey:
+        raise FileNotFoundError(s3_uri(bucket, key)) from None
+
+
+def write_bytes(client: S3Client, bucket: str, key: str, data: bytes, content_type: str) -> str:
+    """Write (or overwrite) an object and return its URI."""
+    client.put_object(Bucket=bucket, Key=key, Body=data, ContentType=content_type)
+    return s3_uri(bucket, key)
+
+
+def write_json(client: S3Client, bucket: str, key: str, payload: Any) -> str:
+    """Write a JSON document with stable key order, so reruns produce identical bytes."""
+    data = json.dumps(payload, indent=2, sort_keys=True, default=str).encode("utf-8")
+    return write_bytes(client, bucket, key, data, "application/json")
+
+
+def read_json(client: S3Client, bucket: str, key: str) -> Any | None:
+    """Read a JSON object, or None when it does not exist."""
+    try:
+        return json.loads(read_bytes(client, bucket, key))
+    except FileNotFoundError:
+        return None
+
+
+def copy_object(client: S3Client, bucket: str, source_key: str, target_key: str) -> str:
+    """Server-side copy; the source is left untouched."""
+    client.copy_object(Bucket=bucket, Key=target_key, CopySource={"Bucket": bucket, "Key": source_key})
+    return s3_uri(bucket, target_key)
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def delete_object(client: S3Client, bucket: str, key: str) -> None:
+    """Delete one of the pipeline's own objects; never called on incoming batches."""
+    client.delete_object(Bucket=bucket, Key=key)

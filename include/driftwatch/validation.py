@@ -1,0 +1,607 @@
+"""Batch validation with Great Expectations 1.x, driven by the model config and the reference data.
+
+Critical expectations guard the contract with the model (columns present, dtypes, hard bounds,
+closed category sets, ids); a critical failure stops the run. Warning expectations compare the
+batch with the reference (null rates, ranges, categories) and are only reported.
+
+Great Expectations is imported inside the functions that need it: importing it takes seconds
+and this module is also imported where only the result types are used.
+"""
+
+from __future__ import annotations
+
+import difflib
+import html
+import json
+import logging
+import math
+import os
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+import pandas as pd
+
+if TYPE_CHECKING:
+    from driftwatch.config import ModelConfig
+
+SeverityName = Literal["critical", "warning"]
+
+# SUMMARY keeps GX from materialising full unexpected lists: reports must never carry bulk rows.
+RESULT_FORMAT: dict[str, Any] = {"result_format": "SUMMARY", "partial_unexpected_count": 5}
+MAX_PARTIAL_VALUES = 5
+MAX_VALUE_CHARS = 80
+
+# Numpy dtypes only: _prepare_frame converts pandas nullable numerics to float64 first, because
+# GX 1.24 reports an Int64 column as "int64" yet fails it even when "Int64" is in the list.
+# "int"/"float" let Python numbers inside an object column pass GX's per-value check.
+NUMERIC_TYPE_LIST = [
+    *(f"int{bits}" for bits in (8, 16, 32, 64)),
+    *(f"uint{bits}" for bits in (8, 16, 32, 64)),
+    *(f"float{bits}" for bits in (16, 32, 64)),
+    "int",
+    "float",
+]
+_NUMERIC_INFERRED = {"integer", "floating", "mixed-integer-float", "empty"}
+_INDEX_KEY = "driftwatch_index"  # GX returns results in its own order; this maps them back
+_COLUMN_KEYS = ("column", "column_A", "column_B")
+_COLUMN_LIST_KEYS = ("column_list", "column_set")
+
+
+class ExpectationConfigError(ValueError):
+    """An expectation cannot be built, e.g. an extra rule names an unknown GX class."""
+
+
+@dataclass(frozen=True)
+class ExpectationSpec:
+    """One expectation to run, independent of GX so it can be built and inspected cheaply."""
+
+    expectation: str  # GX class name, e.g. "ExpectColumnValuesToBeBetween"
+    kwargs: dict[str, Any]
+    severity: SeverityName
+    description: str  # what is expected, e.g. "age between 18 and 100 (config)"
+    failure: str = ""  # what went wrong if it fails, e.g. "age out of range [18, 100]"
+    requires_numeric: bool = False  # skipped when its column is not numeric in the batch
+
+
+@dataclass(frozen=True)
+class ExpectationOutcome:
+    """The result of one expectation, reduced to a small JSON-able summary."""
+
+    expectation: str
+    column: str | None
+    severity: str
+    success: bool
+    description: str
+    observed: dict[str, Any]
+    failure: str = ""
+    skipped: str | None = None  # why it was not evaluated; skipped outcomes are never failures
+
+    @property
+    def failed(self) -> bool:
+        return not self.success and self.skipped is None
+
+    def failure_text(self) -> str:
+        """One phrase for reports, e.g. "age out of range [18, 100] (3 rows)"."""
+        text = self.failure or f"failed: {self.description}"
+        observed = self.observed
+        if observed.get("unexpected_count"):
+            count = observed["unexpected_count"]
+            return f"{text} ({count} row{'s' if count != 1 else ''})"
+        if observed.get("exception"):
+            return f"{text} (error: {observed['exception']})"
+        if observed.get("observed_value") is not None:
+            return f"{text} (observed {observed['observed_value']})"
+        return text
+
+
+@dataclass(frozen=True)
+class ValidationResult:
+    """All outcomes of one batch; `passed` is False as soon as one critical expectation failed."""
+
+    passed: bool
+    row_count: int
+    outcomes: list[ExpectationOutcome]
+    gx_version: str = ""
+    duration_seconds: float = 0.0
+
+    @property
+    def critical_failures(self) -> list[ExpectationOutcome]:
+        return [o for o in self.outcomes if o.failed and o.severity == "critical"]
+
+    @property
+    def warnings(self) -> list[ExpectationOutcome]:
+        return [o for o in self.outcomes if o.failed and o.severity == "warning"]
+
+    @property
+    def skipped(self) -> list[ExpectationOutcome]:
+        return [o for o in self.outcomes if o.skipped is not None]
+
+    def failure_reason(self) -> str:
+        """One line naming the failed critical expectations; empty when the batch passed."""
+        return "; ".join(o.failure_text() for o in self.critical_failures)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serialisable summary, e.g. for XCom or the run's report folder."""
+        return {
+            "passed": self.passed,
+            "row_count": self.row_count,
+            "gx_version": self.gx_version,
+            "duration_seconds": round(self.duration_seconds, 3),
+            "failure_reason": self.failure_reason(),
+            "counts": {
+                "expectations": len(self.outcomes),
+                "evaluated": len(self.outcomes) - len(self.skipped),
+                "succeeded": sum(o.success for o in self.outcomes),
+                "critical_failures": len(self.critical_failures),
+                "warnings": len(self.warnings),
+                "skipped": len(self.skipped),
+            },
+            "outcomes": [asdict(o) for o in self.outcomes],
+        }
+
+
+# ---------------------------------------------------------------------------- building the suite
+
+
+def _fmt(value: float | None) -> str:
+    """Numbers as people write them: 18 rather than 18.0."""
+    if value is None:
+        return "-"
+    if float(value).is_integer() and abs(value) < 1e15:
+        return str(int(value))
+    return f"{value:.6g}"
+
+
+def _bounds_text(lo: float | None, hi: float | None) -> str:
+    return f"[{_fmt(lo) if lo is not None else '-inf'}, {_fmt(hi) if hi is not None else 'inf'}]"
+
+
+def _as_text(series: pd.Series) -> pd.Series:
+    """Categories as strings (config allowed_values are strings); nulls stay null."""
+    if pd.api.types.infer_dtype(series, skipna=True) in ("string", "empty"):
+        return series
+    return series.astype(object).where(series.isna(), series.astype(str))
+
+
+def _schema_specs(cfg: ModelConfig) -> list[ExpectationSpec]:
+    schema, rules = cfg.dataset, cfg.validation
+    specs = [
+        ExpectationSpec(
+            "ExpectColumnToExist", {"column": col}, "critical", f"column {col} exists", f"missing column {col}"
+        )
+        for col in [schema.id_column, *schema.feature_names]
+    ]
+    specs.append(
+        ExpectationSpec(
+            "ExpectTableRowCountToBeBetween",
+            {"min_value": rules.min_rows, "max_value": rules.max_rows},
+            "critical",
+            f"row count in {_bounds_text(rules.min_rows, rules.max_rows)} (config)",
+            f"row count outside {_bounds_text(rules.min_rows, rules.max_rows)}",
+        )
+    )
+    specs.append(
+        ExpectationSpec(
+            "ExpectColumnValuesToNotBeNull",
+            {"column": schema.id_column},
+            "critical",
+            f"id column {schema.id_column} has no nulls",
+            f"null ids in {schema.id_column}",
+        )
+    )
+    if rules.unique_ids:
+        specs.append(
+            ExpectationSpec(
+                "ExpectColumnValuesToBeUnique",
+                {"column": schema.id_column},
+                "critical",
+                f"id column {schema.id_column} is unique",
+                f"duplicate ids in {schema.id_column}",
+            )
+        )
+    return specs
+
+
+def _feature_specs(cfg: ModelConfig) -> list[ExpectationSpec]:
+    """Critical checks from the config: dtype, hard bounds, closed category sets."""
+    specs: list[ExpectationSpec] = []
+    for feat in cfg.dataset.features:
+        col = feat.name
+        if feat.type == "numeric":
+            specs.append(
+                ExpectationSpec(
+                    "ExpectColumnValuesToBeInTypeList",
+                    {"column": col, "type_list": NUMERIC_TYPE_LIST},
+                    "critical",
+                    f"{col} is numeric",
+                    f"{col} is not numeric",
+                )
+            )
+            if feat.min is not None or feat.max is not None:
+                bounds = _bounds_text(feat.min, feat.max)
+                specs.append(
+                    ExpectationSpec(
+                        "ExpectColumnValuesToBeBetween",
+                        {"column": col, "min_value": feat.min, "max_value": feat.max},
+                        "critical",
+                        f"{col} within {bounds} (config)",
+                        f"{col} out of range {bounds}",
+                        requires_numeric=True,
+                    )
+                )
+        elif feat.allowed_values is not None:
+            specs.append(
+                ExpectationSpec(
+                    "ExpectColumnValuesToBeInSet",
+                    {"column": col, "value_set": list(feat.allowed_values)},
+                    "critical",
+                    f"{col} in allowed values ({len(feat.allowed_values)}, config)",
+                    f"{col} has values outside the allowed set",
+                )
+            )
+    return specs
+
+
+def _null_specs(cfg: ModelConfig) -> list[ExpectationSpec]:
+    specs: list[ExpectationSpec] = []
+    for feat in cfg.dataset.features:
+        limit = feat.max_null_fraction if feat.max_null_fraction is not None else cfg.validation.max_null_fraction
+        if limit >= 1.0:  # any null rate is allowed: nothing to check
+            continue
+        specs.append(
+            ExpectationSpec(
+                "ExpectColumnValuesToNotBeNull",
+                {"column": feat.name, "mostly": round(1.0 - limit, 10)},
+                "warning",
+                f"{feat.name} null fraction <= {limit:g}",
+                f"{feat.name} null fraction above {limit:g}",
+            )
+        )
+    return specs
+
+
+def _reference_specs(cfg: ModelConfig, reference: pd.DataFrame) -> list[ExpectationSpec]:
+    """Warnings from the reference: widened numeric ranges and the categories seen there."""
+    margin = cfg.validation.reference_range_margin
+    unseen = cfg.validation.max_unseen_category_fraction
+    specs: list[ExpectationSpec] = []
+    for feat in cfg.dataset.features:
+        col = feat.name
+        if col not in reference.columns:
+            continue  # the reference cannot tell us anything about this column
+        if feat.type == "numeric":
+            values = pd.to_numeric(reference[col], errors="coerce").dropna()
+            if values.empty:
+                continue
+            ref_lo, ref_hi = float(values.min()), float(values.max())
+            # A constant reference column has no span; widen by its magnitude instead.
+            span = (ref_hi - ref_lo) or abs(ref_hi) or 1.0
+            lo, hi = ref_lo - margin * span, ref_hi + margin * span
+            specs.append(
+                ExpectationSpec(
+                    "ExpectColumnValuesToBeBetween",
+                    {"column": col, "min_value": lo, "max_value": hi},
+                    "warning",
+                    f"{col} within reference range {_bounds_text(ref_lo, ref_hi)} widened by {margin:g}x span",
+                    f"{col} outside widened reference range {_bounds_text(lo, hi)}",
+                    requires_numeric=True,
+                )
+            )
+        else:
+            seen = sorted(_as_text(reference[col]).dropna().unique().tolist())
+            if not seen:
+                continue
+            specs.append(
+                ExpectationSpec(
+                    "ExpectColumnValuesToBeInSet",
+                    {"column": col, "value_set": seen, "mostly": round(1.0 - unseen, 10)},
+                    "warning",
+                    f"{col} categories seen in reference ({len(seen)}), unseen share <= {unseen:g}",
+                    f"{col} has too many categories unseen in the reference",
+                )
+            )
+    return specs
+
+
+def _rule_specs(cfg: ModelConfig) -> list[ExpectationSpec]:
+    specs: list[ExpectationSpec] = []
+    for number, rule in enumerate(cfg.validation.rules):
+        args = json.dumps(rule.kwargs, sort_keys=True, default=str)
+        args = args if len(args) <= 120 else args[:117] + "..."
+        label = f"validation.rules[{number}] {rule.expectation}"
+        specs.append(
+            ExpectationSpec(rule.expectation, dict(rule.kwargs), rule.severity, f"{label} {args}", f"{label} failed")
+        )
+    return specs
+
+
+def unreadable_result(reason: str, detail: str = "") -> ValidationResult:
+    """A failed result for a batch that could not even be read, so it is reported like any other."""
+    outcome = ExpectationOutcome(
+        expectation="BatchIsReadable",
+        column=None,
+        severity="critical",
+        success=False,
+        description="the batch can be read as CSV or Parquet within the size limit",
+        observed={"detail": detail[:300]} if detail else {},
+        failure=reason,
+    )
+    return ValidationResult(passed=False, row_count=0, outcomes=[outcome])
+
+
+def build_expectations(cfg: ModelConfig, reference: pd.DataFrame) -> list[ExpectationSpec]:
+    """The suite for one model: config-driven critical checks, reference-driven warnings, extra rules."""
+    return [
+        *_schema_specs(cfg),
+        *_feature_specs(cfg),
+        *_null_specs(cfg),
+        *_reference_specs(cfg, reference),
+        *_rule_specs(cfg),
+    ]
+
+
+# ---------------------------------------------------------------------------- running it
+
+
+def _spec_columns(spec: ExpectationSpec) -> list[str]:
+    cols = [spec.kwargs[k] for k in _COLUMN_KEYS if isinstance(spec.kwargs.get(k), str)]
+    for key in _COLUMN_LIST_KEYS:
+        if isinstance(spec.kwargs.get(key), (list, tuple)):
+            cols.extend(c for c in spec.kwargs[key] if isinstance(c, str))
+    return cols
+
+
+def _is_numeric(series: pd.Series) -> bool:
+    return pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series)
+
+
+def _prepare_frame(df: pd.DataFrame, cfg: ModelConfig) -> pd.DataFrame:
+    """A view of the batch in the types the pipeline uses; the caller's frame is never modified.
+
+    Numeric features held as pandas nullable dtypes or as Python numbers in an object column
+    become float64; categorical features become strings. Text in a numeric column is left as is
+    so that the dtype expectation reports it.
+    """
+    out = df.copy(deep=False)
+    for feat in cfg.dataset.features:
+        if feat.name not in out.columns:
+            continue
+        series = out[feat.name]
+        if feat.type == "categorical":
+            out[feat.name] = _as_text(series)
+        elif pd.api.types.is_extension_array_dtype(series.dtype) and _is_numeric(series):
+            out[feat.name] = series.to_numpy(dtype="float64", na_value=math.nan)
+        elif series.dtype == object and pd.api.types.infer_dtype(series, skipna=True) in _NUMERIC_INFERRED:
+            out[feat.name] = pd.to_numeric(series, errors="coerce").astype("float64")
+    return out
+
+
+def _skip_reason(spec: ExpectationSpec, df: pd.DataFrame) -> str | None:
+    """Why an expectation should not run on this batch; GX would only raise confusing errors."""
+    if spec.expectation == "ExpectColumnToExist":
+        return None
+    missing = [c for c in _spec_columns(spec) if c not in df.columns]
+    if missing:
+        return f"column {', '.join(missing)} is missing"
+    if spec.requires_numeric and not _is_numeric(df[spec.kwargs["column"]]):
+        return f"column {spec.kwargs['column']} is not numeric"
+    return None
+
+
+def _expectation_class(gx: Any, spec: ExpectationSpec) -> type:
+    from great_expectations.expectations.expectation import Expectation
+
+    cls = getattr(gx.expectations, spec.expectation, None)
+    if isinstance(cls, type) and issubclass(cls, Expectation):
+        return cls
+    known = [n for n in dir(gx.expectations) if n.startswith("Expect")]
+    close = difflib.get_close_matches(spec.expectation, known, n=1)
+    hint = f"; did you mean {close[0]}?" if close else ""
+    raise ExpectationConfigError(
+        f"{spec.description}: unknown Great Expectations expectation {spec.expectation!r}{hint}"
+    )
+
+
+def _to_gx(gx: Any, spec: ExpectationSpec, index: int) -> Any:
+    cls = _expectation_class(gx, spec)
+    kwargs = dict(spec.kwargs)
+    meta = {**(kwargs.pop("meta", None) or {}), _INDEX_KEY: index}
+    kwargs.pop("result_format", None)  # a rule must not ask for full unexpected lists
+    try:
+        return cls(**kwargs, meta=meta, severity=spec.severity)
+    except Exception as err:  # GX raises pydantic (v1) errors; their text names the bad argument
+        message = " ".join(str(err).split())
+        raise ExpectationConfigError(f"{spec.description}: invalid arguments: {message}") from err
+
+
+def _short(value: Any) -> str:
+    text = str(value)
+    return text if len(text) <= MAX_VALUE_CHARS else text[: MAX_VALUE_CHARS - 3] + "..."
+
+
+def _jsonable(value: Any) -> Any:
+    """Plain JSON scalars; numpy scalars unwrapped, NaN as None, anything else as short text."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if value is None or isinstance(value, (bool, int, float)):
+        return value
+    return _short(value)
+
+
+def _exception_message(info: Any) -> str | None:
+    """GX 1.24 nests exceptions per metric when a metric fails, flat otherwise."""
+    if not isinstance(info, dict):
+        return None
+    entries = [info] if "raised_exception" in info else [v for v in info.values() if isinstance(v, dict)]
+    for entry in entries:
+        if entry.get("raised_exception") or entry.get("exception_message"):
+            return _short(entry.get("exception_message") or "unknown error")
+    return None
+
+
+def _observed(result: dict[str, Any], exception_info: Any) -> dict[str, Any]:
+    observed: dict[str, Any] = {}
+    for key in ("observed_value", "element_count", "unexpected_count", "unexpected_percent", "missing_count"):
+        if result.get(key) is not None:
+            observed[key] = _jsonable(result[key])
+    partial = result.get("partial_unexpected_list")
+    if partial:
+        observed["partial_unexpected"] = [_short(v) for v in partial[:MAX_PARTIAL_VALUES]]
+    message = _exception_message(exception_info)
+    if message:
+        observed["exception"] = message
+    return observed
+
+
+def _outcome(
+    spec: ExpectationSpec, success: bool, observed: dict[str, Any], skipped: str | None = None
+) -> ExpectationOutcome:
+    return ExpectationOutcome(
+        expectation=spec.expectation,
+        column=spec.kwargs.get("column") if isinstance(spec.kwargs.get("column"), str) else None,
+        severity=spec.severity,
+        success=success,
+        description=spec.description,
+        observed=observed,
+        failure=spec.failure,
+        skipped=skipped,
+    )
+
+
+def _quiet_gx() -> Any:
+    """Import GX with analytics off and its logging kept to warnings unless configured otherwise."""
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+    gx_logger = logging.getLogger("great_expectations")
+    if gx_logger.level == logging.NOTSET:
+        gx_logger.setLevel(logging.WARNING)
+    import great_expectations as gx
+
+    return gx
+
+
+def _run_gx(gx: Any, df: pd.DataFrame, suite_name: str, expectations: list[Any]) -> dict[int, Any]:
+    """Validate in a fresh ephemeral context; returns GX results keyed by spec index."""
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    context = gx.get_context(mode="ephemeral")
+    context.variables.progress_bars = ProgressBarsConfig(globally=False)  # tqdm would spam task logs
+    asset = context.data_sources.add_pandas("driftwatch").add_dataframe_asset("batch")
+    batch = asset.add_batch_definition_whole_dataframe("whole").get_batch(batch_parameters={"dataframe": df})
+    # The constructor, unlike add_expectation, neither drops look-alike expectations (a user rule
+    # may repeat a built-in one) nor compares every pair, which is quadratic.
+    suite = gx.ExpectationSuite(name=suite_name, expectations=expectations)
+    results = batch.validate(suite, result_format=RESULT_FORMAT)
+    return {r.expectation_config.meta[_INDEX_KEY]: r for r in results.results}
+
+
+def validate_frame(df: pd.DataFrame, cfg: ModelConfig, reference: pd.DataFrame) -> ValidationResult:
+    """Validate one batch against the model's config and reference data."""
+    import time
+
+    started = time.perf_counter()
+    gx = _quiet_gx()
+    specs = build_expectations(cfg, reference)
+    frame = _prepare_frame(df, cfg)
+    # Build every GX object first so a bad extra rule fails before any work is done.
+    built = {i: _to_gx(gx, spec, i) for i, spec in enumerate(specs)}
+    skips = {i: _skip_reason(spec, frame) for i, spec in enumerate(specs)}
+    runnable = [built[i] for i in built if skips[i] is None]
+    results = _run_gx(gx, frame, f"{cfg.name}_batch", runnable) if runnable else {}
+
+    outcomes = []
+    for i, spec in enumerate(specs):
+        if skips[i] is not None:
+            outcomes.append(_outcome(spec, False, {}, skipped=skips[i]))
+            continue
+        res = results.get(i)
+        if res is None:  # GX dropped it; never report that as a pass
+            outcomes.append(_outcome(spec, False, {"exception": "Great Expectations returned no result"}))
+            continue
+        outcomes.append(_outcome(spec, bool(res.success), _observed(dict(res.result or {}), res.exception_info)))
+    passed = not any(o.failed and o.severity == "critical" for o in outcomes)
+    return ValidationResult(
+        passed=passed,
+        row_count=len(df),
+        outcomes=outcomes,
+        gx_version=gx.__version__,
+        duration_seconds=time.perf_counter() - started,
+    )
+
+
+# ---------------------------------------------------------------------------- HTML report
+
+_CSS = """
+body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;margin:2rem;color:#1f2328;max-width:75rem}
+h1{font-size:1.4rem}h2{font-size:1.1rem;margin-top:2rem}
+.badge{display:inline-block;padding:.25rem .75rem;border-radius:.4rem;font-weight:700;color:#fff}
+.pass{background:#1a7f37}.fail{background:#cf222e}.warn{background:#9a6700}.skip{background:#6e7781}
+table{border-collapse:collapse;width:100%;font-size:.9rem}
+th,td{border:1px solid #d0d7de;padding:.35rem .5rem;text-align:left;vertical-align:top}
+th{background:#f6f8fa}dt{font-weight:600}dd{margin:0 0 .4rem 0}
+code{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:.85rem;word-break:break-all}
+.none{color:#57606a;font-style:italic}
+"""
+
+
+def _e(value: Any) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def _status(outcome: ExpectationOutcome) -> str:
+    if outcome.skipped is not None:
+        return '<span class="badge skip">skipped</span>'
+    if outcome.success:
+        return '<span class="badge pass">pass</span>'
+    cls = "fail" if outcome.severity == "critical" else "warn"
+    return f'<span class="badge {cls}">fail</span>'
+
+
+def _observed_html(outcome: ExpectationOutcome) -> str:
+    parts = [f"<code>{_e(k)}: {_e(json.dumps(v, default=str))}</code>" for k, v in outcome.observed.items()]
+    if outcome.skipped is not None:
+        parts.insert(0, f"<code>skipped: {_e(outcome.skipped)}</code>")
+    return "<br>".join(parts)
+
+
+def _table(outcomes: list[ExpectationOutcome], *, failures: bool) -> str:
+    if not outcomes:
+        return '<p class="none">None.</p>'
+    head = "<tr><th>Status</th><th>Severity</th><th>Check</th><th>Column</th><th>Expectation</th><th>Observed</th></tr>"
+    rows = [
+        "<tr>"
+        f"<td>{_status(o)}</td><td>{_e(o.severity)}</td>"
+        f"<td>{_e(o.failure_text() if failures else o.description)}</td>"
+        f"<td>{_e(o.column or '')}</td><td><code>{_e(o.expectation)}</code></td>"
+        f"<td>{_observed_html(o)}</td>"
+        "</tr>"
+        for o in outcomes
+    ]
+    return f"<table>{head}{''.join(rows)}</table>"
+
+
+def render_validation_html(result: ValidationResult, *, model: str, batch_date: str, sources: list[str]) -> str:
+    """A self-contained HTML report: no scripts, no external resources, every value escaped."""
+    counts = result.to_dict()["counts"]
+    badge = '<span class="badge pass">PASSED</span>' if result.passed else '<span class="badge fail">FAILED</span>'
+    reason = f"<p>{_e(result.failure_reason())}</p>" if not result.passed else ""
+    source_items = "".join(f"<li><code>{_e(s)}</code></li>" for s in sources) or '<li class="none">none</li>'
+    count_text = ", ".join(f"{_e(k.replace('_', ' '))}: {_e(v)}" for k, v in counts.items())
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        # The report is opened from object storage or email: forbid anything but inline styles.
+        "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src 'unsafe-inline'\">"
+        f"<title>Validation {_e(model)} {_e(batch_date)}</title><style>{_CSS}</style></head><body>"
+        f"<h1>Batch validation: {_e(model)} &middot; {_e(batch_date)}</h1>"
+        f"<p>{badge}</p>{reason}"
+        f"<dl><dt>Rows</dt><dd>{_e(result.row_count)}</dd>"
+        f"<dt>Expectations</dt><dd>{count_text}</dd>"
+        f"<dt>Sources</dt><dd><ul>{source_items}</ul></dd>"
+        f"<dt>Great Expectations</dt><dd>{_e(result.gx_version or 'unknown')}</dd></dl>"
+        f"<h2>Critical failures ({len(result.critical_failures)})</h2>{_table(result.critical_failures, failures=True)}"
+        f"<h2>Warnings ({len(result.warnings)})</h2>{_table(result.warnings, failures=True)}"
+        f"<h2>All expectations ({len(result.outcomes)})</h2>{_table(result.outcomes, failures=False)}"
+        "</body></html>\n"
+    )

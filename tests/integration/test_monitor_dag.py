@@ -1,0 +1,161 @@
+"""The monitor DAG end to end with dag.test(): real moto S3 server and SMTP sink on loopback."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, date, datetime
+
+import pytest
+
+from devstack.smtp_sink import read_messages
+from driftwatch import demo_data, layout, seeding, storage
+
+pytestmark = pytest.mark.integration
+
+START = date(2026, 1, 1)
+
+
+def pii_markers(batch) -> list[str]:
+    """The PII column name plus real PII values of the batch ('email' alone is a word in any JS bundle)."""
+    return ["applicant_name", *batch.features["email"].head(20), *batch.features["applicant_name"].head(20)]
+
+
+@pytest.fixture(scope="module")
+def airflow_db():
+    """A fresh Airflow metadata DB (SQLite, in the test AIRFLOW_HOME)."""
+    from airflow.utils.db import resetdb
+
+    resetdb(skip_init=False)
+
+
+@pytest.fixture(scope="module")
+def scenario():
+    return demo_data.generate_scenario(START, days=14, seed=11, rows_per_day=400)
+
+
+@pytest.fixture
+def seeded(s3, s3_endpoint, demo_cfg, scenario, monkeypatch):
+    """Reference and all scenario batches landed in the bucket; aws_default points at moto."""
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_AWS_DEFAULT",
+        json.dumps(
+            {
+                "conn_type": "aws",
+                "login": "test-key",
+                "password": "test-secret",
+                "extra": {"endpoint_url": s3_endpoint, "region_name": "us-east-1"},
+            }
+        ),
+    )
+    seeding.write_reference(s3, demo_cfg, demo_data.generate_reference(seed=11, rows=1200))
+    for batch in scenario:
+        seeding.write_batch(s3, demo_cfg, batch)
+    return {b.kind: b for b in scenario} | {"by_date": {b.batch_date: b for b in scenario}}
+
+
+def run_monitor(cfg, batch_date: date):
+    from monitor import build_monitor_dag
+
+    dag = build_monitor_dag(cfg)
+    run = dag.test(logical_date=datetime.combine(batch_date, datetime.min.time(), tzinfo=UTC))
+    return run, {ti.task_id: ti.state for ti in run.get_task_instances()}
+
+
+def first_of(scenario, kind):
+    return next(b for b in scenario if b.kind == kind)
+
+
+def strongest_drift(scenario):
+    return max((b for b in scenario if b.kind == "covariate_drift"), key=lambda b: b.drift_strength)
+
+
+def asset_events(cfg):
+    from airflow.models.asset import AssetEvent, AssetModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        rows = (
+            session.query(AssetEvent)
+            .join(AssetModel, AssetEvent.asset_id == AssetModel.id)
+            .filter(AssetModel.name == layout.drift_asset_name(cfg))
+            .all()
+        )
+        return [dict(r.extra or {}) for r in rows]
+
+
+def report_text(s3, cfg, day: str, name: str) -> str:
+    return storage.read_bytes(s3, cfg.storage.bucket, layout.report_prefix(cfg, day) + name).decode()
+
+
+def test_clean_batch_raises_no_alert(airflow_db, seeded, s3, demo_cfg, mail_dir, scenario):
+    batch = first_of(scenario, "stable")
+    day = batch.batch_date
+    run, states = run_monitor(demo_cfg, day)
+
+    assert states["validate_batch"] == "success"
+    assert states["compute_drift"] == "success"
+    assert states["quarantine_batch"] == "skipped"
+    assert states["alert_drift"] == "skipped" and states["request_retraining"] == "skipped"
+    assert read_messages(mail_dir) == []
+    record = json.loads(storage.read_bytes(s3, demo_cfg.storage.bucket, layout.history_key(demo_cfg, day.isoformat())))
+    assert record["status"] == "passed" and record["action"] == "none"
+    assert record["drift"]["share"] < demo_cfg.drift.dataset_drift_share
+    manifest = json.loads(report_text(s3, demo_cfg, day.isoformat(), "manifest.json"))
+    assert {"validation.html", "validation.json", "drift.html", "drift.json"} <= set(manifest["artifacts"])
+    for name in ("validation.html", "drift.html", "drift.json", "validation.json"):
+        text = report_text(s3, demo_cfg, day.isoformat(), name)
+        leaked = [marker for marker in pii_markers(batch) if marker in text]
+        assert not leaked, f"PII leaked into {name}: {leaked[:3]}"
+    assert "<html" in report_text(s3, demo_cfg, day.isoformat(), "drift.html").lower()
+
+
+def test_drifted_batch_alerts_and_requests_retraining(airflow_db, seeded, s3, demo_cfg, mail_dir, scenario):
+    batch = strongest_drift(scenario)
+    before = len(asset_events(demo_cfg))
+    run, states = run_monitor(demo_cfg, batch.batch_date)
+
+    assert states["compute_drift"] == "success"
+    assert states["alert_drift"] == "success" and states["request_retraining"] == "success"
+    messages = read_messages(mail_dir)
+    assert len(messages) == 1
+    assert "drift" in messages[0]["Subject"] and batch.batch_date.isoformat() in messages[0]["Subject"]
+    html = messages[0].get_body(("html",)).get_content()
+    assert "<table" in html and "score" in html
+    events = asset_events(demo_cfg)
+    assert len(events) == before + 1
+    assert events[-1]["batch_date"] == batch.batch_date.isoformat()
+    assert events[-1]["reason"].startswith("data drift")
+
+
+def test_broken_batch_is_quarantined_without_drift(airflow_db, seeded, s3, demo_cfg, mail_dir, scenario):
+    batch = first_of(scenario, "broken")
+    day = batch.batch_date.isoformat()
+    raw_key = seeding.batch_key(demo_cfg, batch)
+    raw_before = storage.read_bytes(s3, demo_cfg.storage.bucket, raw_key)
+    run, states = run_monitor(demo_cfg, batch.batch_date)
+
+    assert states["quarantine_batch"] == "success"
+    assert states["compute_drift"] == "skipped"
+    assert storage.read_bytes(s3, demo_cfg.storage.bucket, raw_key) == raw_before, "raw batch was modified"
+    q_prefix = layout.quarantine_prefix(demo_cfg, day)
+    keys = {o.key[len(q_prefix) :] for o in storage.list_objects(s3, demo_cfg.storage.bucket, q_prefix)}
+    assert {"validation.html", "validation.json", "manifest.json", f"data/part-000.{batch.fmt}"} <= keys
+    assert storage.object_size(s3, demo_cfg.storage.bucket, layout.report_prefix(demo_cfg, day) + "drift.html") is None
+    messages = read_messages(mail_dir)
+    assert len(messages) == 1 and "quarantined" in messages[0]["Subject"]
+    assert "credit_utilization" in messages[0].get_body(("plain",)).get_content()
+    record = json.loads(storage.read_bytes(s3, demo_cfg.storage.bucket, layout.history_key(demo_cfg, day)))
+    assert record["status"] == "quarantined" and record["drift"] is None
+
+
+def test_rerun_overwrites_instead_of_duplicating(airflow_db, seeded, s3, demo_cfg, mail_dir, scenario):
+    day = first_of(scenario, "stable").batch_date
+    run_monitor(demo_cfg, day)
+    keys_first = sorted(
+        o.key for o in storage.list_objects(s3, demo_cfg.storage.bucket, demo_cfg.storage.output_prefix)
+    )
+    run_monitor(demo_cfg, day)
+    keys_second = sorted(
+        o.key for o in storage.list_objects(s3, demo_cfg.storage.bucket, demo_cfg.storage.output_prefix)
+    )
+    assert keys_first == keys_second
