@@ -1,0 +1,77 @@
+"""A small client for Airflow 3's public REST API (/api/v2), authenticated with a JWT."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import requests
+
+TERMINAL_RUN_STATES = {"success", "failed"}
+
+
+class AirflowApiError(RuntimeError):
+    """An API call failed; the message carries the method, path, status and Airflow's detail."""
+
+
+class AirflowApi:
+    def __init__(self, base_url: str, username: str, password: str, timeout: float = 30.0) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.timeout = timeout
+        self.session = requests.Session()
+        response = self.session.post(
+            f"{self.base_url}/auth/token", json={"username": username, "password": password}, timeout=timeout
+        )
+        if response.status_code not in (200, 201):
+            raise AirflowApiError(f"login as {username} failed: HTTP {response.status_code} {response.text[:200]}")
+        self.session.headers["Authorization"] = f"Bearer {response.json()['access_token']}"
+
+    def call(self, method: str, path: str, **kwargs: Any) -> Any:
+        response = self.session.request(method, f"{self.base_url}/api/v2{path}", timeout=self.timeout, **kwargs)
+        if response.status_code >= 400:
+            raise AirflowApiError(f"{method} {path}: HTTP {response.status_code}: {response.text[:500]}")
+        return response.json() if response.content else None
+
+    def wait_for_dag(self, dag_id: str, timeout: float = 180.0) -> dict[str, Any]:
+        """Wait until the DAG processor has parsed a DAG; import errors end the wait early."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                return self.call("GET", f"/dags/{dag_id}")
+            except AirflowApiError as err:
+                if "HTTP 404" not in str(err):
+                    raise
+            errors = self.call("GET", "/importErrors").get("import_errors", [])
+            if errors:
+                details = "\n".join(f"{e['filename']}: {e['stack_trace'][-800:]}" for e in errors)
+                raise AirflowApiError(f"DAG files failed to import:\n{details}")
+            if time.monotonic() > deadline:
+                raise AirflowApiError(f"DAG {dag_id} did not appear within {timeout:.0f} s")
+            time.sleep(2)
+
+    def set_paused(self, dag_id: str, paused: bool) -> None:
+        self.call("PATCH", f"/dags/{dag_id}", json={"is_paused": paused})
+
+    def create_backfill(self, dag_id: str, from_date: str, to_date: str, max_active_runs: int) -> dict[str, Any]:
+        return self.call(
+            "POST",
+            "/backfills",
+            json={
+                "dag_id": dag_id,
+                "from_date": f"{from_date}T00:00:00Z",
+                "to_date": f"{to_date}T00:00:00Z",
+                "max_active_runs": max_active_runs,
+                "reprocess_behavior": "none",
+            },
+        )
+
+    def dag_runs(self, dag_id: str) -> list[dict[str, Any]]:
+        return self.call("GET", f"/dags/{dag_id}/dagRuns", params={"limit": 100, "order_by": "logical_date"})[
+            "dag_runs"
+        ]
+
+    def task_instances(self, dag_id: str, run_id: str) -> list[dict[str, Any]]:
+        return self.call("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances")["task_instances"]
+
+    def trigger(self, dag_id: str, conf: dict[str, Any] | None = None, logical_date: str | None = None) -> dict:
+        return self.call("POST", f"/dags/{dag_id}/dagRuns", json={"conf": conf or {}, "logical_date": logical_date})

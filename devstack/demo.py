@@ -1,0 +1,199 @@
+"""`make demo`: start the embedded stack, land the scenario, run it through the real scheduler.
+
+The scenario covers the last N days (ending yesterday), so that the daily schedule's own
+latest run falls on a seeded batch; the earlier days run as an Airflow backfill. Nothing
+already in the bucket is overwritten, so running the demo twice is safe.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from devstack import stack
+from devstack.airflow_api import TERMINAL_RUN_STATES, AirflowApi
+from devstack.smtp_sink import read_messages
+
+REPO = Path(__file__).resolve().parents[1]
+DEMO_CONFIG = REPO / "config" / "models" / "credit_default.yaml"
+SEED = 7
+
+
+def s3_client(env: dict[str, str]) -> Any:
+    import boto3
+
+    return boto3.client(
+        "s3",
+        endpoint_url=env["AWS_ENDPOINT_URL_S3"],
+        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+        region_name=env["AWS_DEFAULT_REGION"],
+    )
+
+
+def seed(client: Any, cfg: Any, start: date, days: int, rows_per_day: int) -> list[Any]:
+    """Land the reference, the batches and their labels, skipping whatever is already there."""
+    from driftwatch import demo_data, seeding, storage
+
+    if storage.object_size(client, cfg.storage.bucket, cfg.storage.reference_key) is None:
+        seeding.write_reference(client, cfg, demo_data.generate_reference(seed=SEED))
+    batches = demo_data.generate_scenario(start, days=days, seed=SEED, rows_per_day=rows_per_day)
+    landed = 0
+    for batch in batches:
+        # Raw batches are never overwritten, not even by the demo that made them.
+        if storage.object_size(client, cfg.storage.bucket, seeding.batch_key(cfg, batch)) is None:
+            seeding.write_batch(client, cfg, batch)
+            seeding.write_labels(client, cfg, batch)
+            landed += 1
+    print(f"seeded {landed} new batch(es) of {days} ({rows_per_day} rows each) in s3://{cfg.storage.bucket}/")
+    return batches
+
+
+def _running_task(api: AirflowApi, dag_id: str, run_id: str) -> str:
+    active = [
+        t["task_id"] for t in api.task_instances(dag_id, run_id) if t["state"] in {"running", "deferred", "queued"}
+    ]
+    return ",".join(active) or "scheduling"
+
+
+def wait_for_runs(api: AirflowApi, dag_id: str, dates: list[str], timeout: float) -> dict[str, dict[str, Any]]:
+    """Print progress until every batch date has a finished run; return the runs by date."""
+    deadline, last_line = time.monotonic() + timeout, ""
+    while True:
+        runs = {r["logical_date"][:10]: r for r in api.dag_runs(dag_id) if r.get("logical_date")}
+        mine = {d: runs[d] for d in dates if d in runs}
+        done = [d for d, r in mine.items() if r["state"] in TERMINAL_RUN_STATES]
+        active = [
+            f"{d}:{_running_task(api, dag_id, r['dag_run_id'])}" for d, r in sorted(mine.items()) if d not in done
+        ]
+        line = f"  {dag_id}: {len(done)}/{len(dates)} batches done" + (
+            f"; running {' '.join(active)}" if active else ""
+        )
+        if line != last_line:
+            print(line, flush=True)
+            last_line = line
+        if len(done) == len(dates):
+            return mine
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{dag_id}: {len(dates) - len(done)} run(s) still unfinished after {timeout:.0f} s")
+        time.sleep(3)
+
+
+def wait_for_consumers(api: AirflowApi, dag_id: str, timeout: float) -> list[dict[str, Any]]:
+    """Wait until no run of an Asset-triggered DAG is queued or running."""
+    deadline = time.monotonic() + timeout
+    while True:
+        runs = api.dag_runs(dag_id)
+        if all(r["state"] in TERMINAL_RUN_STATES for r in runs) or time.monotonic() > deadline:
+            return runs
+        time.sleep(3)
+
+
+def batch_table(client: Any, cfg: Any, dates: list[str], runs: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    from driftwatch import history
+
+    rows = []
+    for day in dates:
+        record = history.read_record(client, cfg, day) or {}
+        drift = record.get("drift") or {}
+        rows.append(
+            {
+                "batch_date": day,
+                "run_state": runs.get(day, {}).get("state", "missing"),
+                "rows": record.get("rows"),
+                "validation": record.get("status", "no record"),
+                "drift_share": drift.get("share"),
+                "action": record.get("action", "none"),
+                "reason": record.get("reason") or (record.get("validation") or {}).get("reason", ""),
+            }
+        )
+    return rows
+
+
+def print_table(rows: list[dict[str, Any]]) -> None:
+    print(f"\n{'batch':<11} {'run':<8} {'rows':>6}  {'validation':<12} {'drift share':>11}  action")
+    for r in rows:
+        share = "" if r["drift_share"] is None else f"{r['drift_share']:.0%}"
+        print(
+            f"{r['batch_date']:<11} {r['run_state']:<8} {r['rows'] or 0:>6}  {r['validation']:<12} "
+            f"{share:>11}  {r['action']}"
+        )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m devstack.demo", description=__doc__)
+    parser.add_argument("--days", type=int, default=14)
+    parser.add_argument("--rows-per-day", type=int, default=2000)
+    parser.add_argument("--timeout", type=float, default=900.0, help="seconds to wait for the runs")
+    args = parser.parse_args(argv)
+    started = time.monotonic()
+
+    from driftwatch.config import load_config
+
+    cfg = load_config(DEMO_CONFIG)
+    stack.start()
+    env, endpoints, password = stack.airflow_env(), stack.endpoints(), stack.admin_password()
+    client = s3_client(env)
+    today = datetime.now(UTC).date()
+    start = today - timedelta(days=args.days)
+    dates = [(start + timedelta(days=i)).isoformat() for i in range(args.days)]
+    seed(client, cfg, start, args.days, args.rows_per_day)
+
+    api = AirflowApi(endpoints["airflow_url"], endpoints["login_user"], password or "")
+    monitor_id, retrain_id = f"monitor__{cfg.name}", f"retrain__{cfg.name}"
+    for dag_id in (monitor_id, retrain_id):
+        api.wait_for_dag(dag_id)
+        api.set_paused(dag_id, False)
+    print(f"backfilling {monitor_id} over {dates[0]} .. {dates[-1]} through the scheduler")
+    api.create_backfill(monitor_id, dates[0], dates[-1], max_active_runs=4)
+    runs = wait_for_runs(api, monitor_id, dates, args.timeout)
+    retrain_runs = wait_for_consumers(api, retrain_id, timeout=120)
+
+    rows = batch_table(client, cfg, dates, runs)
+    print_table(rows)
+    mails = [{"subject": m["Subject"], "to": m["To"]} for m in read_messages(Path(endpoints["mail_dir"]))]
+    print(f"\nemails sent ({len(mails)}), saved as .eml in {endpoints['mail_dir']}:")
+    for mail in mails:
+        print(f"  - {mail['subject']}")
+    asset_runs = [r for r in retrain_runs if r.get("run_type") == "asset_triggered"]
+    print(f"\n{retrain_id}: {len(asset_runs)} Asset-triggered run(s)")
+    wall = time.monotonic() - started
+    print(f"\nAirflow UI: {endpoints['airflow_url']}  (user {endpoints['login_user']}, password {password})")
+    print(f"S3 endpoint: {endpoints['s3_endpoint']}  bucket {cfg.storage.bucket}")
+    print(f"demo wall time: {wall:.0f} s.  `make stop` ends the stack.")
+
+    summary = {
+        "model": cfg.name,
+        "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "wall_seconds": round(wall, 1),
+        "batches": rows,
+        "emails": mails,
+        "retrain_runs": [
+            {"run_id": r["dag_run_id"], "run_type": r.get("run_type"), "state": r["state"]} for r in retrain_runs
+        ],
+        "endpoints": {
+            "airflow_ui": endpoints["airflow_url"],
+            "airflow_user": endpoints["login_user"],
+            "airflow_password_file": endpoints["password_file"],
+            "s3_endpoint": endpoints["s3_endpoint"],
+            "bucket": cfg.storage.bucket,
+            "mail_dir": endpoints["mail_dir"],
+        },
+    }
+    out = Path(endpoints["state_dir"]) / "demo-summary.json"
+    out.write_text(json.dumps(summary, indent=2))
+    print(f"summary written to {out}")
+    failed = [r["batch_date"] for r in rows if r["run_state"] != "success"]
+    if failed:
+        print(f"runs that did not succeed: {failed}; see {endpoints['logs_dir']} and the Airflow UI", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

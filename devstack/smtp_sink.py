@@ -1,0 +1,196 @@
+"""SMTP sink: accepts every message on loopback and saves it as an .eml file.
+
+Used in-process by tests (``with SmtpSink(tmp_path) as sink: ... sink.port``) and as a
+standalone service by the dev stack (``python -m devstack.smtp_sink --folder F --port P``).
+Nothing is relayed anywhere; there is no authentication, so it only binds to loopback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import email.policy
+import hashlib
+import ipaddress
+import os
+import signal
+import sys
+import threading
+from datetime import UTC, datetime, timedelta
+from email.message import EmailMessage
+from email.parser import BytesParser
+from pathlib import Path
+from types import FrameType, TracebackType
+from typing import Any
+
+from aiosmtpd.controller import Controller
+
+DEFAULT_PORT = 8025
+# Reported in the SMTP banner; fixed so aiosmtpd never calls socket.getfqdn(), which can
+# block on DNS in a sandbox without network.
+SERVER_NAME = "driftwatch-smtp-sink"
+
+
+def message_file_name(raw: bytes, received: datetime) -> str:
+    """Return ``<UTC timestamp>-<hash>.eml``: names sort in arrival order."""
+    stamp = received.astimezone(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
+    return f"{stamp}-{hashlib.sha256(raw).hexdigest()[:10]}.eml"
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to a hidden temp file beside ``path``, then rename it into place.
+
+    Readers that glob ``*.eml`` therefore never see a half-written message.
+    """
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def read_messages(folder: str | os.PathLike[str]) -> list[EmailMessage]:
+    """Parse every saved message in ``folder``, oldest first (a missing folder is empty)."""
+    parser = BytesParser(policy=email.policy.default)
+    messages: list[EmailMessage] = []
+    for path in sorted(Path(folder).glob("*.eml")):
+        with open(path, "rb") as fh:
+            msg = parser.parse(fh)
+        assert isinstance(msg, EmailMessage)
+        messages.append(msg)
+    return messages
+
+
+def _with_envelope(content: bytes, mail_from: str, rcpt_tos: list[str]) -> bytes:
+    """Prepend the SMTP envelope as headers, so Bcc recipients stay visible in the file."""
+    eol = b"\r\n" if b"\r\n" in content[:4096] else b"\n"
+    head = f"X-Envelope-From: <{mail_from}>".encode() + eol
+    head += f"X-Envelope-To: {', '.join(f'<{r}>' for r in rcpt_tos)}".encode() + eol
+    return head + content
+
+
+class _SaveHandler:
+    """aiosmtpd handler that stores each accepted message in a folder."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self._lock = threading.Lock()
+        self._last = datetime.min.replace(tzinfo=UTC)
+
+    def _arrival_time(self) -> datetime:
+        # Strictly increasing even within one clock tick, so file names keep arrival order.
+        with self._lock:
+            now = max(datetime.now(UTC), self._last + timedelta(microseconds=1))
+            self._last = now
+            return now
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        content = envelope.original_content or envelope.content
+        if isinstance(content, str):
+            content = content.encode("utf-8", "surrogateescape")
+        raw = _with_envelope(content, envelope.mail_from or "", list(envelope.rcpt_tos))
+        write_atomic(self.folder / message_file_name(raw, self._arrival_time()), raw)
+        return "250 Message accepted for delivery"
+
+
+class _Controller(Controller):
+    """Controller that supports port 0 (aiosmtpd itself would try to connect to port 0)."""
+
+    def _trigger_server(self) -> None:
+        if self.port == 0 and self.server is not None:
+            self.port = self.server.sockets[0].getsockname()[1]
+        super()._trigger_server()
+
+
+class SmtpSink:
+    """An SMTP server on loopback saving every message to ``folder`` as an .eml file.
+
+    ``port=0`` picks a free port; read the real one from ``.port`` after ``start()``.
+    """
+
+    def __init__(self, folder: str | os.PathLike[str], host: str = "127.0.0.1", port: int = 0) -> None:
+        if not ipaddress.ip_address(host).is_loopback:
+            raise ValueError(f"SmtpSink accepts mail without authentication; refusing to bind {host}")
+        self.folder = Path(folder)
+        self.host = host
+        self._requested_port = port
+        self._controller: _Controller | None = None
+
+    @property
+    def port(self) -> int:
+        """The bound port while running, else the requested one."""
+        return self._controller.port if self._controller else self._requested_port
+
+    def start(self) -> SmtpSink:
+        """Create the folder and start serving in a background thread."""
+        if self._controller is not None:
+            return self
+        self.folder.mkdir(parents=True, exist_ok=True)
+        controller = _Controller(
+            _SaveHandler(self.folder),
+            hostname=self.host,
+            port=self._requested_port,
+            server_hostname=SERVER_NAME,
+        )
+        controller.start()
+        self._controller = controller
+        return self
+
+    def stop(self) -> None:
+        """Stop serving; safe to call twice."""
+        if self._controller is not None:
+            self._controller.stop()
+            self._controller = None
+
+    def messages(self) -> list[EmailMessage]:
+        """All messages received so far, oldest first."""
+        return read_messages(self.folder)
+
+    def __enter__(self) -> SmtpSink:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+def _wait_for_signal() -> None:
+    """Block until SIGTERM or SIGINT."""
+    stop = threading.Event()
+
+    def _handler(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _handler)
+    signal.signal(signal.SIGINT, _handler)
+    while not stop.wait(1.0):
+        pass
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the sink as a standalone process until SIGTERM/SIGINT."""
+    parser = argparse.ArgumentParser(prog="python -m devstack.smtp_sink", description=__doc__)
+    parser.add_argument("--folder", required=True, help="where .eml files are written")
+    parser.add_argument("--host", default="127.0.0.1", help="loopback address to bind")
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="0 picks a free port")
+    args = parser.parse_args(argv)
+    try:
+        sink = SmtpSink(args.folder, host=args.host, port=args.port).start()
+    except (OSError, ValueError) as exc:
+        print(f"smtp sink: cannot start on {args.host}:{args.port}: {exc}", file=sys.stderr)
+        return 1
+    print(f"smtp sink listening on {sink.host}:{sink.port}, saving to {sink.folder}", flush=True)
+    try:
+        _wait_for_signal()
+    finally:
+        sink.stop()
+    print("smtp sink stopped", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
