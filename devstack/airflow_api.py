@@ -26,8 +26,14 @@ class AirflowApi:
             raise AirflowApiError(f"login as {username} failed: HTTP {response.status_code} {response.text[:200]}")
         self.session.headers["Authorization"] = f"Bearer {response.json()['access_token']}"
 
-    def call(self, method: str, path: str, **kwargs: Any) -> Any:
-        response = self.session.request(method, f"{self.base_url}/api/v2{path}", timeout=self.timeout, **kwargs)
+    def call(self, method: str, path: str, retries: int = 30, **kwargs: Any) -> Any:
+        """One API call; SQLite's "database is locked" answers (500/503) are retried, others raised."""
+        for attempt in range(retries + 1):
+            response = self.session.request(method, f"{self.base_url}/api/v2{path}", timeout=self.timeout, **kwargs)
+            locked = response.status_code in (500, 503) and "atabase" in response.text
+            if not locked or attempt == retries:
+                break
+            time.sleep(1 + attempt % 3)
         if response.status_code >= 400:
             raise AirflowApiError(f"{method} {path}: HTTP {response.status_code}: {response.text[:500]}")
         return response.json() if response.content else None
@@ -52,18 +58,17 @@ class AirflowApi:
     def set_paused(self, dag_id: str, paused: bool) -> None:
         self.call("PATCH", f"/dags/{dag_id}", json={"is_paused": paused})
 
-    def create_backfill(self, dag_id: str, from_date: str, to_date: str, max_active_runs: int) -> dict[str, Any]:
-        return self.call(
-            "POST",
-            "/backfills",
-            json={
-                "dag_id": dag_id,
-                "from_date": f"{from_date}T00:00:00Z",
-                "to_date": f"{to_date}T00:00:00Z",
-                "max_active_runs": max_active_runs,
-                "reprocess_behavior": "none",
-            },
-        )
+    def create_backfill(
+        self, dag_id: str, from_date: str, to_date: str, max_active_runs: int, reprocess: bool = False
+    ) -> dict[str, Any]:
+        body = {
+            "dag_id": dag_id,
+            "from_date": f"{from_date}T00:00:00Z",
+            "to_date": f"{to_date}T00:00:00Z",
+            "max_active_runs": max_active_runs,
+            "reprocess_behavior": "completed" if reprocess else "none",
+        }
+        return self.call("POST", "/backfills", json=body)
 
     def dag_runs(self, dag_id: str) -> list[dict[str, Any]]:
         return self.call("GET", f"/dags/{dag_id}/dagRuns", params={"limit": 100, "order_by": "logical_date"})[

@@ -36,8 +36,11 @@ def s3_client(env: dict[str, str]) -> Any:
     )
 
 
-def seed(client: Any, cfg: Any, start: date, days: int, rows_per_day: int) -> list[Any]:
-    """Land the reference, the batches and their labels, skipping whatever is already there."""
+def seed(client: Any, cfg: Any, start: date, days: int, rows_per_day: int) -> int:
+    """Land the reference, the batches and their labels, skipping whatever is already there.
+
+    Returns how many batches were newly landed.
+    """
     from driftwatch import demo_data, seeding, storage
 
     if storage.object_size(client, cfg.storage.bucket, cfg.storage.reference_key) is None:
@@ -51,7 +54,7 @@ def seed(client: Any, cfg: Any, start: date, days: int, rows_per_day: int) -> li
             seeding.write_labels(client, cfg, batch)
             landed += 1
     print(f"seeded {landed} new batch(es) of {days} ({rows_per_day} rows each) in s3://{cfg.storage.bucket}/")
-    return batches
+    return landed
 
 
 def _running_task(api: AirflowApi, dag_id: str, run_id: str) -> str:
@@ -142,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     today = datetime.now(UTC).date()
     start = today - timedelta(days=args.days)
     dates = [(start + timedelta(days=i)).isoformat() for i in range(args.days)]
-    seed(client, cfg, start, args.days, args.rows_per_day)
+    landed = seed(client, cfg, start, args.days, args.rows_per_day)
 
     api = AirflowApi(endpoints["airflow_url"], endpoints["login_user"], password or "")
     monitor_id, retrain_id = f"monitor__{cfg.name}", f"retrain__{cfg.name}"
@@ -150,7 +153,8 @@ def main(argv: list[str] | None = None) -> int:
         api.wait_for_dag(dag_id)
         api.set_paused(dag_id, False)
     print(f"backfilling {monitor_id} over {dates[0]} .. {dates[-1]} through the scheduler")
-    api.create_backfill(monitor_id, dates[0], dates[-1], max_active_runs=4)
+    # moto keeps S3 in memory: after a restart the batches are new, so earlier runs are redone.
+    api.create_backfill(monitor_id, dates[0], dates[-1], max_active_runs=4, reprocess=landed > 0)
     runs = wait_for_runs(api, monitor_id, dates, args.timeout)
     retrain_runs = wait_for_consumers(api, retrain_id, timeout=120)
 
