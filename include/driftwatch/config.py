@@ -205,6 +205,66 @@ class MonitorConfig(_Strict):
     retry_delay_seconds: int = Field(default=30, ge=1)
 
 
+CLASSIFICATION_METRICS = ("roc_auc", "average_precision", "f1", "accuracy", "balanced_accuracy", "log_loss")
+REGRESSION_METRICS = ("rmse", "mae", "r2")
+LOWER_IS_BETTER = {"log_loss", "rmse", "mae"}
+
+
+class TrainingConfig(_Strict):
+    """How a challenger is trained: estimator, hyperparameters and the data window."""
+
+    estimator: Literal[
+        "logistic_regression",
+        "random_forest",
+        "hist_gradient_boosting",
+        "ridge",
+        "random_forest_regressor",
+        "hist_gradient_boosting_regressor",
+    ] = "logistic_regression"
+    hyperparameters: dict[str, Any] = Field(default_factory=dict)
+    class_weight: Literal["balanced"] | None = Field(default="balanced", description="Classification only.")
+    window_days: int = Field(default=7, ge=1, description="Most recent validated, labelled batches to train on.")
+    holdout_days: int = Field(default=2, ge=1, description="The latest labelled days, kept as the time-based test set.")
+    min_training_rows: int = Field(default=200, ge=10)
+    include_reference: bool = Field(default=False, description="Also train on the champion's reference data.")
+    seed: int = 42
+
+    @model_validator(mode="after")
+    def _holdout_fits(self) -> TrainingConfig:
+        if self.holdout_days >= self.window_days:
+            raise ValueError("holdout_days must be smaller than window_days")
+        return self
+
+
+class EvaluationConfig(_Strict):
+    """The promotion gate: every part configurable."""
+
+    primary_metric: str = "roc_auc"
+    min_improvement: float = Field(default=0.005, ge=0.0, description="Over the champion on the primary metric.")
+    improvement_mode: Literal["absolute", "relative"] = "absolute"
+    metric_floor: float | None = Field(default=None, description="The challenger must reach at least this.")
+    slice_columns: list[str] = Field(default_factory=list, description="Categorical features to slice metrics by.")
+    slice_tolerance: float = Field(default=0.02, ge=0.0, description="Largest allowed regression on any slice.")
+    min_slice_rows: int = Field(default=30, ge=1, description="Smaller slices are reported but not gated.")
+    smoke_max_latency_ms: float = Field(default=2000.0, gt=0, description="For predicting the smoke-test sample.")
+    live_tolerance: float = Field(
+        default=0.05, ge=0.0, description="Live primary metric below the evaluated one by more than this retrains."
+    )
+
+    @property
+    def lower_is_better(self) -> bool:
+        return self.primary_metric in LOWER_IS_BETTER
+
+
+class RegistryConfig(_Strict):
+    """Where models are registered: an MLflow tracking server reached through an Airflow connection."""
+
+    mlflow_conn_id: str = "mlflow_default"
+    registered_model: str = Field(default="", description="Defaults to the config's model name.")
+    experiment: str = Field(default="", description="Defaults to driftwatch/<model>.")
+    require_approval: bool = False
+
+
 class ModelConfig(_Strict):
     """Everything about one monitored model: schema, storage, validation, drift and alerts."""
 
@@ -217,6 +277,9 @@ class ModelConfig(_Strict):
     drift: DriftConfig = Field(default_factory=DriftConfig)
     alerts: AlertConfig
     monitor: MonitorConfig
+    training: TrainingConfig = Field(default_factory=TrainingConfig)
+    evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
+    registry: RegistryConfig = Field(default_factory=RegistryConfig)
 
     @model_validator(mode="after")
     def _default_output_prefix(self) -> ModelConfig:
@@ -225,7 +288,32 @@ class ModelConfig(_Strict):
             object.__setattr__(self, "storage", storage)
         if self.storage.output_prefix.startswith(self.storage.incoming_prefix):
             raise ValueError("storage.output_prefix must not lie under incoming_prefix: raw batches are read-only")
+        registry = self.registry.model_copy(
+            update={
+                "registered_model": self.registry.registered_model or self.name,
+                "experiment": self.registry.experiment or f"driftwatch/{self.name}",
+            }
+        )
+        object.__setattr__(self, "registry", registry)
+        self._check_training_fits_target()
         return self
+
+    def _check_training_fits_target(self) -> None:
+        classification = self.dataset.target.task == "classification"
+        regressor = self.training.estimator.endswith("_regressor") or self.training.estimator == "ridge"
+        if classification == regressor:
+            raise ValueError(
+                f"training.estimator {self.training.estimator!r} does not fit a {self.dataset.target.task} target"
+            )
+        metrics = CLASSIFICATION_METRICS if classification else REGRESSION_METRICS
+        if self.evaluation.primary_metric not in metrics:
+            raise ValueError(
+                f"evaluation.primary_metric {self.evaluation.primary_metric!r} does not fit a "
+                f"{self.dataset.target.task} target; use one of {', '.join(metrics)}"
+            )
+        unknown = sorted(set(self.evaluation.slice_columns) - set(self.dataset.categorical_features))
+        if unknown:
+            raise ValueError(f"evaluation.slice_columns must be categorical features: {unknown}")
 
     def drift_rule(self, feature: str) -> tuple[str, float]:
         """Return the (method, threshold) the config sets for one feature."""
