@@ -1,0 +1,502 @@
+"""Holdout evaluation of a model, the champion/challenger promotion gate and its HTML report.
+
+`evaluate` returns plain JSON (floats, ints, strings, None) so it can travel through XCom and be
+logged to MLflow. A metric that cannot be computed on the holdout (one class only, no rows) is
+None with a reason in `unavailable`; evaluation never raises because of the data it is given.
+
+`gate` compares two such evaluations under `EvaluationConfig`. Both must come from the same
+holdout: the caller evaluates the champion on the challenger's holdout.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+import warnings
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn import metrics as skm
+from sklearn.pipeline import Pipeline
+
+from driftwatch.config import CLASSIFICATION_METRICS, LOWER_IS_BETTER, REGRESSION_METRICS, ModelConfig
+from driftwatch.training import feature_frame, is_classification, positive_class, predict_scores
+
+THRESHOLD = 0.5
+MISSING_SLICE = "(missing)"
+# Comparisons allow for float rounding, so that 0.805 - 0.800 counts as an improvement of 0.005.
+_EPS = 1e-9
+
+
+def _num(value: Any) -> float | None:
+    """A finite float, else None."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _label(value: Any) -> str:
+    return str(value.item() if isinstance(value, np.generic) else value)
+
+
+def _classification_metrics(y_pos: np.ndarray, scores: np.ndarray) -> tuple[dict, dict]:
+    """Binary metrics from positive-class indicators and scores; (values, reasons for None)."""
+    values: dict[str, float | None] = dict.fromkeys(CLASSIFICATION_METRICS)
+    reasons: dict[str, str] = {}
+    if len(y_pos) == 0:
+        return values, dict.fromkeys(CLASSIFICATION_METRICS, "no rows")
+    predicted = scores >= THRESHOLD
+    both = 0 < y_pos.sum() < len(y_pos)
+    with warnings.catch_warnings():
+        # Ill-defined metrics are reported as None with a reason; sklearn's warnings add nothing.
+        warnings.simplefilter("ignore")
+        if both:
+            values["roc_auc"] = _num(skm.roc_auc_score(y_pos, scores))
+        else:
+            reasons["roc_auc"] = "undefined: the rows hold one class only"
+        if y_pos.any():
+            values["average_precision"] = _num(skm.average_precision_score(y_pos, scores))
+        else:
+            reasons["average_precision"] = "undefined: no positive rows"
+        values["f1"] = _num(skm.f1_score(y_pos, predicted, zero_division=np.nan))
+        if values["f1"] is None:
+            reasons["f1"] = "undefined: no positive rows and no positive predictions"
+        values["accuracy"] = _num(skm.accuracy_score(y_pos, predicted))
+        if both:
+            values["balanced_accuracy"] = _num(skm.balanced_accuracy_score(y_pos, predicted))
+        else:
+            reasons["balanced_accuracy"] = "undefined: the rows hold one class only"
+        values["log_loss"] = _num(skm.log_loss(y_pos, np.clip(scores, 0.0, 1.0), labels=[False, True]))
+    return values, reasons
+
+
+def _regression_metrics(y: np.ndarray, predicted: np.ndarray) -> tuple[dict, dict]:
+    """rmse, mae and r2; (values, reasons for None)."""
+    values: dict[str, float | None] = dict.fromkeys(REGRESSION_METRICS)
+    if len(y) == 0:
+        return values, dict.fromkeys(REGRESSION_METRICS, "no rows")
+    reasons: dict[str, str] = {}
+    values["rmse"] = _num(skm.root_mean_squared_error(y, predicted))
+    values["mae"] = _num(skm.mean_absolute_error(y, predicted))
+    if len(y) < 2 or np.all(y == y[0]):
+        reasons["r2"] = "undefined: fewer than two rows or a constant target"
+    else:
+        values["r2"] = _num(skm.r2_score(y, predicted))
+    return values, reasons
+
+
+def _metrics(y: np.ndarray, scores: np.ndarray, positive: Any, classification: bool) -> tuple[dict, dict]:
+    if classification:
+        return _classification_metrics(y == positive, scores)
+    return _regression_metrics(y.astype("float64"), scores)
+
+
+def _per_class(y: np.ndarray, predicted: np.ndarray, labels: list[Any]) -> tuple[list[dict], dict]:
+    """Per-class precision/recall/f1/support and the confusion matrix (rows true, columns predicted)."""
+    if len(y) == 0:
+        nothing = np.full(len(labels), np.nan)
+        precision, recall, f1, support = nothing, nothing, nothing, np.zeros(len(labels), dtype=int)
+    else:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            precision, recall, f1, support = skm.precision_recall_fscore_support(
+                y, predicted, labels=labels, zero_division=np.nan
+            )
+    rows = [
+        {
+            "label": _label(label),
+            "precision": _num(precision[i]),
+            "recall": _num(recall[i]),
+            "f1": _num(f1[i]),
+            "support": int(support[i]),
+        }
+        for i, label in enumerate(labels)
+    ]
+    matrix = skm.confusion_matrix(y, predicted, labels=labels) if len(y) else np.zeros((len(labels),) * 2, dtype=int)
+    confusion = {"labels": [_label(x) for x in labels], "matrix": [[int(v) for v in row] for row in matrix]}
+    return rows, confusion
+
+
+def _slice_values(column: pd.Series) -> np.ndarray:
+    return column.fillna(MISSING_SLICE).astype(str).to_numpy()
+
+
+def evaluate(model: Pipeline, holdout: pd.DataFrame, cfg: ModelConfig) -> dict:
+    """Every metric of the task on a labelled holdout, per class, and the primary metric per slice."""
+    classification = is_classification(cfg)
+    target = cfg.dataset.target.name
+    if target not in holdout.columns:
+        raise ValueError(f"holdout has no target column {target!r}")
+    labelled = holdout[holdout[target].notna()]
+    y = labelled[target].to_numpy()
+    if not classification:
+        y = pd.to_numeric(labelled[target]).to_numpy(dtype="float64")
+    scores = predict_scores(model, labelled, cfg) if len(labelled) else np.empty(0)
+    positive = positive_class(model, cfg) if classification else None
+
+    values, reasons = _metrics(y, scores, positive, classification)
+    name = cfg.evaluation.primary_metric
+    primary: dict[str, Any] = {"name": name, "value": values.get(name), "lower_is_better": name in LOWER_IS_BETTER}
+    if primary["value"] is None:
+        primary["reason"] = reasons.get(name, f"metric {name!r} is not computed for this task")
+    result: dict[str, Any] = {
+        "task": cfg.dataset.target.task,
+        "n": len(labelled),
+        "dropped_missing_target": len(holdout) - len(labelled),
+        "primary": primary,
+        "metrics": values,
+        "unavailable": reasons,
+    }
+
+    if classification:
+        negatives = [c for c in model.classes_ if c != positive]
+        predicted = np.where(scores >= THRESHOLD, positive, negatives[0] if negatives else positive)
+        # Labels the model never saw can still turn up in the holdout; they get their own row.
+        labels = list(model.classes_) + [v for v in pd.unique(y) if v not in set(model.classes_)]
+        result["threshold"] = THRESHOLD
+        result["positive_label"] = _label(positive)
+        result["per_class"], result["confusion_matrix"] = _per_class(y, predicted, labels)
+    else:
+        result["target_mean"] = _num(np.mean(y)) if len(y) else None
+
+    slices: dict[str, dict[str, dict[str, Any]]] = {}
+    features = feature_frame(labelled, cfg) if cfg.evaluation.slice_columns else None
+    for column in cfg.evaluation.slice_columns:
+        keys = _slice_values(features[column])
+        slices[column] = {}
+        for value in sorted(set(keys)):
+            mask = keys == value
+            slice_values, slice_reasons = _metrics(y[mask], scores[mask], positive, classification)
+            entry: dict[str, Any] = {"rows": int(mask.sum()), "value": slice_values.get(name)}
+            if entry["value"] is None:
+                entry["reason"] = slice_reasons.get(name, "not computable")
+            slices[column][value] = entry
+    result["slices"] = slices
+    return result
+
+
+@dataclass(frozen=True)
+class GateCheck:
+    """One promotion condition: its name, outcome and a sentence with the numbers."""
+
+    name: str
+    passed: bool
+    detail: str
+
+
+@dataclass(frozen=True)
+class GateDecision:
+    """The gate's verdict: promote only when every check passed."""
+
+    passed: bool
+    checks: list[GateCheck] = field(default_factory=list)
+
+    @property
+    def reasons(self) -> list[str]:
+        """Details of the failed checks."""
+        return [c.detail for c in self.checks if not c.passed]
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-JSON form."""
+        return {"passed": self.passed, "checks": [asdict(c) for c in self.checks], "reasons": self.reasons}
+
+
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.4f}"
+
+
+def _metric_value(evaluation: dict, name: str) -> float | None:
+    """The named metric of an evaluation: from `metrics`, else from `primary` if it is that metric."""
+    value = (evaluation.get("metrics") or {}).get(name)
+    if value is None and (evaluation.get("primary") or {}).get("name") == name:
+        value = evaluation["primary"].get("value")
+    return _num(value)
+
+
+def _gain(challenger: float, champion: float, lower_is_better: bool) -> float:
+    """How much better the challenger is (positive = better), whatever the metric's direction."""
+    return champion - challenger if lower_is_better else challenger - champion
+
+
+def _relative(gain: float, reference: float) -> float:
+    """Gain as a share of the champion's magnitude; a zero champion makes any gain infinite."""
+    if reference != 0:
+        return gain / abs(reference)
+    return math.copysign(math.inf, gain) if gain else 0.0
+
+
+def _check_primary(name: str, value: float | None, challenger: dict) -> GateCheck:
+    if value is None:
+        reason = (challenger.get("primary") or {}).get("reason") or (challenger.get("unavailable") or {}).get(name)
+        return GateCheck("primary_metric", False, f"challenger {name} could not be computed ({reason or 'unknown'})")
+    return GateCheck("primary_metric", True, f"challenger {name} is {_fmt(value)} on {challenger.get('n', '?')} rows")
+
+
+def _check_floor(name: str, value: float | None, floor: float | None, lower: bool) -> GateCheck:
+    if floor is None:
+        return GateCheck("floor", True, "no metric floor configured")
+    if value is None:
+        return GateCheck("floor", False, f"{name} not computable; cannot compare with the floor {_fmt(floor)}")
+    ok = value <= floor + _EPS if lower else value >= floor - _EPS
+    sign = ("<=" if ok else ">") if lower else (">=" if ok else "<")
+    bound = "ceiling" if lower else "floor"
+    return GateCheck("floor", ok, f"{name} {_fmt(value)} {sign} {bound} {_fmt(floor)}")
+
+
+def _check_improvement(name: str, value: float | None, champion: dict | None, cfg: ModelConfig) -> GateCheck:
+    ev = cfg.evaluation
+    if champion is None:
+        return GateCheck("improvement", True, "no champion: bootstrap")
+    reference = _metric_value(champion, name)
+    if value is None or reference is None:
+        who = "challenger" if value is None else "champion"
+        return GateCheck("improvement", False, f"{who} {name} not computable; cannot compare with the champion")
+    lower = name in LOWER_IS_BETTER
+    gain = _gain(value, reference, lower)
+    direction = " (lower is better)" if lower else ""
+    head = f"{name} {_fmt(value)} vs champion {_fmt(reference)}{direction}"
+    if ev.improvement_mode == "relative":
+        relative = _relative(gain, reference)
+        ok = relative >= ev.min_improvement - _EPS
+        sign = ">=" if ok else "<"
+        return GateCheck(
+            "improvement",
+            ok,
+            f"{head}: improvement {gain:+.4f} = {relative:+.2%} {sign} required {ev.min_improvement:+.2%}",
+        )
+    ok = gain >= ev.min_improvement - _EPS
+    sign = ">=" if ok else "<"
+    return GateCheck("improvement", ok, f"{head}: {gain:+.4f} {sign} required {ev.min_improvement:+.4f}")
+
+
+def _check_slices(name: str, challenger: dict, champion: dict | None, cfg: ModelConfig) -> GateCheck:
+    ev = cfg.evaluation
+    if not ev.slice_columns:
+        return GateCheck("slices", True, "no slice columns configured")
+    if champion is None:
+        return GateCheck("slices", True, "no champion: bootstrap, slices not compared")
+    lower = name in LOWER_IS_BETTER
+    compared, regressions = 0, []
+    for column in ev.slice_columns:
+        ours, theirs = (challenger.get("slices") or {}).get(column, {}), (champion.get("slices") or {}).get(column, {})
+        for value in sorted(set(ours) & set(theirs)):
+            a, b = ours[value], theirs[value]
+            if min(a.get("rows", 0), b.get("rows", 0)) < ev.min_slice_rows:
+                continue
+            new, old = _num(a.get("value")), _num(b.get("value"))
+            if new is None or old is None:
+                continue
+            compared += 1
+            loss = -_gain(new, old, lower)
+            if loss > ev.slice_tolerance + _EPS:
+                regressions.append(f"{column}={value}: {name} {_fmt(new)} vs champion {_fmt(old)} ({-loss:+.4f})")
+    if regressions:
+        return GateCheck(
+            "slices",
+            False,
+            f"{len(regressions)} of {compared} slice(s) regressed by more than {ev.slice_tolerance:.4f}: "
+            + "; ".join(regressions),
+        )
+    if compared == 0:
+        return GateCheck("slices", True, f"no slice has {ev.min_slice_rows}+ rows and a {name} in both evaluations")
+    return GateCheck(
+        "slices", True, f"all {compared} slice(s) with {ev.min_slice_rows}+ rows within {ev.slice_tolerance:.4f}"
+    )
+
+
+def gate(challenger: dict, champion: dict | None, cfg: ModelConfig) -> GateDecision:
+    """Decide whether the challenger may replace the champion; every check is always reported."""
+    ev = cfg.evaluation
+    name = ev.primary_metric
+    value = _metric_value(challenger, name)
+    checks = [
+        _check_primary(name, value, challenger),
+        _check_floor(name, value, ev.metric_floor, ev.lower_is_better),
+        _check_improvement(name, value, champion, cfg),
+        _check_slices(name, challenger, champion, cfg),
+    ]
+    return GateDecision(passed=all(c.passed for c in checks), checks=checks)
+
+
+# --- HTML report -------------------------------------------------------------------------------
+
+_CSS = """
+body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:24px;color:#1f2328;max-width:1100px}
+h1{font-size:22px;margin-bottom:4px}h2{font-size:17px;margin-top:28px;border-bottom:1px solid #d0d7de}
+h3{font-size:14px;margin:14px 0 6px}
+table{border-collapse:collapse;margin:6px 0 12px;font-size:13px}
+th,td{border:1px solid #d0d7de;padding:4px 10px;text-align:right}
+th{background:#f6f8fa}td.l,th.l{text-align:left}
+.pass{color:#1a7f37;font-weight:600}.fail{color:#cf222e;font-weight:600}.muted{color:#6e7781}
+.verdict{display:inline-block;padding:6px 14px;border-radius:6px;font-weight:700;color:#fff}
+.verdict.pass{background:#1a7f37}.verdict.fail{background:#cf222e}
+.better{color:#1a7f37}.worse{color:#cf222e}
+.pair{display:flex;gap:32px;flex-wrap:wrap}
+"""
+
+
+def _e(value: Any) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return '<span class="muted">—</span>'
+    if isinstance(value, float):
+        return _e(f"{value:.4f}")
+    return _e(value)
+
+
+def _delta(new: Any, old: Any, lower: bool) -> str:
+    """Challenger minus champion, coloured by whether that is better for the metric."""
+    new, old = _num(new), _num(old)
+    if new is None or old is None:
+        return '<span class="muted">—</span>'
+    diff = new - old
+    css = "muted" if diff == 0 else ("better" if (diff < 0) == lower else "worse")
+    return f'<span class="{css}">{_e(f"{diff:+.4f}")}</span>'
+
+
+def _table(header: list[str], rows: list[list[str]], left: int = 1) -> str:
+    """An HTML table from already-escaped cells; the first `left` columns are left-aligned."""
+    head = "".join(f'<th class="l">{h}</th>' if i < left else f"<th>{h}</th>" for i, h in enumerate(header))
+    body = "".join(
+        "<tr>"
+        + "".join(f'<td class="l">{c}</td>' if i < left else f"<td>{c}</td>" for i, c in enumerate(row))
+        + "</tr>"
+        for row in rows
+    )
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _metrics_section(challenger: dict, champion: dict | None) -> str:
+    champ = champion or {}
+    names = list(challenger.get("metrics") or {})
+    names += [n for n in champ.get("metrics") or {} if n not in names]
+    primary = (challenger.get("primary") or {}).get("name")
+    rows = []
+    for n in names:
+        new, old = (challenger.get("metrics") or {}).get(n), (champ.get("metrics") or {}).get(n)
+        label = f"<strong>{_e(n)}</strong> (primary)" if n == primary else _e(n)
+        note = (challenger.get("unavailable") or {}).get(n, "")
+        rows.append([label, _cell(old), _cell(new), _delta(new, old, n in LOWER_IS_BETTER), _e(note)])
+    return _table(["metric", "champion", "challenger", "delta", "note"], rows)
+
+
+def _per_class_section(challenger: dict, champion: dict | None) -> str:
+    champ_rows = {r["label"]: r for r in (champion or {}).get("per_class") or []}
+    rows = []
+    for row in challenger.get("per_class") or []:
+        old = champ_rows.get(row["label"], {})
+        rows.append(
+            [_e(row["label"])]
+            + [f"{_cell(old.get(k))} → {_cell(row.get(k))}" for k in ("precision", "recall", "f1")]
+            + [_cell(row.get("support"))]
+        )
+    if not rows:
+        return ""
+    return "<h2>Per class (champion → challenger)</h2>" + _table(
+        ["class", "precision", "recall", "f1", "support"], rows
+    )
+
+
+def _confusion(evaluation: dict | None, title: str) -> str:
+    cm = (evaluation or {}).get("confusion_matrix")
+    if not cm:
+        return f'<div><h3>{_e(title)}</h3><p class="muted">no confusion matrix</p></div>'
+    labels = [_e(x) for x in cm["labels"]]
+    rows = [[f"true {lab}"] + [_cell(v) for v in row] for lab, row in zip(labels, cm["matrix"], strict=True)]
+    return f"<div><h3>{_e(title)}</h3>" + _table(["", *[f"pred {lab}" for lab in labels]], rows) + "</div>"
+
+
+def _slices_section(challenger: dict, champion: dict | None) -> str:
+    primary = challenger.get("primary") or {}
+    lower = bool(primary.get("lower_is_better"))
+    champ_slices = (champion or {}).get("slices") or {}
+    parts = []
+    for column, values in (challenger.get("slices") or {}).items():
+        theirs = champ_slices.get(column, {})
+        rows = []
+        for value in sorted(set(values) | set(theirs)):
+            new, old = values.get(value, {}), theirs.get(value, {})
+            rows.append(
+                [
+                    _e(value),
+                    _cell(new.get("rows", old.get("rows"))),
+                    _cell(old.get("value")),
+                    _cell(new.get("value")),
+                    _delta(new.get("value"), old.get("value"), lower),
+                    _e(new.get("reason", "")),
+                ]
+            )
+        parts.append(
+            f"<h3>{_e(column)}</h3>"
+            + _table(["value", "rows", f"champion {_e(primary.get('name', ''))}", "challenger", "delta", "note"], rows)
+        )
+    if not parts:
+        return ""
+    return "<h2>Slices</h2>" + "".join(parts)
+
+
+def render_evaluation_html(
+    challenger: dict,
+    champion: dict | None,
+    decision: GateDecision,
+    *,
+    model: str,
+    challenger_version: str,
+    champion_version: str | None,
+) -> str:
+    """A self-contained report (inline CSS, no scripts or external resources) of one gate decision."""
+    verdict = "PROMOTE" if decision.passed else "REJECT"
+    css = "pass" if decision.passed else "fail"
+    champ_label = f"champion {champion_version}" if champion_version else "no champion (bootstrap)"
+    primary = challenger.get("primary") or {}
+    champ_primary = _metric_value(champion, primary.get("name", "")) if champion else None
+    checks = [
+        [
+            _e(c.name),
+            f'<span class="{"pass" if c.passed else "fail"}">{"pass" if c.passed else "FAIL"}</span>',
+            _e(c.detail),
+        ]
+        for c in decision.checks
+    ]
+    body = [
+        f"<h1>Evaluation of {_e(model)}: challenger {_e(challenger_version)} vs {_e(champ_label)}</h1>",
+        f'<p><span class="verdict {css}">{verdict}</span></p>',
+        "<h2>Primary metric</h2>",
+        _table(
+            ["metric", "champion", "challenger", "delta", "holdout rows"],
+            [
+                [
+                    _e(primary.get("name", "")),
+                    _cell(champ_primary),
+                    _cell(primary.get("value")),
+                    _delta(primary.get("value"), champ_primary, bool(primary.get("lower_is_better"))),
+                    _cell(challenger.get("n")),
+                ]
+            ],
+        ),
+        "<h2>Gate checks</h2>",
+        _table(["check", "result", "detail"], checks, left=3),
+        "<h2>All metrics</h2>",
+        _metrics_section(challenger, champion),
+        _per_class_section(challenger, champion),
+    ]
+    if challenger.get("confusion_matrix"):
+        body += [
+            "<h2>Confusion matrices</h2>",
+            '<div class="pair">',
+            _confusion(champion, champ_label),
+            _confusion(challenger, f"challenger {challenger_version}"),
+            "</div>",
+        ]
+    body.append(_slices_section(challenger, champion))
+    return (
+        '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
+        f"<title>{_e(model)} evaluation</title><style>{_CSS}</style></head><body>" + "".join(body) + "</body></html>"
+    )
