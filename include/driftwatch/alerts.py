@@ -112,25 +112,35 @@ def drift_email(
     decision: Mapping[str, Any],
     links: Mapping[str, str],
 ) -> EmailMessage:
-    """The alert for a batch whose dataset drift share crossed the threshold."""
+    """The alert that requests retraining: data drift, falling live performance, or a forced run."""
     drifted = decision["drifted_features"]
     share, threshold = decision["drifted_share"], decision["share_threshold"]
     reason = decision.get("reason") or "dataset drift"
-    subject = (
-        f"[driftwatch] {cfg.name} {batch_date}: drift in {len(drifted)}/{decision['n_features']} features "
-        f"({share:.0%}, threshold {threshold:.0%}); retraining requested"
-    )
+    live = decision.get("live") or {}
+    if decision.get("dataset_drift"):
+        headline = f"drift in {len(drifted)}/{decision['n_features']} features ({share:.0%}, threshold {threshold:.0%})"
+    else:
+        headline = reason.split(":")[0]
+    subject = f"[driftwatch] {cfg.name} {batch_date}: {headline}; retraining requested"
     headers = ("feature", "method", "score", "threshold")
     rows = [(f["name"], f["method"], f["score"], f["threshold"]) for f in drifted]
     intro = (
-        f"Dataset drift share {share:.1%} reached the threshold of {threshold:.1%} for model {cfg.name} "
-        f"on the batch of {batch_date} ({reason}). A retraining run has been requested."
+        f"Retraining of {cfg.name} was requested after the batch of {batch_date}: {reason}. "
+        f"Dataset drift share {share:.1%} (threshold {threshold:.1%})."
     )
-    text = f"{intro}\n\nDrifted features:\n{_text_table(headers, rows)}\n\nWhere to look:\n{_links_text(links)}\n"
+    live_rows = [
+        (m["batch_date"], m["metric"], m["value"], m["evaluated"], "yes" if m["degraded"] else "no")
+        for m in live.get("measured", [])
+    ]
+    live_headers = ("batch", "metric", "live", "evaluated", "degraded")
+    text = f"{intro}\n\nDrifted features:\n{_text_table(headers, rows)}\n"
+    html_body = f"<p>{escape(intro)}</p><p>Drifted features:</p>{_html_table(headers, rows)}"
+    if live_rows:
+        text += f"\nLive performance of the champion:\n{_text_table(live_headers, live_rows)}\n"
+        html_body += f"<p>Live performance of the champion:</p>{_html_table(live_headers, live_rows)}"
+    text += f"\nWhere to look:\n{_links_text(links)}\n"
     html = _page(
-        f"{cfg.name} {batch_date}: data drift",
-        f"<p>{escape(intro)}</p><p>Drifted features:</p>{_html_table(headers, rows)}"
-        f"<p>Where to look:</p>{_links_html(links)}",
+        f"{cfg.name} {batch_date}: retraining requested", html_body + f"<p>Where to look:</p>{_links_html(links)}"
     )
     return _message(cfg, subject, "drift", batch_date, text, html)
 
@@ -153,3 +163,61 @@ def send(smtp_client: Any, msg: EmailMessage) -> list[str]:
     if refused:
         raise RuntimeError(f"SMTP server refused recipients: {sorted(refused)}")
     return [addr.strip() for addr in msg["To"].split(",")]
+
+
+def _metric_rows(evaluation: Mapping[str, Any]) -> list[tuple[Any, Any, Any]]:
+    challenger = (evaluation.get("challenger") or {}).get("metrics") or {}
+    champion = (evaluation.get("champion") or {}).get("metrics") or {}
+    return [(name, champion.get(name), challenger.get(name)) for name in sorted(set(challenger) | set(champion))]
+
+
+def evaluation_email(
+    cfg: ModelConfig,
+    plan: Mapping[str, Any],
+    candidate: Mapping[str, Any],
+    evaluation: Mapping[str, Any],
+    outcome: Mapping[str, Any],
+) -> EmailMessage:
+    """Champion and challenger side by side, the gate's checks and what was done."""
+    version, champion = candidate["version"], evaluation.get("champion_version")
+    action = outcome["action"]
+    subject = f"[driftwatch] {cfg.name}: challenger v{version} {action}" + (
+        f" (champion v{champion})" if champion else " (bootstrap)"
+    )
+    metric_headers = ("metric", f"champion v{champion}" if champion else "champion (none)", f"challenger v{version}")
+    metric_rows = _metric_rows(evaluation)
+    check_headers = ("check", "passed", "detail")
+    check_rows = [(c["name"], "yes" if c["passed"] else "NO", c["detail"]) for c in evaluation.get("checks", [])]
+    reasons = list(outcome.get("reasons") or [])
+    intro = f"Retraining of {cfg.name} ({plan['reason']}): challenger version {version} was {action}."
+    links = {"evaluation report": evaluation.get("report_uri", "")}
+    text = (
+        f"{intro}\n"
+        + (f"Reasons: {'; '.join(reasons)}\n" if reasons else "")
+        + f"\n{_text_table(metric_headers, metric_rows)}\n\nGate:\n{_text_table(check_headers, check_rows)}\n"
+        + f"\nWhere to look:\n{_links_text(links)}\n"
+    )
+    html = _page(
+        f"{cfg.name}: challenger v{version} {action}",
+        f"<p>{escape(intro)}</p>"
+        + (f"<p><b>Reasons:</b> {escape('; '.join(reasons))}</p>" if reasons else "")
+        + _html_table(metric_headers, metric_rows)
+        + "<p>Gate:</p>"
+        + _html_table(check_headers, check_rows)
+        + f"<p>Where to look:</p>{_links_html(links)}",
+    )
+    return _message(cfg, subject, f"retrain-{plan['run_key']}", str(plan.get("as_of", "")), text, html)
+
+
+def rollback_email(cfg: ModelConfig, outcome: Mapping[str, Any]) -> EmailMessage:
+    """Who moved the champion back, from which version to which, and why."""
+    subject = (
+        f"[driftwatch] {cfg.name}: champion rolled back from v{outcome['from_version']} to v{outcome['to_version']}"
+    )
+    intro = (
+        f"{outcome['actor']} moved the champion alias of {cfg.name} from version {outcome['from_version']} "
+        f"to version {outcome['to_version']}. Reason: {outcome['reason']}"
+    )
+    html = _page(f"{cfg.name}: rollback", f"<p>{escape(intro)}</p>")
+    key = f"rollback-{outcome['from_version']}-{outcome['to_version']}-{outcome.get('at', '')}"
+    return _message(cfg, subject, key, str(outcome.get("at", ""))[:10], intro + "\n", html)

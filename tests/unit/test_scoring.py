@@ -1,0 +1,73 @@
+"""Prediction statistics, live metrics and the combined retraining decision (no network)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from driftwatch import alerts, scoring
+
+
+def test_output_stats_counts_nan_outputs_and_positive_rate():
+    stats = scoring.output_stats(np.array([0.1, 0.9, np.nan, 0.7]), "classification")
+    assert stats["rows"] == 4 and stats["null_outputs"] == 1
+    assert stats["positive_rate"] == pytest.approx(2 / 3)
+    assert 0.1 <= stats["p10"] <= stats["p50"] <= stats["p90"] <= 0.9
+
+
+def test_metric_value_handles_single_class_and_nans():
+    y = np.array([0, 1, 0, 1])
+    assert scoring.metric_value("roc_auc", y, np.array([0.1, 0.9, 0.2, 0.8])) == 1.0
+    assert scoring.metric_value("roc_auc", np.array([1, 1]), np.array([0.3, 0.4])) is None
+    assert scoring.metric_value("accuracy", y, np.array([0.1, np.nan, 0.2, 0.8])) == 1.0
+    assert scoring.metric_value("rmse", np.array([1.0, 3.0]), np.array([1.0, 1.0])) == pytest.approx(2**0.5)
+
+
+@pytest.mark.parametrize(
+    ("value", "evaluated", "lower", "expected"),
+    [(0.70, 0.80, False, True), (0.76, 0.80, False, False), (0.40, 0.30, True, True), (None, 0.8, False, False)],
+)
+def test_degradation_is_direction_aware(value, evaluated, lower, expected):
+    assert scoring._degraded(value, evaluated, 0.05, lower) is expected
+
+
+def drift_decision(retrain: bool) -> dict:
+    return {
+        "batch_date": "2026-01-12",
+        "retrain": retrain,
+        "reason": "data drift: 50% of features drifted (age)" if retrain else "",
+        "dataset_drift": retrain,
+        "drifted_share": 0.5 if retrain else 0.0,
+        "share_threshold": 0.3,
+        "n_features": 12,
+        "drifted_features": [],
+    }
+
+
+def test_live_degradation_alone_requests_retraining_with_its_reason(demo_cfg):
+    live = {"degraded": True, "reason": "concept drift: live roc_auc 0.610", "measured": []}
+    decision = scoring.retraining_decision(drift_decision(False), {"live": live})
+    assert decision["retrain"] is True and decision["reason"].startswith("concept drift")
+    message = alerts.drift_email(demo_cfg, "2026-01-12", decision, {})
+    assert "concept drift" in message["Subject"] and "retraining requested" in message["Subject"]
+
+
+def test_no_champion_yet_leaves_the_drift_decision_alone():
+    decision = scoring.retraining_decision(drift_decision(True), {"scored": False, "live": None})
+    assert decision["retrain"] is True and decision["reason"].startswith("data drift")
+    assert scoring.retraining_decision(drift_decision(False), {"live": None})["retrain"] is False
+
+
+def test_evaluation_email_puts_champion_and_challenger_side_by_side(demo_cfg):
+    plan = {"reason": "data drift", "run_key": "manual__1", "as_of": "2026-01-12"}
+    evaluation = {
+        "champion_version": "1",
+        "champion": {"metrics": {"roc_auc": 0.71}},
+        "challenger": {"metrics": {"roc_auc": 0.74}},
+        "checks": [{"name": "improvement", "passed": True, "detail": "roc_auc 0.740 vs 0.710"}],
+        "report_uri": "s3://b/evaluations/manual__1/evaluation.html",
+    }
+    message = alerts.evaluation_email(demo_cfg, plan, {"version": "2"}, evaluation, {"action": "promoted"})
+    assert message["Subject"] == "[driftwatch] credit_default: challenger v2 promoted (champion v1)"
+    text = message.get_body(("plain",)).get_content()
+    assert "roc_auc | 0.71 | 0.74" in text and "improvement | yes" in text
