@@ -9,7 +9,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell sha256sum requirements.txt | cut -c1-12)
 # This machine's pip config points at local mirrors that may be empty; their warnings are noise.
 # include/ holds the domain package; Airflow gets the same path from the stack environment.
-export PYTHONPATH := $(CURDIR)/include
+export PYTHONPATH := $(CURDIR)/include:$(CURDIR)/plugins
 PIP_QUIET := 2>&1 | { grep -v "^WARNING: Location 'file:" || true; }
 
 .PHONY: help install demo stop status test lint test-unit test-dags test-integration lock clean

@@ -11,8 +11,11 @@ Parquet) the run:
    `{output}quarantine/dt=…/`, an email goes to {recipients}, and the run stops there. The original
    object is never modified or deleted;
 4. otherwise computes an Evidently drift report against the current champion's reference data;
-5. when the share of drifted features reaches {share:.0%}, sends a drift email and emits the
-   `{asset}` Asset event that triggers the retrain DAG.
+5. scores the batch with `models:/{registered}@champion` (predictions to S3, their distribution to the
+   history) and, for recent batches whose labels have arrived, measures the champion's live
+   `{metric}`: falling more than {tolerance} below its evaluated value is concept drift;
+6. when the share of drifted features reaches {share:.0%}, or live performance falls, sends an
+   email and emits the `{asset}` Asset event that triggers the retrain DAG.
 
 **When it runs.** `{schedule}`, one run per batch date, from {start}. No catch-up: use a backfill
 for past dates.
@@ -36,6 +39,7 @@ from airflow.sdk import Asset, Param, dag, task
 
 from driftwatch import layout
 from driftwatch.config import ModelConfig, load_configs
+from driftwatch_airflow.hooks import mlflow_tracking_uri, s3_client, send_email
 
 
 def batch_date_of(params: dict[str, Any], ds: str | None) -> str:
@@ -44,23 +48,6 @@ def batch_date_of(params: dict[str, Any], ds: str | None) -> str:
     if not value:
         raise ValueError("this run has no data interval: set the batch_date Param (YYYY-MM-DD) to pick a batch")
     return layout.batch_date_str(value)
-
-
-def s3_client(cfg: ModelConfig) -> Any:
-    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
-
-    return S3Hook(aws_conn_id=cfg.storage.aws_conn_id).get_conn()
-
-
-def send_email(cfg: ModelConfig, message: Any) -> list[str]:
-    from airflow.providers.smtp.hooks.smtp import SmtpHook
-
-    from driftwatch.alerts import send
-
-    # The hook's own send_email_smtp cannot build a multipart/alternative message, so its
-    # authenticated client (the same one the hook uses for send and test_connection) sends ours.
-    with SmtpHook(smtp_conn_id=cfg.alerts.smtp_conn_id) as hook:
-        return send(hook._smtp_client, message)
 
 
 def build_monitor_dag(cfg: ModelConfig) -> Any:
@@ -77,6 +64,9 @@ def build_monitor_dag(cfg: ModelConfig) -> Any:
         asset=retraining_requested.name,
         schedule=cfg.monitor.schedule,
         start=cfg.monitor.start_date,
+        registered=cfg.registry.registered_model,
+        metric=cfg.evaluation.primary_metric,
+        tolerance=cfg.evaluation.live_tolerance,
     )
 
     @dag(
@@ -144,7 +134,7 @@ def build_monitor_dag(cfg: ModelConfig) -> Any:
             """Read the batch, drop PII, validate it with GX, stage it when valid."""
             from driftwatch.pipeline import validate_step
 
-            return validate_step(s3_client(cfg), cfg, batch_date_of(params, ds))
+            return validate_step(s3_client(cfg.storage.aws_conn_id), cfg, batch_date_of(params, ds))
 
         @task.branch
         def route(summary: dict[str, Any]) -> str:
@@ -157,11 +147,11 @@ def build_monitor_dag(cfg: ModelConfig) -> Any:
             from driftwatch.alerts import quarantine_email
             from driftwatch.pipeline import quarantine_step
 
-            outcome = quarantine_step(s3_client(cfg), cfg, summary["batch_date"], summary)
+            outcome = quarantine_step(s3_client(cfg.storage.aws_conn_id), cfg, summary["batch_date"], summary)
             message = quarantine_email(
                 cfg, summary["batch_date"], outcome["reason"], outcome["failures"], outcome["links"]
             )
-            return {**outcome, "emailed": send_email(cfg, message)}
+            return {**outcome, "emailed": send_email(cfg.alerts.smtp_conn_id, message)}
 
         @task(multiple_outputs=False)
         def compute_drift(summary: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
@@ -169,7 +159,7 @@ def build_monitor_dag(cfg: ModelConfig) -> Any:
             from driftwatch.pipeline import drift_step
 
             return drift_step(
-                s3_client(cfg),
+                s3_client(cfg.storage.aws_conn_id),
                 cfg,
                 summary["batch_date"],
                 summary,
@@ -177,9 +167,28 @@ def build_monitor_dag(cfg: ModelConfig) -> Any:
                 force_retrain=bool(params.get("force_retrain")),
             )
 
+        @task(multiple_outputs=False)
+        def score_batch(summary: dict[str, Any]) -> dict[str, Any]:
+            """Score the batch with models:/<name>@champion; measure live performance where labels arrived."""
+            from driftwatch.scoring import score_step
+
+            return score_step(
+                s3_client(cfg.storage.aws_conn_id),
+                cfg,
+                mlflow_tracking_uri(cfg.registry.mlflow_conn_id),
+                summary["batch_date"],
+            )
+
+        @task(multiple_outputs=False)
+        def decide(drift: dict[str, Any], scored: dict[str, Any]) -> dict[str, Any]:
+            """One retraining decision from data drift, live performance and the force Param."""
+            from driftwatch.scoring import retraining_decision
+
+            return retraining_decision(drift, scored)
+
         @task.short_circuit
         def retraining_needed(decision: dict[str, Any]) -> bool:
-            """Stop here unless drift crossed the threshold (or retraining was forced)."""
+            """Stop here unless drift or falling live performance asks for retraining (or it was forced)."""
             return bool(decision["retrain"])
 
         @task(multiple_outputs=False)
@@ -188,7 +197,7 @@ def build_monitor_dag(cfg: ModelConfig) -> Any:
             from driftwatch.alerts import drift_email, report_links
 
             message = drift_email(cfg, decision["batch_date"], decision, report_links(cfg, decision["links"]))
-            return send_email(cfg, message)
+            return send_email(cfg.alerts.smtp_conn_id, message)
 
         @task(outlets=[retraining_requested])
         def request_retraining(decision: dict[str, Any], outlet_events: Any = None) -> str:
@@ -206,8 +215,10 @@ def build_monitor_dag(cfg: ModelConfig) -> Any:
         wait_for_batch >> summary
         drift = compute_drift(summary)
         route(summary) >> [quarantine_batch(summary), drift]
-        gate = retraining_needed(drift)
-        gate >> [alert_drift(drift), request_retraining(drift)]
+        scored = score_batch(summary)
+        drift >> scored
+        decision = decide(drift, scored)
+        retraining_needed(decision) >> [alert_drift(decision), request_retraining(decision)]
 
     return monitor()
 

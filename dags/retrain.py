@@ -1,15 +1,35 @@
 """
-### Retrain `{model}` (stub consumer of the drift Asset)
+### Retrain `{model}`: train a challenger, judge it against the champion, promote only a better one
 
-**What it does.** Runs whenever the monitor DAG emits the `{asset}` Asset event, and records
-the reason the event carries (which batch, what drifted, where the report is). Training,
-evaluation against the champion and promotion replace this stub in the retraining issue.
+**What it does.**
 
-**When it runs.** Only on Asset events from `monitor__{model}`; it has no time schedule.
+1. *plan*: reads why it runs (the drift or concept-drift events from the monitor, or this form)
+   and the current `champion` in the MLflow registry `{registered}`. With no champion yet it
+   **bootstraps**: the first model is trained on the reference data and becomes champion v1.
+2. *assemble_data*: the last {window} validated batches up to the triggering batch that have
+   labels, joined by id; the latest {holdout} days are the time-based holdout. Both sets go to
+   S3 with their sha256.
+3. *train_challenger*: a scikit-learn Pipeline (`{estimator}`), logged to MLflow with its
+   params, metrics, config hash, git commit, data URIs and digests and the triggering drift
+   report, and registered as a new version (alias `challenger`).
+4. *evaluate*: champion and challenger on the same holdout: `{metric}`, per-class metrics,
+   confusion matrix, slices; then the gate (minimum improvement, slice regressions, floor).
+   The side-by-side report (HTML and JSON) goes to S3 and to the MLflow run.
+5. *smoke_test*: the registered version loaded by its `models:/` URI in a fresh process.
+6. *await_approval* (only when approval is required): a person approves in the Airflow UI.
+7. *apply_decision*: promote with a compare-and-set (refused if the champion changed since
+   evaluation; the new champion's training data becomes the drift reference), or tag the
+   version as rejected with its reasons. *notify* emails the side-by-side table.
 
-**Trigger by hand.** Not needed yet: force retraining from the monitor DAG's trigger form.
+**When it runs.** On the `{asset}` Asset, emitted by `monitor__{model}`; at most one run at
+a time.
 
-**Outputs.** The reasons of the events it consumed, as this task's return value (XCom).
+**Trigger by hand.** *Trigger DAG* → `reason`, `force` (train even without a drift event),
+`as_of` (last batch date to learn from), `window_days`, `promote: false` for a dry run, and
+`require_approval`.
+
+**Outputs.** MLflow runs and model versions; `s3://{bucket}/{output}training/<run>/` (data) and
+`{output}evaluations/<run>/` (reports); one email per run.
 """
 
 from __future__ import annotations
@@ -17,36 +37,205 @@ from __future__ import annotations
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
-from airflow.sdk import Asset, dag, task
+from airflow.providers.standard.operators.hitl import ApprovalOperator
+from airflow.sdk import Asset, Param, dag, task
 
 from driftwatch import layout
 from driftwatch.config import ModelConfig, load_configs
+from driftwatch_airflow.hooks import mlflow_tracking_uri, s3_client, send_email
 
 
 def build_retrain_dag(cfg: ModelConfig) -> Any:
     retraining_requested = Asset(name=layout.drift_asset_name(cfg), uri=layout.drift_asset_uri(cfg))
+    doc = __doc__.format(
+        model=cfg.name,
+        registered=cfg.registry.registered_model,
+        window=cfg.training.window_days,
+        holdout=cfg.training.holdout_days,
+        estimator=cfg.training.estimator,
+        metric=cfg.evaluation.primary_metric,
+        asset=retraining_requested.name,
+        bucket=cfg.storage.bucket,
+        output=cfg.storage.output_prefix,
+    )
+
+    def tracking_uri() -> str:
+        return mlflow_tracking_uri(cfg.registry.mlflow_conn_id)
 
     @dag(
         dag_id=f"retrain__{cfg.name}",
-        description=f"Retrain {cfg.name} when drift is reported (stub)",
-        doc_md=__doc__.format(model=cfg.name, asset=retraining_requested.name),
+        description=f"Train, evaluate and promote {cfg.name} when drift is reported",
+        doc_md=doc,
         schedule=[retraining_requested],
         start_date=datetime.combine(cfg.monitor.start_date, time(), tzinfo=UTC),
         catchup=False,
+        max_active_runs=1,
         tags=["driftwatch", "retrain", cfg.name],
-        default_args={"owner": cfg.owner, "retries": cfg.monitor.retries, "retry_delay": timedelta(seconds=30)},
+        default_args={
+            "owner": cfg.owner,
+            "retries": cfg.monitor.retries,
+            "retry_delay": timedelta(seconds=cfg.monitor.retry_delay_seconds),
+            "retry_exponential_backoff": True,
+        },
+        params={
+            "reason": Param(
+                "manual retraining",
+                type="string",
+                minLength=3,
+                maxLength=500,
+                title="Reason",
+                description="Why this model is retrained; recorded on the MLflow run and the model version.",
+            ),
+            "force": Param(
+                False,
+                type="boolean",
+                title="Force",
+                description="Train even though no drift event triggered this run (manual runs always train).",
+            ),
+            "as_of": Param(
+                None,
+                type=["null", "string"],
+                format="date",
+                title="As of",
+                description="Last batch date (YYYY-MM-DD) to learn from; default: the triggering batch.",
+            ),
+            "window_days": Param(
+                cfg.training.window_days,
+                type="integer",
+                minimum=cfg.training.holdout_days + 1,
+                maximum=365,
+                title="Training window (batches)",
+                description="How many recent validated, labelled batches to use, the holdout included.",
+            ),
+            "promote": Param(
+                True,
+                type="boolean",
+                title="Promote",
+                description="Set to false for a dry run: train and evaluate, but change no alias.",
+            ),
+            "require_approval": Param(
+                cfg.registry.require_approval,
+                type="boolean",
+                title="Require approval",
+                description="Wait for a person to approve the promotion in the Airflow UI.",
+            ),
+        },
     )
     def retrain() -> None:
-        @task
-        def record_request(triggering_asset_events: Any = None) -> list[dict[str, Any]]:
-            """Collect the reasons carried by the Asset events that triggered this run."""
-            requests = []
-            for events in (triggering_asset_events or {}).values():
-                requests += [dict(event.extra or {}) for event in events]
-            print(f"retraining requested for {cfg.name}: {requests}")
-            return requests
+        @task(multiple_outputs=False)
+        def plan(params: dict[str, Any], run_id: str, triggering_asset_events: Any = None) -> dict[str, Any]:
+            """Why this run trains, from which data, and against which champion."""
+            from driftwatch import registry
+            from driftwatch.retraining import as_of_date
 
-        record_request()
+            events = [dict(e.extra or {}) for evs in (triggering_asset_events or {}).values() for e in evs]
+            champion = registry.champion(tracking_uri(), cfg.registry.registered_model)
+            reasons = [e.get("reason", "") for e in events if e.get("reason")] or [params["reason"]]
+            return {
+                "run_key": run_id,
+                "bootstrap": champion is None,
+                "champion": champion["version"] if champion else None,
+                "reason": "; ".join(dict.fromkeys(reasons)),
+                "as_of": as_of_date(params.get("as_of"), events),
+                "window_days": params["window_days"],
+                "promote": params["promote"],
+                "require_approval": params["require_approval"],
+                "drift_reports": [e["drift_report"] for e in events if e.get("drift_report")],
+            }
+
+        @task(multiple_outputs=False)
+        def assemble_data(plan: dict[str, Any]) -> dict[str, Any]:
+            """Training set and time-based holdout, stored in S3 with their digests."""
+            from driftwatch.retraining import assemble_data as assemble
+
+            return assemble(
+                s3_client(cfg.storage.aws_conn_id),
+                cfg,
+                run_key=plan["run_key"],
+                bootstrap=plan["bootstrap"],
+                as_of=plan["as_of"],
+                window_days=plan["window_days"],
+            )
+
+        @task(multiple_outputs=False)
+        def train_challenger(plan: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
+            """Fit the pipeline and register it in MLflow with its full lineage."""
+            from driftwatch.retraining import train_and_register
+
+            return train_and_register(s3_client(cfg.storage.aws_conn_id), cfg, tracking_uri(), plan, data)
+
+        @task(multiple_outputs=False)
+        def evaluate(plan: dict[str, Any], data: dict[str, Any], candidate: dict[str, Any]) -> dict[str, Any]:
+            """Champion and challenger on the same holdout, the gate, and the side-by-side report."""
+            from driftwatch.retraining import evaluate_candidate
+
+            return evaluate_candidate(s3_client(cfg.storage.aws_conn_id), cfg, tracking_uri(), plan, data, candidate)
+
+        @task(multiple_outputs=False)
+        def smoke_test(data: dict[str, Any], candidate: dict[str, Any]) -> dict[str, Any]:
+            """Load the registered version by its models:/ URI in a fresh process and predict."""
+            from driftwatch.retraining import smoke_test_candidate
+
+            return smoke_test_candidate(s3_client(cfg.storage.aws_conn_id), cfg, tracking_uri(), data, candidate)
+
+        @task.branch
+        def route(plan: dict[str, Any], evaluation: dict[str, Any], smoke: dict[str, Any]) -> str:
+            """Ask a person first only when a promotion is on the table and approval is required."""
+            promotable = plan["promote"] and evaluation["passed"] and smoke["passed"]
+            return "await_approval" if promotable and plan["require_approval"] else "apply_decision"
+
+        await_approval = ApprovalOperator(
+            task_id="await_approval",
+            subject=f"Promote a new champion for {cfg.name}?",
+            body="The challenger passed the gate and the smoke test. See the evaluation report in this run's XCom.",
+            execution_timeout=timedelta(days=2),
+        )
+
+        @task(multiple_outputs=False, trigger_rule="none_failed_min_one_success")
+        def apply_decision(
+            plan: dict[str, Any],
+            data: dict[str, Any],
+            candidate: dict[str, Any],
+            evaluation: dict[str, Any],
+            smoke: dict[str, Any],
+            run_id: str,
+        ) -> dict[str, Any]:
+            """Promote with compare-and-set, or tag the version as rejected with its reasons."""
+            from driftwatch.retraining import apply_decision as decide
+
+            return decide(
+                s3_client(cfg.storage.aws_conn_id),
+                cfg,
+                tracking_uri(),
+                plan,
+                data,
+                candidate,
+                evaluation,
+                smoke,
+                actor=f"airflow:{run_id}",
+            )
+
+        @task(trigger_rule="none_failed_min_one_success")
+        def notify(plan: dict[str, Any], candidate: dict[str, Any], evaluation: dict[str, Any], ti: Any = None) -> list:
+            """Email the side-by-side table and what was decided."""
+            from driftwatch.alerts import evaluation_email
+
+            outcome = ti.xcom_pull(task_ids="apply_decision") or {
+                "action": "rejected by approver",
+                "reasons": ["a person rejected the promotion in the Airflow UI"],
+            }
+            message = evaluation_email(cfg, plan, candidate, evaluation, outcome)
+            return send_email(cfg.alerts.smtp_conn_id, message)
+
+        planned = plan()
+        data = assemble_data(planned)
+        candidate = train_challenger(planned, data)
+        evaluation = evaluate(planned, data, candidate)
+        smoke = smoke_test(data, candidate)
+        decided = apply_decision(planned, data, candidate, evaluation, smoke)
+        route(planned, evaluation, smoke) >> [await_approval, decided]
+        await_approval >> decided
+        decided >> notify(planned, candidate, evaluation)
 
     return retrain()
 

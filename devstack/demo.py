@@ -87,14 +87,50 @@ def wait_for_runs(api: AirflowApi, dag_id: str, dates: list[str], timeout: float
         time.sleep(3)
 
 
-def wait_for_consumers(api: AirflowApi, dag_id: str, timeout: float) -> list[dict[str, Any]]:
-    """Wait until no run of an Asset-triggered DAG is queued or running."""
-    deadline = time.monotonic() + timeout
+def wait_for_consumers(api: AirflowApi, dag_id: str, timeout: float, quiet_seconds: float = 20) -> list[dict]:
+    """Wait until no run of an Asset-triggered DAG has been queued or running for `quiet_seconds`.
+
+    The quiet period matters: an Asset event can still turn into a new run a few seconds
+    after the previous one ended.
+    """
+    deadline, quiet_since, last = time.monotonic() + timeout, None, ""
     while True:
         runs = api.dag_runs(dag_id)
-        if all(r["state"] in TERMINAL_RUN_STATES for r in runs) or time.monotonic() > deadline:
+        active = [r for r in runs if r["state"] not in TERMINAL_RUN_STATES]
+        line = f"  {dag_id}: {len(runs) - len(active)} run(s) done, {len(active)} active"
+        if line != last:
+            print(line, flush=True)
+            last = line
+        if active:
+            quiet_since = None
+        elif quiet_since is None:
+            quiet_since = time.monotonic()
+        elif time.monotonic() - quiet_since >= quiet_seconds:
             return runs
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{dag_id}: {len(active)} run(s) still active after {timeout:.0f} s")
         time.sleep(3)
+
+
+def bootstrap_champion(api: AirflowApi, retrain_id: str, tracking_uri: str, model: str) -> None:
+    """Train champion v1 on the reference data, unless the registry already has a champion."""
+    from driftwatch import registry
+
+    if registry.champion(tracking_uri, model) is not None:
+        return
+    print(f"no champion in the registry yet: bootstrapping v1 with {retrain_id}")
+    api.trigger(retrain_id, conf={"reason": "bootstrap: first champion from the reference data"})
+    runs = wait_for_consumers(api, retrain_id, timeout=600, quiet_seconds=3)
+    if registry.champion(tracking_uri, model) is None:
+        states = [r["state"] for r in runs]
+        raise RuntimeError(f"bootstrap did not produce a champion (retrain runs: {states}); see the Airflow UI")
+
+
+def registry_table(tracking_uri: str, model: str) -> list[dict[str, Any]]:
+    """Every registered version with its aliases and the reasons behind each decision."""
+    from driftwatch import registry
+
+    return registry.version_summaries(tracking_uri, model)
 
 
 def batch_table(client: Any, cfg: Any, dates: list[str], runs: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
@@ -149,14 +185,17 @@ def main(argv: list[str] | None = None) -> int:
 
     api = AirflowApi(endpoints["airflow_url"], endpoints["login_user"], password or "")
     monitor_id, retrain_id = f"monitor__{cfg.name}", f"retrain__{cfg.name}"
-    for dag_id in (monitor_id, retrain_id):
+    for dag_id in (retrain_id, f"rollback__{cfg.name}", monitor_id):
         api.wait_for_dag(dag_id)
         api.set_paused(dag_id, False)
+    tracking_uri = env["MLFLOW_TRACKING_URI"]
+    bootstrap_champion(api, retrain_id, tracking_uri, cfg.registry.registered_model)
     print(f"backfilling {monitor_id} over {dates[0]} .. {dates[-1]} through the scheduler")
     # moto keeps S3 in memory: after a restart the batches are new, so earlier runs are redone.
-    api.create_backfill(monitor_id, dates[0], dates[-1], max_active_runs=4, reprocess=landed > 0)
+    api.create_backfill(monitor_id, dates[0], dates[-1], max_active_runs=2, reprocess=landed > 0)
     runs = wait_for_runs(api, monitor_id, dates, args.timeout)
-    retrain_runs = wait_for_consumers(api, retrain_id, timeout=120)
+    retrain_runs = wait_for_consumers(api, retrain_id, timeout=args.timeout)
+    versions = registry_table(tracking_uri, cfg.registry.registered_model)
 
     rows = batch_table(client, cfg, dates, runs)
     print_table(rows)
@@ -165,10 +204,15 @@ def main(argv: list[str] | None = None) -> int:
     for mail in mails:
         print(f"  - {mail['subject']}")
     asset_runs = [r for r in retrain_runs if r.get("run_type") == "asset_triggered"]
-    print(f"\n{retrain_id}: {len(asset_runs)} Asset-triggered run(s)")
+    print(f"\n{retrain_id}: {len(asset_runs)} Asset-triggered run(s), {len(retrain_runs)} in all")
+    print(f"\nmodel registry {cfg.registry.registered_model} ({tracking_uri}):")
+    for v in versions:
+        aliases = ",".join(v["aliases"]) or "-"
+        print(f"  v{v['version']:<3} {aliases:<20} {v['status']:<10} {v['detail'][:110]}")
     wall = time.monotonic() - started
     print(f"\nAirflow UI: {endpoints['airflow_url']}  (user {endpoints['login_user']}, password {password})")
     print(f"S3 endpoint: {endpoints['s3_endpoint']}  bucket {cfg.storage.bucket}")
+    print(f"MLflow: {tracking_uri}")
     print(f"demo wall time: {wall:.0f} s.  `make stop` ends the stack.")
 
     summary = {
@@ -180,6 +224,7 @@ def main(argv: list[str] | None = None) -> int:
         "retrain_runs": [
             {"run_id": r["dag_run_id"], "run_type": r.get("run_type"), "state": r["state"]} for r in retrain_runs
         ],
+        "registry": {"model": cfg.registry.registered_model, "versions": versions},
         "endpoints": {
             "airflow_ui": endpoints["airflow_url"],
             "airflow_user": endpoints["login_user"],
@@ -187,6 +232,7 @@ def main(argv: list[str] | None = None) -> int:
             "s3_endpoint": endpoints["s3_endpoint"],
             "bucket": cfg.storage.bucket,
             "mail_dir": endpoints["mail_dir"],
+            "mlflow": tracking_uri,
         },
     }
     out = Path(endpoints["state_dir"]) / "demo-summary.json"

@@ -27,6 +27,7 @@ import json
 import os
 import secrets
 import shlex
+import shutil
 import signal
 import socket
 import string
@@ -50,8 +51,8 @@ HOST = "127.0.0.1"
 REGION = "us-east-1"
 ADMIN_USER = "admin"
 MAIL_FROM = "driftwatch@localhost"
-SERVICES = ("s3", "smtp", "airflow")  # start order; stop goes in reverse
-DEFAULT_PORTS = {"airflow": 8080, "s3": 9555, "smtp": 8025}
+SERVICES = ("s3", "smtp", "mlflow", "airflow")  # start order; stop goes in reverse
+DEFAULT_PORTS = {"airflow": 8080, "s3": 9555, "smtp": 8025, "mlflow": 5500}
 PORT_ENV = {name: f"DRIFTWATCH_{name.upper()}_PORT" for name in DEFAULT_PORTS}
 # Every process the stack starts carries this variable (value: the state dir). Descendants
 # inherit it, so `stop` can find them even after they left their process group.
@@ -98,6 +99,10 @@ class Paths:
         return self.state / "secrets.json"
 
     @property
+    def mlflow(self) -> Path:
+        return self.state / "mlflow"
+
+    @property
     def password_file(self) -> Path:
         return self.airflow_home / "simple_auth_manager_passwords.json.generated"
 
@@ -112,6 +117,7 @@ class Ports:
     airflow: int
     s3: int
     smtp: int
+    mlflow: int
 
 
 def paths() -> Paths:
@@ -130,8 +136,8 @@ def _port_from_env(service: str) -> int:
 def configured_ports() -> Ports:
     """Ports requested by the environment (or the defaults)."""
     ports = Ports(**{name: _port_from_env(name) for name in DEFAULT_PORTS})
-    if len(set(asdict(ports).values())) != 3:
-        raise StackError(f"the three ports must differ: {asdict(ports)}")
+    if len(set(asdict(ports).values())) != len(DEFAULT_PORTS):
+        raise StackError(f"the service ports must differ: {asdict(ports)}")
     return ports
 
 
@@ -139,7 +145,8 @@ def current_ports() -> Ports:
     """Ports of the running stack if there is one, else the configured ones."""
     record = read_record()
     if record and "ports" in record:
-        return Ports(**record["ports"])
+        # A record written before a service was added lacks its port: use the configured one.
+        return Ports(**{**asdict(configured_ports()), **record["ports"]})
     return configured_ports()
 
 
@@ -188,7 +195,10 @@ def _locked(p: Paths) -> Iterator[None]:
 
 def _make_dirs(p: Paths) -> None:
     _make_state_dir(p)
-    for folder in (p.airflow_home, p.mail, p.logs, p.bin):
+    # moto keeps S3 in memory, so the model artifacts are gone after a restart: a registry
+    # that still listed them would point at missing objects. Both start empty together.
+    shutil.rmtree(p.mlflow, ignore_errors=True)
+    for folder in (p.airflow_home, p.mail, p.logs, p.bin, p.mlflow):
         folder.mkdir(parents=True, exist_ok=True)
 
 
@@ -309,10 +319,16 @@ def airflow_env(ports: Ports | None = None) -> dict[str, str]:
         "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "10",
         # Its health server would bind 0.0.0.0:8974; the stack binds loopback only.
         "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
-        "PYTHONPATH": str(REPO_ROOT / "include"),
+        "PYTHONPATH": f"{REPO_ROOT / 'include'}{os.pathsep}{REPO_ROOT / 'plugins'}",
         "DRIFTWATCH_CONFIG_DIR": str(CONFIG_DIR),
         "AIRFLOW_CONN_AWS_DEFAULT": _aws_conn(ports, creds),
         "AIRFLOW_CONN_SMTP_DEFAULT": _smtp_conn(ports),
+        "AIRFLOW_CONN_MLFLOW_DEFAULT": json.dumps(
+            {"conn_type": "http", "host": HOST, "port": ports.mlflow, "schema": "http"}
+        ),
+        "MLFLOW_TRACKING_URI": f"http://{HOST}:{ports.mlflow}",
+        # Only the MLflow server itself talks to S3 (it proxies artifacts for its clients).
+        "MLFLOW_S3_ENDPOINT_URL": f"http://{HOST}:{ports.s3}",
         "AWS_ACCESS_KEY_ID": creds["aws_access_key_id"],
         "AWS_SECRET_ACCESS_KEY": creds["aws_secret_access_key"],
         "AWS_ENDPOINT_URL_S3": f"http://{HOST}:{ports.s3}",
@@ -320,6 +336,8 @@ def airflow_env(ports: Ports | None = None) -> dict[str, str]:
         # botocore must never probe the EC2 metadata address (169.254.169.254): the stack
         # talks to loopback only.
         "AWS_EC2_METADATA_DISABLED": "true",
+        # Four task processes share two cores: OpenMP threads per process only oversubscribe them.
+        "OMP_NUM_THREADS": "1",
     }
 
 
@@ -372,6 +390,15 @@ def create_buckets(port: int, buckets: list[str]) -> None:
             client.create_bucket(Bucket=bucket)
 
 
+def mlflow_healthy(port: int, timeout: float = 3.0) -> bool:
+    """True when the MLflow server answers its /health endpoint."""
+    try:
+        with urllib.request.urlopen(f"http://{HOST}:{port}/health", timeout=timeout) as response:
+            return response.status == 200
+    except (OSError, urllib.error.URLError):
+        return False
+
+
 def smtp_healthy(port: int, timeout: float = 3.0) -> bool:
     """True when the sink greets with a 220 banner."""
     try:
@@ -421,6 +448,8 @@ def _service_healthy(service: str, ports: Ports) -> bool:
         return s3_healthy(ports.s3)
     if service == "smtp":
         return smtp_healthy(ports.smtp)
+    if service == "mlflow":
+        return mlflow_healthy(ports.mlflow)
     return airflow_healthy(airflow_health(ports.airflow))
 
 
@@ -685,6 +714,23 @@ def _commands(p: Paths, ports: Ports) -> dict[str, list[str]]:
             str(ports.smtp),
         ],
         "airflow": [str(p.bin / "airflow"), "standalone"],
+        "mlflow": [
+            py,
+            "-m",
+            "mlflow",
+            "server",
+            "--host",
+            HOST,
+            "--port",
+            str(ports.mlflow),
+            "--workers",
+            "1",
+            "--backend-store-uri",
+            f"sqlite:///{p.mlflow / 'mlflow.db'}",
+            # The server proxies artifacts, so clients need no S3 credentials of their own.
+            "--artifacts-destination",
+            f"s3://{model_buckets()[0]}/mlflow-artifacts",
+        ],
     }
 
 
@@ -733,6 +779,7 @@ def _record(p: Paths, ports: Ports, procs: dict[str, subprocess.Popen[bytes]]) -
         "airflow": f"http://{HOST}:{ports.airflow}",
         "s3": f"http://{HOST}:{ports.s3}",
         "smtp": f"smtp://{HOST}:{ports.smtp}",
+        "mlflow": f"http://{HOST}:{ports.mlflow}",
     }
     return {
         "state_dir": str(p.state),
@@ -753,6 +800,7 @@ def endpoints_for(p: Paths, ports: Ports) -> dict[str, Any]:
         "s3_endpoint": f"http://{HOST}:{ports.s3}",
         "buckets": model_buckets(),
         "smtp": f"{HOST}:{ports.smtp}",
+        "mlflow_url": f"http://{HOST}:{ports.mlflow}",
         "mail_dir": str(p.mail),
         "login_user": ADMIN_USER,
         "password_file": str(p.password_file),
@@ -770,7 +818,7 @@ def _start_services(p: Paths, ports: Ports) -> None:
     commands, procs = _commands(p, ports), {}
     since = datetime.now(UTC)
     # Airflow first: it takes longest, and S3/SMTP come up while it migrates its DB.
-    for name in ("airflow", "s3", "smtp"):
+    for name in ("airflow", "s3", "smtp", "mlflow"):
         procs[name] = _launch(name, commands[name], env, p)
         _write_record(_record(p, ports, procs))
     wait_healthy(
@@ -782,6 +830,7 @@ def _start_services(p: Paths, ports: Ports) -> None:
     )
     create_buckets(ports.s3, model_buckets())
     wait_healthy("SMTP sink", lambda: smtp_healthy(ports.smtp), procs["smtp"], 30, p.log("smtp"))
+    wait_healthy("MLflow", lambda: mlflow_healthy(ports.mlflow), procs["mlflow"], 120, p.log("mlflow"))
     wait_healthy(
         "Airflow",
         lambda: airflow_healthy(airflow_health(ports.airflow), since),

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO / "include"), str(REPO / "dags"), str(REPO)]
+sys.path[:0] = [str(REPO / "include"), str(REPO / "plugins"), str(REPO / "dags"), str(REPO)]
 
 _AIRFLOW_HOME = tempfile.mkdtemp(prefix="driftwatch-test-airflow-")
 os.environ.update(

@@ -88,6 +88,19 @@ def read_batch(client: S3Client, cfg: ModelConfig, batch_date: str) -> Batch:
     return Batch(frame=frame, objects=objects, total_bytes=total)
 
 
+def normalize_types(frame: pd.DataFrame, cfg: ModelConfig) -> pd.DataFrame:
+    """Give a validated batch the schema's types, so CSV and Parquet batches stage identically."""
+    schema = cfg.dataset
+    out = frame.copy()
+    for name in schema.numeric_features:
+        out[name] = pd.to_numeric(out[name], errors="coerce").astype("float64")
+    for name in [*schema.categorical_features, schema.id_column]:
+        out[name] = out[name].astype("string").astype(object).where(out[name].notna(), None)
+    if schema.timestamp_column and schema.timestamp_column in out.columns:
+        out[schema.timestamp_column] = pd.to_datetime(out[schema.timestamp_column], errors="coerce", utc=True)
+    return out
+
+
 def drop_pii(frame: pd.DataFrame, cfg: ModelConfig) -> pd.DataFrame:
     """Remove the configured PII columns, so that nothing downstream can report them."""
     present = [c for c in cfg.dataset.pii_columns if c in frame.columns]
@@ -121,4 +134,4 @@ def load_reference(client: S3Client, cfg: ModelConfig) -> tuple[pd.DataFrame, st
             f"reference data for model {cfg.name} not found at {uri}: "
             "seed it (make demo does) or fix storage.reference_key"
         ) from None
-    return drop_pii(frame, cfg), uri
+    return normalize_types(drop_pii(frame, cfg), cfg), uri

@@ -56,7 +56,8 @@ def validate_step(client: S3Client, cfg: ModelConfig, batch_date: str) -> dict[s
     )
     staged_uri = None
     if result.passed and frame is not None:
-        staged_uri = ingest.write_parquet(client, cfg.storage.bucket, layout.staged_key(cfg, batch_date), frame)
+        staged = ingest.normalize_types(frame, cfg)
+        staged_uri = ingest.write_parquet(client, cfg.storage.bucket, layout.staged_key(cfg, batch_date), staged)
     return {
         "batch_date": batch_date,
         "passed": result.passed,

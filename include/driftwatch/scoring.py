@@ -17,8 +17,6 @@ from driftwatch import history, ingest, layout
 from driftwatch.config import ModelConfig
 from driftwatch.storage import S3Client
 
-EVALUATED_TAG = "evaluated_primary_metric"
-
 
 def predictions_key(cfg: ModelConfig, batch_date: str) -> str:
     return f"{cfg.storage.output_prefix}predictions/dt={batch_date}/predictions.parquet"
@@ -139,6 +137,7 @@ def _degraded(value: float | None, evaluated: float | None, tolerance: float, lo
 def score_step(client: S3Client, cfg: ModelConfig, tracking_uri: str, batch_date: str) -> dict[str, Any]:
     """Score a valid batch with the current champion, then measure live performance where labels arrived."""
     from driftwatch import registry
+    from driftwatch.registry import EVALUATED_TAG
 
     name = cfg.registry.registered_model
     champion = registry.champion(tracking_uri, name)

@@ -101,7 +101,7 @@ def test_parses_in_fresh_interpreter_without_network_or_connections(path, tmp_pa
         "PATH": "/usr/bin:/bin",
         "HOME": str(tmp_path),
         "AIRFLOW_HOME": str(tmp_path / "airflow"),
-        "PYTHONPATH": f"{REPO / 'include'}:{REPO / 'dags'}",
+        "PYTHONPATH": f"{REPO / 'include'}:{REPO / 'plugins'}:{REPO / 'dags'}",
         "DRIFTWATCH_CONFIG_DIR": str(REPO / "config" / "models"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
     }

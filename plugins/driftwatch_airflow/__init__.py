@@ -1,0 +1,1 @@
+"""Airflow-side glue for driftwatch: hooks that turn Airflow connections into clients."""
