@@ -12,7 +12,7 @@ STAMP := $(VENV)/.installed-$(shell sha256sum requirements.txt | cut -c1-12)
 export PYTHONPATH := $(CURDIR)/include:$(CURDIR)/plugins
 PIP_QUIET := 2>&1 | { grep -v "^WARNING: Location 'file:" || true; }
 
-.PHONY: help install demo stop status test lint test-unit test-dags test-integration lock clean
+.PHONY: help install demo stop status test lint test-unit test-dags test-integration test-distributed lock clean
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -49,8 +49,11 @@ test-dags: install  ## DAG integrity and parse-time tests
 test-integration: install  ## dag.test() against moto S3 and the SMTP sink on loopback
 	@$(PY) -m pytest tests/integration -q
 
-test: install lint  ## Everything CI runs: lint, unit, DAG integrity and integration tests
-	@$(PY) -m pytest tests -q
+test: install lint  ## Lint, unit, DAG-integrity (compose file included) and integration tests
+	@$(PY) -m pytest tests -q --ignore=tests/distributed
+
+test-distributed: install  ## Real distributed run: CeleryExecutor, 2 Celery workers, local PostgreSQL + Redis (2-5 min)
+	@$(PY) -m pytest tests/distributed -q
 
 lock:  ## Re-pin requirements.txt from requirements.in in a fresh venv
 	@rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv

@@ -1,0 +1,712 @@
+"""A real distributed Airflow on one machine: CeleryExecutor, PostgreSQL, Redis, two workers.
+
+``make test-distributed`` drives it (tests/distributed); ``python -m devstack.distributed up``
+starts it in the foreground for a look around, and ``python -m devstack.distributed stop DIR``
+cleans up after a run that was killed before it could clean up itself.
+
+Every component is a separate process in its own process group, on 127.0.0.1 only:
+
+    postgres   the machine's server (default 127.0.0.1:5432, user postgres or root, trust auth):
+               a fresh database ``driftwatch_dist`` (and ``driftwatch_dist_mlflow``), dropped at stop
+    redis      the machine's server, database 5 (default redis://127.0.0.1:6379/5), flushed at start
+    s3         moto server                          DRIFTWATCH_DIST_S3_PORT      (9655)
+    smtp       devstack.smtp_sink                   DRIFTWATCH_DIST_SMTP_PORT    (8125)
+    mlflow     MLflow tracking server, Postgres backend store, artifacts in S3
+                                                    DRIFTWATCH_DIST_MLFLOW_PORT  (5055)
+    airflow    ``airflow db migrate``, then scheduler, dag-processor, triggerer, api-server
+                                                    DRIFTWATCH_DIST_API_PORT     (8181)
+               and two ``airflow celery worker`` processes, worker-a and worker-b
+
+The two workers share nothing on local disk: each has its own working directory, HOME, TMPDIR
+and AIRFLOW_HOME (so its own local task logs) under ``<state>/workers/<name>/``. Task logs reach
+the api-server the way they would across machines: uploaded to S3 (remote logging) and read
+back from there. Each worker reports its own name as the task instances' ``hostname``
+(``[core] hostname_callable`` = :func:`worker_hostname`), so the REST API shows where each task ran.
+
+Other settings: DRIFTWATCH_DIST_PG_URL (server URL without database, e.g.
+``postgresql://user:pw@host:5432``), DRIFTWATCH_DIST_REDIS_URL, DRIFTWATCH_DIST_START_TIMEOUT (s),
+DRIFTWATCH_DIST_WORKER_CONCURRENCY (1 task at a time per worker, which also makes both take work).
+Logs, mail and the generated admin password live in a temporary state folder (mode 0700).
+Linux only (process groups and /proc, like devstack.stack, whose helpers this module uses).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+from devstack import stack
+from devstack.stack import CONFIG_DIR, HOST, MARKER_VAR, REGION, REPO_ROOT, VENV_BIN
+
+DB_NAME = "driftwatch_dist"
+MLFLOW_DB_NAME = "driftwatch_dist_mlflow"
+WORKERS = ("worker-a", "worker-b")
+LOG_BUCKET = "driftwatch-dist-logs"
+MLFLOW_BUCKET = "driftwatch-dist-mlflow"
+ADMIN_USER = stack.ADMIN_USER
+DEFAULT_PORTS = {"api": 8181, "s3": 9655, "smtp": 8125, "mlflow": 5055}
+PORT_ENV = {name: f"DRIFTWATCH_DIST_{name.upper()}_PORT" for name in DEFAULT_PORTS}
+PG_URL_ENV = "DRIFTWATCH_DIST_PG_URL"
+REDIS_URL_ENV = "DRIFTWATCH_DIST_REDIS_URL"
+DEFAULT_PG_USERS = ("postgres", "root")
+DEFAULT_REDIS_URL = f"redis://{HOST}:6379/5"
+#: Read by worker_hostname() in the task processes of a worker.
+HOSTNAME_VAR = "DRIFTWATCH_WORKER_HOSTNAME"
+#: include/ (domain package) and plugins/ (its Airflow hooks), as in devstack.stack.
+PYTHONPATH = (str(REPO_ROOT / "include"), str(REPO_ROOT / "plugins"))
+CONTROL_PLANE = ("scheduler", "dag-processor", "triggerer", "api-server")
+RECORD_NAME = "cluster.json"
+
+
+class DistributedError(RuntimeError):
+    """A prerequisite is missing, or a component did not start."""
+
+
+def worker_hostname() -> str:
+    """``[core] hostname_callable`` of the workers: their own name, recorded on each task instance."""
+    return os.environ.get(HOSTNAME_VAR) or socket.getfqdn()
+
+
+def _timeout(var: str, default: float) -> float:
+    return float(os.environ.get(var, default))
+
+
+# --------------------------------------------------------------------------- prerequisites
+
+
+def _pg_url(user: str | None = None) -> Any:
+    """SQLAlchemy URL of the PostgreSQL server (no database), from the environment or the default."""
+    from sqlalchemy.engine import make_url
+
+    raw = os.environ.get(PG_URL_ENV)
+    if raw:
+        return make_url(raw).set(drivername="postgresql+psycopg2", database=None)
+    return make_url(f"postgresql+psycopg2://{user}@{HOST}:5432")
+
+
+def _pg_connect(url: Any, database: str = "postgres") -> Any:
+    import psycopg2
+
+    conn = psycopg2.connect(
+        host=url.host or HOST,
+        port=url.port or 5432,
+        user=url.username,
+        password=url.password or None,
+        dbname=database,
+        connect_timeout=5,
+    )
+    conn.autocommit = True
+    return conn
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()).rstrip(".")
+
+
+def check_postgres() -> Any:
+    """Return the URL of a reachable server where we may create databases, or raise plainly."""
+    try:
+        import psycopg2
+    except ImportError:
+        raise DistributedError(
+            "the PostgreSQL driver is missing: pip install psycopg2-binary into the project's venv"
+        ) from None
+    candidates = [_pg_url()] if os.environ.get(PG_URL_ENV) else [_pg_url(u) for u in DEFAULT_PG_USERS]
+    errors = []
+    for url in candidates:
+        try:
+            conn = _pg_connect(url)
+        except psycopg2.Error as exc:
+            errors.append(f"{url.render_as_string(hide_password=True)}: {_one_line(exc)}")
+            continue
+        with conn, conn.cursor() as cur:
+            cur.execute("SELECT rolcreatedb OR rolsuper FROM pg_roles WHERE rolname = current_user")
+            row = cur.fetchone()
+        conn.close()
+        if not (row and row[0]):
+            errors.append(f"{url.username}: may not create databases")
+            continue
+        return url
+    raise DistributedError(
+        "PostgreSQL is required but not usable: "
+        + "; ".join(errors)
+        + f". Start a local PostgreSQL on {HOST}:5432 (trust auth for user postgres or root), "
+        f"or set {PG_URL_ENV}=postgresql://USER:PASSWORD@HOST:PORT"
+    )
+
+
+def check_redis() -> str:
+    """Return the broker URL once Redis answers PING, or raise plainly."""
+    try:
+        import redis
+    except ImportError:
+        raise DistributedError("the redis client is missing: pip install redis into the project's venv") from None
+    url = os.environ.get(REDIS_URL_ENV, DEFAULT_REDIS_URL)
+    try:
+        redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5).ping()
+    except redis.RedisError as exc:
+        raise DistributedError(
+            f"Redis is required but not reachable at {url}: {_one_line(exc)}. Start a local Redis on {HOST}:6379, "
+            f"or set {REDIS_URL_ENV}=redis://HOST:PORT/DB (a database number nothing else uses: it is flushed)"
+        ) from None
+    return url
+
+
+def configured_ports() -> dict[str, int]:
+    ports = {}
+    for name, default in DEFAULT_PORTS.items():
+        raw = os.environ.get(PORT_ENV[name], str(default))
+        if not raw.isdigit() or not 0 < int(raw) < 65536:
+            raise DistributedError(f"{PORT_ENV[name]}={raw!r} is not a TCP port")
+        ports[name] = int(raw)
+    if len(set(ports.values())) != len(ports):
+        raise DistributedError(f"the ports must differ: {ports}")
+    return ports
+
+
+def check_ports(ports: dict[str, int]) -> None:
+    for name, port in ports.items():
+        if not stack._port_free(port):
+            raise DistributedError(
+                f"port {port} ({name}) on {HOST} is already in use by {stack._port_owner(port)}; "
+                f"stop it or choose another port with {PORT_ENV[name]}=..."
+            )
+
+
+# --------------------------------------------------------------------------- the cluster
+
+
+@dataclass
+class Cluster:
+    """One running distributed stack; ``stop()`` ends every process and drops its databases."""
+
+    state: Path
+    ports: dict[str, int]
+    pg: Any  # sqlalchemy URL of the server, no database
+    redis_url: str
+    creds: dict[str, str]
+    admin_password: str
+    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+
+    # ---- locations
+
+    @property
+    def logs(self) -> Path:
+        return self.state / "logs"
+
+    @property
+    def mail_dir(self) -> Path:
+        return self.state / "mail"
+
+    @property
+    def airflow_home(self) -> Path:
+        """AIRFLOW_HOME of the control plane (scheduler, dag-processor, triggerer, api-server)."""
+        return self.state / "airflow"
+
+    @property
+    def password_file(self) -> Path:
+        return self.state / "auth" / "passwords.json"
+
+    def worker_dir(self, name: str) -> Path:
+        return self.state / "workers" / name
+
+    def worker_home(self, name: str) -> Path:
+        return self.worker_dir(name) / "airflow"
+
+    def log(self, service: str) -> Path:
+        return self.logs / f"{service}.log"
+
+    @property
+    def api_url(self) -> str:
+        return f"http://{HOST}:{self.ports['api']}"
+
+    @property
+    def s3_endpoint(self) -> str:
+        return f"http://{HOST}:{self.ports['s3']}"
+
+    @property
+    def mlflow_url(self) -> str:
+        return f"http://{HOST}:{self.ports['mlflow']}"
+
+    def db_url(self, database: str) -> str:
+        return self.pg.set(database=database).render_as_string(hide_password=False)
+
+    # ---- environments
+
+    def base_env(self) -> dict[str, str]:
+        """The caller's environment minus its Airflow settings, plus the stack marker (see stack.py)."""
+        env = stack._base_env(stack.Paths(self.state))
+        # A caller's MLflow settings (pytest's conftest sets a SQLite tracking URI) must not
+        # override the mlflow_default connection the pipeline reads.
+        env = {k: v for k, v in env.items() if not k.startswith("MLFLOW_")}
+        env["PATH"] = os.pathsep.join([str(VENV_BIN), os.environ.get("PATH", "")])
+        env[MARKER_VAR] = str(self.state)
+        return env
+
+    def airflow_env(self) -> dict[str, str]:
+        """Settings every Airflow component shares (the workers override a few, see worker_env)."""
+        # stack's connection builders read only .s3 / .smtp of their ports argument.
+        ports, creds = SimpleNamespace(s3=self.ports["s3"], smtp=self.ports["smtp"]), self.creds
+        return {
+            "AIRFLOW_HOME": str(self.airflow_home),
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": self.db_url(DB_NAME),
+            "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
+            "AIRFLOW__CELERY__BROKER_URL": self.redis_url,
+            # Explicit +psycopg2: SQLAlchemy 2.1's default PostgreSQL driver is psycopg 3.
+            "AIRFLOW__CELERY__RESULT_BACKEND": "db+" + self.db_url(DB_NAME),
+            "AIRFLOW__CELERY__WORKER_CONCURRENCY": os.environ.get("DRIFTWATCH_DIST_WORKER_CONCURRENCY", "1"),
+            "AIRFLOW__CORE__DAGS_FOLDER": os.environ.get("DRIFTWATCH_DAGS_FOLDER", str(REPO_ROOT / "dags")),
+            "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO_ROOT / "plugins"),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__CORE__PARALLELISM": "8",
+            "AIRFLOW__CORE__FERNET_KEY": creds["fernet_key"],
+            "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT": "120",
+            "AIRFLOW__DAG_PROCESSOR__DAG_FILE_PROCESSOR_TIMEOUT": "180",
+            "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
+            "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "10",
+            "AIRFLOW__API__HOST": HOST,
+            "AIRFLOW__API__PORT": str(self.ports["api"]),
+            "AIRFLOW__API__WORKERS": "1",
+            # Celery workers run tasks through the Task SDK, which talks to this URL.
+            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.api_url}/execution/",
+            # One set of secrets for all components: JWTs issued by the scheduler are checked
+            # by the api-server, and connections are encrypted with the same Fernet key.
+            "AIRFLOW__API_AUTH__JWT_SECRET": creds["jwt_secret"],
+            "AIRFLOW__API__SECRET_KEY": creds["api_secret_key"],
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{ADMIN_USER}:admin",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(self.password_file),
+            "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
+            # Task logs go to S3 as they would between machines; the api-server reads them there.
+            "AIRFLOW__LOGGING__REMOTE_LOGGING": "True",
+            "AIRFLOW__LOGGING__REMOTE_BASE_LOG_FOLDER": f"s3://{LOG_BUCKET}/airflow",
+            "AIRFLOW__LOGGING__REMOTE_LOG_CONN_ID": "aws_default",
+            "PYTHONPATH": os.pathsep.join(PYTHONPATH),
+            "DRIFTWATCH_CONFIG_DIR": str(CONFIG_DIR),
+            "GX_ANALYTICS_ENABLED": "false",
+            "AIRFLOW_CONN_AWS_DEFAULT": stack._aws_conn(ports, creds),
+            "AIRFLOW_CONN_SMTP_DEFAULT": stack._smtp_conn(ports),
+            "AWS_ACCESS_KEY_ID": creds["aws_access_key_id"],
+            "AWS_SECRET_ACCESS_KEY": creds["aws_secret_access_key"],
+            "AWS_ENDPOINT_URL_S3": self.s3_endpoint,
+            "AWS_DEFAULT_REGION": REGION,
+            "AWS_EC2_METADATA_DISABLED": "true",
+            # The pipeline reads the tracking URI from this connection (as in docker-compose.yaml).
+            "AIRFLOW_CONN_MLFLOW_DEFAULT": json.dumps(
+                {"conn_type": "http", "host": HOST, "port": self.ports["mlflow"]}
+            ),
+        }
+
+    def worker_env(self, name: str) -> dict[str, str]:
+        """A worker's own home, temp folder and identity; nothing on disk is shared with the other."""
+        own = self.worker_dir(name)
+        return {
+            "AIRFLOW_HOME": str(self.worker_home(name)),
+            "HOME": str(own),
+            "TMPDIR": str(own / "tmp"),
+            "TMP": str(own / "tmp"),
+            "TEMP": str(own / "tmp"),
+            # A literal path: under `python -m devstack.distributed` this module is __main__.
+            "AIRFLOW__CORE__HOSTNAME_CALLABLE": "devstack.distributed.worker_hostname",
+            HOSTNAME_VAR: name,
+            # devstack (for worker_hostname) besides the domain package.
+            "PYTHONPATH": os.pathsep.join([*PYTHONPATH, str(REPO_ROOT)]),
+        }
+
+    # ---- processes
+
+    def _launch(self, name: str, argv: list[str], env: dict[str, str], cwd: Path) -> subprocess.Popen[bytes]:
+        with open(self.log(name), "ab") as log:
+            log.write(f"===== {datetime.now(UTC).isoformat()} start: {' '.join(argv)}\n".encode())
+            log.flush()
+            proc = subprocess.Popen(
+                argv,
+                cwd=cwd,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # own process group: stop kills the whole tree
+                umask=0o077,
+            )
+        stack._children[proc.pid] = proc  # stack's stop helpers reap these
+        self.procs[name] = proc
+        self._write_record()
+        return proc
+
+    def _write_record(self) -> None:
+        record = {
+            "state_dir": str(self.state),
+            "pg": self.pg.render_as_string(hide_password=True),
+            "databases": [DB_NAME, MLFLOW_DB_NAME],
+            "redis_url": self.redis_url,
+            "ports": self.ports,
+            "services": {
+                name: {"pid": p.pid, "pgid": p.pid, "start_time": _start_time(p.pid), "log": str(self.log(name))}
+                for name, p in self.procs.items()
+            },
+        }
+        stack._write_private(self.state / RECORD_NAME, json.dumps(record, indent=2) + "\n")
+
+    def _wait(self, name: str, check: Callable[[], bool], timeout: float) -> None:
+        """Wait for ``check`` while the service's process lives; raise with its log tail otherwise."""
+        began = time.monotonic()
+        stack.wait_healthy(name, check, self.procs[name], timeout, self.log(name))
+        self.timings[f"{name} ready"] = round(time.monotonic() - began, 1)
+
+    def start(self) -> None:
+        began = time.monotonic()
+        for folder in (
+            self.logs,
+            self.mail_dir,
+            self.airflow_home,
+            self.password_file.parent,
+            self.state / "mlflow-home",
+        ):
+            folder.mkdir(parents=True, exist_ok=True)
+        for name in WORKERS:
+            (self.worker_dir(name) / "tmp").mkdir(parents=True, exist_ok=True)
+            self.worker_home(name).mkdir(parents=True, exist_ok=True)
+        # SimpleAuthManager only generates passwords for users missing from this file.
+        stack._write_private(self.password_file, json.dumps({ADMIN_USER: self.admin_password}) + "\n")
+        self._reset_backends()
+
+        base = self.base_env()
+        env = {**base, **self.airflow_env()}
+        py, airflow = str(VENV_BIN / "python"), str(VENV_BIN / "airflow")
+        self._launch("s3", [py, "-m", "moto.server", "-H", HOST, "-p", str(self.ports["s3"])], env, self.state)
+        smtp_argv = [py, "-m", "devstack.smtp_sink", "--folder", str(self.mail_dir), "--host", HOST]
+        self._launch("smtp", [*smtp_argv, "--port", str(self.ports["smtp"])], env, REPO_ROOT)
+        migrate = self._launch("db-migrate", [airflow, "db", "migrate"], env, self.airflow_home)
+
+        self._wait("s3", self.s3_healthy, _timeout("DRIFTWATCH_S3_TIMEOUT", 60))
+        client = self.s3_client()
+        for bucket in [*stack.model_buckets(), LOG_BUCKET, MLFLOW_BUCKET]:
+            client.create_bucket(Bucket=bucket)
+        self._launch("mlflow", self._mlflow_argv(), {**env, **self._mlflow_env()}, self.state)
+
+        timeout = _timeout("DRIFTWATCH_DIST_START_TIMEOUT", 420)
+        try:
+            code = migrate.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            log = self.log("db-migrate")
+            raise DistributedError(f"airflow db migrate still running after {timeout:.0f} s; see {log}") from None
+        if code != 0:
+            raise DistributedError(
+                f"airflow db migrate failed ({code}); see {self.log('db-migrate')}\n"
+                f"{stack._log_tail(self.log('db-migrate'))}"
+            )
+        self.timings["db migrate"] = round(time.monotonic() - began, 1)
+
+        since = datetime.now(UTC)
+        self._launch("scheduler", [airflow, "scheduler", "--skip-serve-logs"], env, self.airflow_home)
+        self._launch("dag-processor", [airflow, "dag-processor"], env, self.airflow_home)
+        self._launch("triggerer", [airflow, "triggerer", "--skip-serve-logs"], env, self.airflow_home)
+        self._launch("api-server", [airflow, "api-server"], env, self.airflow_home)
+        for name in WORKERS:
+            argv = [airflow, "celery", "worker", "--celery-hostname", name, "--skip-serve-logs"]
+            argv += ["--without-mingle", "--without-gossip"]
+            self._launch(name, argv, {**env, **self.worker_env(name)}, self.worker_dir(name))
+
+        self._wait("smtp", lambda: stack.smtp_healthy(self.ports["smtp"]), 30)
+        self._wait(
+            "api-server",
+            lambda: stack.airflow_healthy(stack.airflow_health(self.ports["api"]), since),
+            timeout,
+        )
+        for name in (*CONTROL_PLANE, *WORKERS):
+            if self.procs[name].poll() is not None:
+                raise DistributedError(f"{name} exited with code {self.procs[name].returncode}; see {self.log(name)}")
+        for name in WORKERS:
+            self._wait(name, lambda n=name: f"celery@{n}" in self.celery_nodes(), timeout)
+        self._wait("mlflow", self.mlflow_healthy, timeout)
+        self.timings["start total"] = round(time.monotonic() - began, 1)
+
+    def _mlflow_argv(self) -> list[str]:
+        return [
+            str(VENV_BIN / "mlflow"),
+            "server",
+            "--artifacts-destination",
+            f"s3://{MLFLOW_BUCKET}/artifacts",
+            "--host",
+            HOST,
+            "--port",
+            str(self.ports["mlflow"]),
+            "--workers",
+            "1",
+        ]
+
+    def _mlflow_env(self) -> dict[str, str]:
+        return {
+            # From the environment rather than argv: a password in the URL stays out of `ps`.
+            "MLFLOW_BACKEND_STORE_URI": self.db_url(MLFLOW_DB_NAME),
+            "MLFLOW_S3_ENDPOINT_URL": self.s3_endpoint,
+            "HOME": str(self.state / "mlflow-home"),
+        }
+
+    def _reset_backends(self) -> None:
+        """Fresh databases and an empty Redis database: nothing of an earlier run survives."""
+        import redis
+
+        conn = _pg_connect(self.pg)
+        try:
+            with conn.cursor() as cur:
+                for database in (DB_NAME, MLFLOW_DB_NAME):
+                    cur.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+                    cur.execute(f'CREATE DATABASE "{database}"')
+        finally:
+            conn.close()
+        redis.Redis.from_url(self.redis_url, socket_timeout=5).flushdb()
+
+    # ---- health and clients
+
+    def s3_client(self) -> Any:
+        import boto3
+        from botocore.config import Config
+
+        return boto3.client(
+            "s3",
+            endpoint_url=self.s3_endpoint,
+            region_name=REGION,
+            aws_access_key_id=self.creds["aws_access_key_id"],
+            aws_secret_access_key=self.creds["aws_secret_access_key"],
+            config=Config(connect_timeout=5, read_timeout=30, retries={"max_attempts": 2}),
+        )
+
+    def s3_healthy(self) -> bool:
+        try:
+            self.s3_client().list_buckets()
+        except Exception:  # any botocore/connection error means "not yet"
+            return False
+        return True
+
+    def mlflow_healthy(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"{self.mlflow_url}/health", timeout=5) as resp:
+                return resp.status == 200
+        except OSError:
+            return False
+
+    def celery_nodes(self) -> set[str]:
+        """Names of the Celery workers that answer a broadcast ping on our broker."""
+        from celery import Celery
+
+        app = Celery(broker=self.redis_url)
+        try:
+            replies = app.control.ping(timeout=2.0) or []
+        except Exception:  # broker hiccup: "not yet"
+            return set()
+        finally:
+            app.close()
+        return {node for reply in replies for node in reply}
+
+    # ---- inspection helpers for tests
+
+    def service_pid(self, name: str) -> int:
+        """Pid of the main process of a service (the Popen'd one)."""
+        return self.procs[name].pid
+
+    def log_tails(self, lines: int = 25) -> str:
+        parts = []
+        for name in self.procs:
+            parts.append(f"--- {self.log(name)}\n{stack._log_tail(self.log(name), lines)}")
+        return "\n".join(parts)
+
+    # ---- stopping
+
+    def stop(self) -> list[str]:
+        """Kill every process group, sweep escapees, drop the databases, flush Redis."""
+        return stop_state(self.state, self.pg, self.redis_url)
+
+
+def _start_time(pid: int) -> int | None:
+    """Start time of a process in clock ticks since boot (field 22 of /proc/PID/stat), or None."""
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return int(raw.rsplit(")", 1)[1].split()[19])
+
+
+def _group_is_ours(service: dict[str, Any], marker: bytes) -> bool:
+    """Is the recorded process group still the one we started?
+
+    The leader's start time proves it while the leader lives. Airflow renames its processes
+    with setproctitle, which overwrites /proc/PID/environ, so the stack marker alone (what
+    devstack.stack checks) misses an api-server or a worker whose group has no other member.
+    """
+    pgid = service["pgid"]
+    if service.get("start_time") is not None and _start_time(pgid) == service["start_time"]:
+        return True
+    return stack._group_is_ours(pgid, marker)
+
+
+def stop_state(state: Path, pg: Any = None, redis_url: str | None = None) -> list[str]:
+    """Stop the cluster recorded in ``<state>/cluster.json``, sweep escapees, drop its databases."""
+    record: dict[str, Any] = {}
+    with suppress(FileNotFoundError, json.JSONDecodeError):
+        record = json.loads((state / RECORD_NAME).read_text())
+    services = list(reversed(record.get("services", {}).values()))
+    marker = f"{MARKER_VAR}={state}".encode()
+    # Only our own groups: after a reboot a recorded pgid may be someone else's.
+    report = stack._stop_groups([svc["pgid"] for svc in services if _group_is_ours(svc, marker)])
+    report += stack._sweep(state)
+    if pg is None and record.get("pg"):
+        from sqlalchemy.engine import make_url
+
+        # The record hides the password; a server that needs one is named in DRIFTWATCH_DIST_PG_URL.
+        pg = _pg_url() if os.environ.get(PG_URL_ENV) else make_url(record["pg"])
+    if pg is not None:
+        report += _drop_databases(pg)
+    redis_url = redis_url or record.get("redis_url")
+    if redis_url:
+        with suppress(Exception):
+            import redis
+
+            redis.Redis.from_url(redis_url, socket_timeout=5).flushdb()
+    return report
+
+
+def _drop_databases(pg: Any) -> list[str]:
+    try:
+        conn = _pg_connect(pg)
+    except Exception as exc:
+        return [f"could not connect to PostgreSQL to drop {DB_NAME}: {exc}"]
+    try:
+        with conn.cursor() as cur:
+            for database in (DB_NAME, MLFLOW_DB_NAME):
+                cur.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+    finally:
+        conn.close()
+    return []
+
+
+def start(state: Path | None = None) -> Cluster:
+    """Check the prerequisites, then start everything; on any failure stop what started and raise."""
+    pg = check_postgres()
+    redis_url = check_redis()
+    ports = configured_ports()
+    check_ports(ports)
+    if not (VENV_BIN / "airflow").exists():
+        raise DistributedError(f"{VENV_BIN / 'airflow'} not found: run this with the project's venv python")
+    try:
+        import airflow.providers.celery  # noqa: F401
+    except ImportError:
+        raise DistributedError(
+            "apache-airflow-providers-celery is not installed in the project's venv (CeleryExecutor needs it)"
+        ) from None
+    if state is None:
+        state = Path(tempfile.mkdtemp(prefix="driftwatch-dist-"))
+    state.mkdir(parents=True, exist_ok=True)
+    state.chmod(0o700)
+    cluster = Cluster(
+        state=state,
+        ports=ports,
+        pg=pg,
+        redis_url=redis_url,
+        creds=stack._new_secrets(),
+        admin_password=secrets.token_urlsafe(18),
+    )
+    try:
+        cluster.start()
+    except BaseException:
+        print(f"distributed start failed: stopping what started (logs kept in {state})", file=sys.stderr)
+        for line in cluster.stop():
+            print(f"  {line}", file=sys.stderr)
+        raise
+    return cluster
+
+
+@contextmanager
+def running(keep_state: bool = False) -> Iterator[Cluster]:
+    """``with running() as cluster:`` start, yield, and always stop; the state folder is removed
+    after a clean exit unless ``keep_state`` (or DRIFTWATCH_DIST_KEEP_STATE=1)."""
+    cluster = start()
+    ok = False
+    try:
+        yield cluster
+        ok = True
+    finally:
+        began = time.monotonic()
+        report = cluster.stop()
+        cluster.timings["stop"] = round(time.monotonic() - began, 1)
+        for line in report:
+            print(f"  stop: {line}")
+        if ok and not keep_state and os.environ.get("DRIFTWATCH_DIST_KEEP_STATE") != "1":
+            shutil.rmtree(cluster.state, ignore_errors=True)
+        else:
+            print(f"distributed stack logs kept in {cluster.state}")
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def _cmd_up() -> int:
+    stop_requested = False
+
+    def _request_stop(signum: int, frame: Any) -> None:
+        nonlocal stop_requested
+        stop_requested = True
+
+    signal.signal(signal.SIGTERM, _request_stop)
+    began = time.monotonic()
+    with running(keep_state=True) as cluster:
+        print(f"distributed stack up in {time.monotonic() - began:.0f} s; state {cluster.state}")
+        print(f"  airflow  {cluster.api_url}  (user {ADMIN_USER}, password {cluster.admin_password})")
+        print(f"  s3       {cluster.s3_endpoint}    mail {cluster.mail_dir}")
+        print(f"  mlflow   {cluster.mlflow_url}")
+        print("  workers  " + ", ".join(sorted(cluster.celery_nodes())))
+        print("Ctrl-C stops everything and drops the databases.")
+        try:
+            while not stop_requested:
+                time.sleep(1)
+        except KeyboardInterrupt:
+            pass
+    return 0
+
+
+def _cmd_stop(state: str) -> int:
+    report = stop_state(Path(state).resolve())
+    for line in report:
+        print(f"  {line}")
+    print("stopped")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m devstack.distributed",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("up", help="start in the foreground; Ctrl-C stops and cleans up")
+    stop_parser = sub.add_parser("stop", help="clean up after a run that could not (its state folder)")
+    stop_parser.add_argument("state_dir")
+    args = parser.parse_args(argv)
+    try:
+        return _cmd_up() if args.command == "up" else _cmd_stop(args.state_dir)
+    except DistributedError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
