@@ -34,7 +34,7 @@ def scenario():
 
 
 @pytest.fixture
-def seeded(s3, s3_endpoint, demo_cfg, scenario, monkeypatch):
+def seeded(s3, s3_endpoint, demo_cfg, scenario, monkeypatch, tmp_path):
     """Reference and all scenario batches landed in the bucket; aws_default points at moto."""
     monkeypatch.setenv(
         "AIRFLOW_CONN_AWS_DEFAULT",
@@ -45,6 +45,13 @@ def seeded(s3, s3_endpoint, demo_cfg, scenario, monkeypatch):
                 "password": "test-secret",
                 "extra": {"endpoint_url": s3_endpoint, "region_name": "us-east-1"},
             }
+        ),
+    )
+    # An empty registry: the monitor runs before any champion exists (score_batch says so).
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_MLFLOW_DEFAULT",
+        json.dumps(
+            {"conn_type": "http", "host": "unused", "extra": {"tracking_uri": f"sqlite:///{tmp_path}/mlflow.db"}}
         ),
     )
     seeding.write_reference(s3, demo_cfg, demo_data.generate_reference(seed=11, rows=1200))
@@ -95,6 +102,7 @@ def test_clean_batch_raises_no_alert(airflow_db, seeded, s3, demo_cfg, mail_dir,
     assert states["validate_batch"] == "success"
     assert states["compute_drift"] == "success"
     assert states["quarantine_batch"] == "skipped"
+    assert states["score_batch"] == "success", "no champion yet must not fail the monitor"
     assert states["alert_drift"] == "skipped" and states["request_retraining"] == "skipped"
     assert read_messages(mail_dir) == []
     record = json.loads(storage.read_bytes(s3, demo_cfg.storage.bucket, layout.history_key(demo_cfg, day.isoformat())))
