@@ -12,6 +12,7 @@ import json
 import sys
 import time
 from datetime import UTC, date, datetime, timedelta
+from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
 
@@ -170,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows-per-day", type=int, default=2000)
     parser.add_argument("--timeout", type=float, default=900.0, help="seconds to wait for the runs")
     args = parser.parse_args(argv)
-    started = time.monotonic()
+    started, started_at = time.monotonic(), datetime.now(UTC).replace(microsecond=0)
 
     from driftwatch.config import load_config
 
@@ -199,8 +200,12 @@ def main(argv: list[str] | None = None) -> int:
 
     rows = batch_table(client, cfg, dates, runs)
     print_table(rows)
-    mails = [{"subject": m["Subject"], "to": m["To"]} for m in read_messages(Path(endpoints["mail_dir"]))]
-    print(f"\nemails sent ({len(mails)}), saved as .eml in {endpoints['mail_dir']}:")
+    mails = [
+        {"subject": m["Subject"].strip(), "to": m["To"]}
+        for m in read_messages(Path(endpoints["mail_dir"]))
+        if parsedate_to_datetime(m["Date"]) >= started_at
+    ]
+    print(f"\nemails sent by this demo ({len(mails)}), saved as .eml in {endpoints['mail_dir']}:")
     for mail in mails:
         print(f"  - {mail['subject']}")
     asset_runs = [r for r in retrain_runs if r.get("run_type") == "asset_triggered"]
