@@ -210,7 +210,7 @@ def test_airflow_env_points_everything_at_the_stack(state_dir: Path) -> None:
     assert env["AIRFLOW__API__HOST"] == "127.0.0.1" and env["AIRFLOW__API__PORT"] == "18080"
     assert env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] == "http://127.0.0.1:18080/execution/"
     assert env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS"] == "admin:admin"
-    assert env["PYTHONPATH"] == str(REPO_ROOT / "include")
+    assert env["PYTHONPATH"].split(os.pathsep) == [str(REPO_ROOT / "include"), str(REPO_ROOT / "plugins")]
     aws = json.loads(env["AIRFLOW_CONN_AWS_DEFAULT"])
     assert aws["login"] == env["AWS_ACCESS_KEY_ID"] and aws["password"] == env["AWS_SECRET_ACCESS_KEY"]
     assert aws["extra"]["endpoint_url"] == env["AWS_ENDPOINT_URL_S3"] == "http://127.0.0.1:19555"
