@@ -12,7 +12,7 @@ STAMP := $(VENV)/.installed-$(shell sha256sum requirements.txt | cut -c1-12)
 export PYTHONPATH := $(CURDIR)/include:$(CURDIR)/plugins
 PIP_QUIET := 2>&1 | { grep -v "^WARNING: Location 'file:" || true; }
 
-.PHONY: help install demo stop status test lint test-unit test-dags test-integration test-distributed lock clean
+.PHONY: help install demo stop status test lint test-unit test-dags test-integration test-distributed bench bench-fleet lock clean
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -54,6 +54,9 @@ test: install lint  ## Lint, unit, DAG-integrity (compose file included) and int
 
 test-distributed: install  ## Real distributed run: CeleryExecutor, 2 Celery workers, local PostgreSQL + Redis (2-5 min)
 	@$(PY) -m pytest tests/distributed -q
+
+bench-fleet: install  ## 20 models through monitor_fleet (dynamic task mapping) on 1 and 2 Celery workers; needs PostgreSQL + Redis
+	@$(PY) -m bench.bench_fleet --models 20 --rows 20000 --workers 1,2 --concurrency 2 --out bench-fleet-results.json
 
 lock:  ## Re-pin requirements.txt from requirements.in in a fresh venv
 	@rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv

@@ -205,6 +205,10 @@ class Cluster:
     admin_password: str
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
+    #: Names of the Celery workers to start (see worker_names()).
+    workers: tuple[str, ...] = WORKERS
+    #: Settings added to every component's environment last (e.g. DRIFTWATCH_CONFIG_DIR).
+    extra_env: dict[str, str] = field(default_factory=dict)
 
     # ---- locations
 
@@ -381,7 +385,7 @@ class Cluster:
             self.state / "mlflow-home",
         ):
             folder.mkdir(parents=True, exist_ok=True)
-        for name in WORKERS:
+        for name in self.workers:
             (self.worker_dir(name) / "tmp").mkdir(parents=True, exist_ok=True)
             self.worker_home(name).mkdir(parents=True, exist_ok=True)
         # SimpleAuthManager only generates passwords for users missing from this file.
@@ -389,7 +393,7 @@ class Cluster:
         self._reset_backends()
 
         base = self.base_env()
-        env = {**base, **self.airflow_env()}
+        env = {**base, **self.airflow_env(), **self.extra_env}
         py, airflow = str(VENV_BIN / "python"), str(VENV_BIN / "airflow")
         self._launch("s3", [py, "-m", "moto.server", "-H", HOST, "-p", str(self.ports["s3"])], env, self.state)
         smtp_argv = [py, "-m", "devstack.smtp_sink", "--folder", str(self.mail_dir), "--host", HOST]
@@ -420,7 +424,7 @@ class Cluster:
         self._launch("dag-processor", [airflow, "dag-processor"], env, self.airflow_home)
         self._launch("triggerer", [airflow, "triggerer", "--skip-serve-logs"], env, self.airflow_home)
         self._launch("api-server", [airflow, "api-server"], env, self.airflow_home)
-        for name in WORKERS:
+        for name in self.workers:
             argv = [airflow, "celery", "worker", "--celery-hostname", name, "--skip-serve-logs"]
             argv += ["--without-mingle", "--without-gossip"]
             self._launch(name, argv, {**env, **self.worker_env(name)}, self.worker_dir(name))
@@ -431,10 +435,10 @@ class Cluster:
             lambda: stack.airflow_healthy(stack.airflow_health(self.ports["api"]), since),
             timeout,
         )
-        for name in (*CONTROL_PLANE, *WORKERS):
+        for name in (*CONTROL_PLANE, *self.workers):
             if self.procs[name].poll() is not None:
                 raise DistributedError(f"{name} exited with code {self.procs[name].returncode}; see {self.log(name)}")
-        for name in WORKERS:
+        for name in self.workers:
             self._wait(name, lambda n=name: f"celery@{n}" in self.celery_nodes(), timeout)
         self._wait("mlflow", self.mlflow_healthy, timeout)
         self.timings["start total"] = round(time.monotonic() - began, 1)
@@ -598,8 +602,18 @@ def _drop_databases(pg: Any) -> list[str]:
     return []
 
 
-def start(state: Path | None = None) -> Cluster:
-    """Check the prerequisites, then start everything; on any failure stop what started and raise."""
+def worker_names(count: int) -> tuple[str, ...]:
+    """worker-a, worker-b, ... (the default two are WORKERS)."""
+    if not 1 <= count <= 26:
+        raise DistributedError(f"between 1 and 26 workers, not {count}")
+    return tuple(f"worker-{chr(ord('a') + i)}" for i in range(count))
+
+
+def start(state: Path | None = None, workers: int = len(WORKERS), extra_env: dict[str, str] | None = None) -> Cluster:
+    """Check the prerequisites, then start everything; on any failure stop what started and raise.
+
+    ``workers`` Celery workers are started; ``extra_env`` is added to every component's environment.
+    """
     pg = check_postgres()
     redis_url = check_redis()
     ports = configured_ports()
@@ -623,6 +637,8 @@ def start(state: Path | None = None) -> Cluster:
         redis_url=redis_url,
         creds=stack._new_secrets(),
         admin_password=secrets.token_urlsafe(18),
+        workers=worker_names(workers),
+        extra_env=dict(extra_env or {}),
     )
     try:
         cluster.start()

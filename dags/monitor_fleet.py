@@ -1,0 +1,92 @@
+"""
+### Monitor the fleet: validate and drift-check one batch date for many models at once
+
+**What it does.** `list_models` reads the model configs (filtered by the `models` Param) and
+`monitor_model` is **dynamically mapped** over them: per model it validates the batch
+`incoming/dt=<batch_date>/`, quarantines it on a critical failure, else writes the drift report
+and the retraining decision, as the per-model `monitor__<model>` DAGs do.
+
+**When to use it.** On demand (`schedule=None`): to (re)check one date across many models, and
+as the throughput path measured by `bench/bench_fleet.py` (see docs/scaling.md). It sends **no
+emails and emits no Asset events**: the per-model monitor DAGs remain the alerting and
+retraining path.
+
+**Trigger.** *Trigger DAG* with `batch_date` (YYYY-MM-DD, required), optionally `models`; or REST
+`POST /api/v2/dags/monitor_fleet/dagRuns` `{"logical_date": null, "conf": {"batch_date": "2026-01-05"}}`.
+
+**Outputs.** The same reports and history records as the per-model DAGs, under each model's
+`output_prefix`; each mapped task returns `{model, passed, drifted_share, retrain}` (XCom).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from airflow.sdk import Param, dag, task
+
+from driftwatch.config import load_configs
+from driftwatch_airflow.hooks import s3_client
+
+
+def _batch_date(params: dict[str, Any]) -> str:
+    from driftwatch import layout
+
+    if not params.get("batch_date"):
+        raise ValueError("monitor_fleet needs the batch_date Param (YYYY-MM-DD): trigger it with that field set")
+    return layout.batch_date_str(params["batch_date"])
+
+
+@dag(
+    dag_id="monitor_fleet",
+    description="Validate and drift-check one batch date for many models (dynamic task mapping)",
+    doc_md=__doc__,
+    schedule=None,
+    catchup=False,
+    tags=["driftwatch", "monitor", "fleet"],
+    default_args={"owner": "ml-platform", "retries": 2, "retry_delay": timedelta(seconds=30)},
+    params={
+        "batch_date": Param(
+            None,
+            type=["null", "string"],
+            format="date",
+            title="Batch date",
+            description="The batch date (YYYY-MM-DD) to check for every selected model. Required.",
+        ),
+        "models": Param(
+            [],
+            type="array",
+            items={"type": "string"},
+            title="Models",
+            description="Model names to check; empty means every configured model.",
+        ),
+    },
+)
+def monitor_fleet() -> None:
+    @task
+    def list_models(params: dict[str, Any]) -> list[str]:
+        """The configured model names, filtered by the models Param; checks the batch date early."""
+        _batch_date(params)
+        names, wanted = [c.name for c in load_configs()], list(params.get("models") or [])
+        if unknown := sorted(set(wanted) - set(names)):
+            raise ValueError(f"unknown model(s) {unknown}; configured: {names}")
+        return [n for n in names if not wanted or n in wanted]
+
+    @task(multiple_outputs=False)
+    def monitor_model(model: str, params: dict[str, Any]) -> dict[str, Any]:
+        """Validate one model's batch, then quarantine it or compute drift and the decision."""
+        from driftwatch.pipeline import drift_step, quarantine_step, validate_step
+
+        cfg, day = next(c for c in load_configs() if c.name == model), _batch_date(params)
+        client = s3_client(cfg.storage.aws_conn_id)
+        summary = validate_step(client, cfg, day)
+        if not summary["passed"]:
+            quarantine_step(client, cfg, day, summary)
+            return {"model": model, "passed": False, "drifted_share": None, "retrain": False}
+        drift = drift_step(client, cfg, day, summary)
+        return {"model": model, "passed": True, "drifted_share": drift["drifted_share"], "retrain": drift["retrain"]}
+
+    monitor_model.expand(model=list_models())
+
+
+fleet = monitor_fleet()
