@@ -37,8 +37,8 @@ status: install  ## Show the embedded stack's services, URLs and login
 	@$(PY) -m devstack.stack status
 
 lint: install  ## Ruff, including Airflow's AIR rules
-	@$(VENV)/bin/ruff check dags plugins include devstack tests
-	@$(VENV)/bin/ruff format --check dags plugins include devstack tests
+	@$(VENV)/bin/ruff check dags plugins include devstack tests bench
+	@$(VENV)/bin/ruff format --check dags plugins include devstack tests bench
 
 test-unit: install  ## Unit tests of include/ (no network)
 	@$(PY) -m pytest tests/unit -q
