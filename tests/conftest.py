@@ -67,6 +67,14 @@ def s3(s3_endpoint):
 
 
 @pytest.fixture
+def aws_connection(s3_endpoint, monkeypatch):
+    """The aws_default Airflow connection, pointing at the moto server like it would at MinIO."""
+    extra = {"endpoint_url": s3_endpoint, "region_name": "us-east-1"}
+    conn = {"conn_type": "aws", "login": "test-key", "password": "test-secret", "extra": extra}
+    monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", json.dumps(conn))
+
+
+@pytest.fixture
 def mail_dir(tmp_path):
     """A running SMTP sink on loopback; yields the folder its .eml files land in."""
     from devstack.smtp_sink import SmtpSink

@@ -34,19 +34,8 @@ def scenario():
 
 
 @pytest.fixture
-def seeded(s3, s3_endpoint, demo_cfg, scenario, monkeypatch, tmp_path):
+def seeded(s3, aws_connection, demo_cfg, scenario, monkeypatch, tmp_path):
     """Reference and all scenario batches landed in the bucket; aws_default points at moto."""
-    monkeypatch.setenv(
-        "AIRFLOW_CONN_AWS_DEFAULT",
-        json.dumps(
-            {
-                "conn_type": "aws",
-                "login": "test-key",
-                "password": "test-secret",
-                "extra": {"endpoint_url": s3_endpoint, "region_name": "us-east-1"},
-            }
-        ),
-    )
     # An empty registry: the monitor runs before any champion exists (score_batch says so).
     monkeypatch.setenv(
         "AIRFLOW_CONN_MLFLOW_DEFAULT",

@@ -52,18 +52,7 @@ def airflow_db():
 
 
 @pytest.fixture
-def env(world, s3_endpoint, monkeypatch, mail_dir, airflow_db):
-    monkeypatch.setenv(
-        "AIRFLOW_CONN_AWS_DEFAULT",
-        json.dumps(
-            {
-                "conn_type": "aws",
-                "login": "test-key",
-                "password": "test-secret",
-                "extra": {"endpoint_url": s3_endpoint, "region_name": "us-east-1"},
-            }
-        ),
-    )
+def env(world, aws_connection, monkeypatch, mail_dir, airflow_db):
     monkeypatch.setenv(
         "AIRFLOW_CONN_MLFLOW_DEFAULT",
         json.dumps({"conn_type": "http", "host": "unused", "extra": {"tracking_uri": world["tracking_uri"]}}),
