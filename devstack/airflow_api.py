@@ -68,6 +68,10 @@ class AirflowApi:
             "max_active_runs": max_active_runs,
             "reprocess_behavior": "completed" if reprocess else "none",
         }
+        # A backfill left unfinished by a stopped stack blocks a new one (409): cancel it first.
+        for stale in self.call("GET", "/backfills", params={"dag_id": dag_id})["backfills"]:
+            if stale.get("completed_at") is None:
+                self.call("PUT", f"/backfills/{stale['id']}/cancel")
         return self.call("POST", "/backfills", json=body)
 
     def dag_runs(self, dag_id: str) -> list[dict[str, Any]]:
