@@ -72,7 +72,13 @@ class AirflowApi:
         for stale in self.call("GET", "/backfills", params={"dag_id": dag_id})["backfills"]:
             if stale.get("completed_at") is None:
                 self.call("PUT", f"/backfills/{stale['id']}/cancel")
-        return self.call("POST", "/backfills", json=body)
+        try:
+            return self.call("POST", "/backfills", json=body)
+        except AirflowApiError as err:
+            # A POST retried after SQLite's lock answer may already have created the backfill.
+            if "HTTP 409" not in str(err):
+                raise
+            return self.call("GET", "/backfills", params={"dag_id": dag_id})["backfills"][-1]
 
     def dag_runs(self, dag_id: str) -> list[dict[str, Any]]:
         return self.call("GET", f"/dags/{dag_id}/dagRuns", params={"limit": 100, "order_by": "logical_date"})[
