@@ -193,7 +193,11 @@ def main(argv: list[str] | None = None) -> int:
     bootstrap_champion(api, retrain_id, tracking_uri, cfg.registry.registered_model)
     print(f"backfilling {monitor_id} over {dates[0]} .. {dates[-1]} through the scheduler")
     # moto keeps S3 in memory: after a restart the batches are new, so earlier runs are redone.
-    api.create_backfill(monitor_id, dates[0], dates[-1], max_active_runs=2, reprocess=landed > 0)
+    # Runs recorded by Airflow but missing from S3's history (a restart wiped moto) are redone too.
+    from driftwatch import history
+
+    missing = [d for d in dates if history.read_record(client, cfg, d) is None]
+    api.create_backfill(monitor_id, dates[0], dates[-1], max_active_runs=2, reprocess=bool(landed or missing))
     runs = wait_for_runs(api, monitor_id, dates, args.timeout)
     retrain_runs = wait_for_consumers(api, retrain_id, timeout=args.timeout)
     versions = registry_table(tracking_uri, cfg.registry.registered_model)
