@@ -10,7 +10,9 @@ Parquet) the run:
 3. **quarantines** a batch that fails a critical expectation: a copy and its validation report go to
    `{output}quarantine/dt=…/`, an email goes to {recipients}, and the run stops there. The original
    object is never modified or deleted;
-4. otherwise computes an Evidently drift report against the current champion's reference data;
+4. otherwise decides drift on every row of the batch against the current champion's reference profile
+   (computed once per reference; per-feature method and threshold from the config), and writes an
+   Evidently report on a {sample_rows:,}-row sample that states how it was sampled and shows that decision;
 5. scores the batch with `models:/{registered}@champion` (predictions to S3, their distribution to the
    history) and, for recent batches whose labels have arrived, measures the champion's live
    `{metric}`: falling more than {tolerance} below its evaluated value is concept drift;
@@ -26,7 +28,9 @@ requests retraining even without drift.
 
 **Outputs.** Reports (HTML and JSON, plus `manifest.json`, written last) under
 `s3://{bucket}/{output}reports/dt=…/`; one history record per batch under `{output}history/`.
-A rerun of the same date overwrites its own artifacts.
+A rerun of the same date overwrites its own artifacts. In the Airflow UI, each run's **Reports**
+tab shows its validation and drift reports; **Model monitoring** (navigation bar) shows every
+batch, the drift and performance trends, quarantines and the champion's history.
 """
 
 from __future__ import annotations
@@ -67,6 +71,7 @@ def build_monitor_dag(cfg: ModelConfig) -> Any:
         registered=cfg.registry.registered_model,
         metric=cfg.evaluation.primary_metric,
         tolerance=cfg.evaluation.live_tolerance,
+        sample_rows=cfg.drift.report_sample_rows,
     )
 
     @dag(
@@ -101,8 +106,8 @@ def build_monitor_dag(cfg: ModelConfig) -> Any:
                 maximum=1.0,
                 title="Drift share threshold override",
                 description=(
-                    f"Share of drifted features that requests retraining, for this run only "
-                    f"(config: {cfg.drift.dataset_drift_share})."
+                    f"Share of drifted features (0.01 to 1) that requests retraining, for this run only; "
+                    f"empty keeps the config's {cfg.drift.dataset_drift_share}."
                 ),
             ),
             "force_retrain": Param(
@@ -127,7 +132,22 @@ def build_monitor_dag(cfg: ModelConfig) -> Any:
             deferrable=True,
             poke_interval=cfg.monitor.sensor_poke_seconds,
             timeout=cfg.monitor.sensor_timeout_minutes * 60,
+            # A batch that never arrives skips the run instead of failing it; record_missing_batch
+            # then records and reports it, and checks that the folder really is empty.
+            soft_fail=True,
         )
+
+        @task(multiple_outputs=False, trigger_rule="all_skipped")
+        def record_missing_batch(params: dict[str, Any], ds: str | None = None) -> dict[str, Any]:
+            """The batch did not arrive in time: record "missing batch" in the history and email the owners."""
+            from driftwatch.pipeline import missing_batch_email, missing_batch_step
+
+            client = s3_client(cfg.storage.aws_conn_id)
+            outcome = missing_batch_step(
+                client, cfg, batch_date_of(params, ds), waited_minutes=cfg.monitor.sensor_timeout_minutes
+            )
+            message = missing_batch_email(cfg, outcome["batch_date"], outcome["reason"])
+            return {**outcome, "emailed": send_email(cfg.alerts.smtp_conn_id, message, outbox=(client, cfg))}
 
         @task(multiple_outputs=False)
         def validate_batch(params: dict[str, Any], ds: str | None = None) -> dict[str, Any]:
@@ -139,7 +159,7 @@ def build_monitor_dag(cfg: ModelConfig) -> Any:
         @task.branch
         def route(summary: dict[str, Any]) -> str:
             """Valid batches go on to drift; a critical failure sends the batch to quarantine."""
-            return "compute_drift" if summary["passed"] else "quarantine_batch"
+            return "plan_drift" if summary["passed"] else "quarantine_batch"
 
         @task(multiple_outputs=False)
         def quarantine_batch(summary: dict[str, Any]) -> dict[str, Any]:
@@ -147,15 +167,32 @@ def build_monitor_dag(cfg: ModelConfig) -> Any:
             from driftwatch.alerts import quarantine_email
             from driftwatch.pipeline import quarantine_step
 
-            outcome = quarantine_step(s3_client(cfg.storage.aws_conn_id), cfg, summary["batch_date"], summary)
+            client = s3_client(cfg.storage.aws_conn_id)
+            outcome = quarantine_step(client, cfg, summary["batch_date"], summary)
             message = quarantine_email(
                 cfg, summary["batch_date"], outcome["reason"], outcome["failures"], outcome["links"]
             )
-            return {**outcome, "emailed": send_email(cfg.alerts.smtp_conn_id, message)}
+            return {**outcome, "emailed": send_email(cfg.alerts.smtp_conn_id, message, outbox=(client, cfg))}
+
+        @task
+        def plan_drift(summary: dict[str, Any]) -> list[dict[str, Any]]:
+            """Split the staged batch into partitions of at most drift.partition_rows rows (usually one)."""
+            from driftwatch.pipeline import drift_partitions
+
+            return drift_partitions(cfg, summary)
 
         @task(multiple_outputs=False)
-        def compute_drift(summary: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
-            """Evidently drift report against the champion's reference, and the retraining decision."""
+        def profile_partition(part: dict[str, Any]) -> dict[str, Any]:
+            """Profile one partition against the reference profile (mapped: partitions run in parallel)."""
+            from driftwatch.pipeline import profile_partition_step
+
+            return profile_partition_step(s3_client(cfg.storage.aws_conn_id), cfg, part)
+
+        @task(multiple_outputs=False)
+        def compute_drift(
+            summary: dict[str, Any], partitions: list[dict[str, Any]], params: dict[str, Any]
+        ) -> dict[str, Any]:
+            """Merge the partition profiles: drift decided on every row; Evidently report on a sample."""
             from driftwatch.pipeline import drift_step
 
             return drift_step(
@@ -163,6 +200,7 @@ def build_monitor_dag(cfg: ModelConfig) -> Any:
                 cfg,
                 summary["batch_date"],
                 summary,
+                partitions=list(partitions),
                 threshold_override=params.get("drift_share_threshold"),
                 force_retrain=bool(params.get("force_retrain")),
             )
@@ -193,15 +231,30 @@ def build_monitor_dag(cfg: ModelConfig) -> Any:
 
         @task(multiple_outputs=False)
         def alert_drift(decision: dict[str, Any]) -> list[str]:
-            """Email the drift table and where the report is."""
+            """Email the drift table, a trend chart of recent batches and where the report is."""
+            from driftwatch import history
             from driftwatch.alerts import drift_email, report_links
 
-            message = drift_email(cfg, decision["batch_date"], decision, report_links(cfg, decision["links"]))
-            return send_email(cfg.alerts.smtp_conn_id, message)
+            client = s3_client(cfg.storage.aws_conn_id)
+            trend = history.read_history(client, cfg, last=14)
+            message = drift_email(cfg, decision["batch_date"], decision, report_links(cfg, decision["links"]), trend)
+            return send_email(cfg.alerts.smtp_conn_id, message, outbox=(client, cfg))
 
         @task(outlets=[retraining_requested])
-        def request_retraining(decision: dict[str, Any], outlet_events: Any = None) -> str:
+        def request_retraining(
+            decision: dict[str, Any], params: dict[str, Any], run_id: str | None = None, outlet_events: Any = None
+        ) -> str:
             """Emit the Asset event, carrying the reason, that the retrain DAG is scheduled on."""
+            from airflow.sdk.exceptions import AirflowSkipException
+
+            from driftwatch import history
+
+            client, day = s3_client(cfg.storage.aws_conn_id), decision["batch_date"]
+            earlier = history.earlier_retraining_request(client, cfg, day, decision["reason"], run_id or "")
+            if earlier and not params.get("force_retrain"):
+                # A skipped task emits no Asset event: a rerun must not start a second retrain run.
+                raise AirflowSkipException(f"retraining for {day} was already requested by run {earlier['run_id']}")
+            history.record_retraining_request(client, cfg, day, decision["reason"], run_id or "")
             outlet_events[retraining_requested].extra = {
                 "model": cfg.name,
                 "batch_date": decision["batch_date"],
@@ -212,9 +265,10 @@ def build_monitor_dag(cfg: ModelConfig) -> Any:
             return decision["reason"]
 
         summary = validate_batch()
-        wait_for_batch >> summary
-        drift = compute_drift(summary)
-        route(summary) >> [quarantine_batch(summary), drift]
+        wait_for_batch >> [summary, record_missing_batch()]
+        plan = plan_drift(summary)
+        drift = compute_drift(summary, profile_partition.expand(part=plan))
+        route(summary) >> [quarantine_batch(summary), plan]
         scored = score_batch(summary)
         drift >> scored
         decision = decide(drift, scored)

@@ -171,6 +171,23 @@ class DriftConfig(_Strict):
     dataset_drift_share: float = Field(
         default=0.3, gt=0.0, le=1.0, description="Share of drifted features that triggers retraining."
     )
+    report_sample_rows: int = Field(
+        default=20_000,
+        ge=1_000,
+        le=1_000_000,
+        description=(
+            "Rows of the batch and of the reference that the Evidently report is computed on; "
+            "the drift decision always uses every row."
+        ),
+    )
+    partition_rows: int = Field(
+        default=2_000_000,
+        ge=100,
+        description=(
+            "A staged batch with more rows is profiled in partitions of at most this many rows, one "
+            "mapped Airflow task each, whose profiles merge into exactly the single-pass decision."
+        ),
+    )
 
     @model_validator(mode="after")
     def _methods_fit_types(self) -> DriftConfig:

@@ -1,5 +1,9 @@
 """Feature drift between the reference data and a new batch, computed with Evidently 0.7.
 
+The monitor decides drift with the profile engine (profile.py, drift_check.py) on every row and
+uses this module for the report people read, on a sample; the tests and the benchmark use it
+on full data as the reference implementation the fast decisions must agree with.
+
 Only the features named in the model config are compared. Every other column (id, timestamp,
 target, PII, anything unexpected) is dropped before Evidently sees the data, so it can never
 reach the HTML or JSON report. Evidently is imported inside `run_drift_report` because the import

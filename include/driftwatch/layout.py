@@ -11,6 +11,7 @@ from datetime import date, datetime
 from driftwatch.config import ModelConfig
 
 BATCH_SUFFIXES = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
+STAGED_ROW_GROUP_ROWS = 131_072
 
 
 def batch_date_str(value: date | str) -> str:
@@ -44,6 +45,16 @@ def quarantine_prefix(cfg: ModelConfig, batch_date: str) -> str:
 def staged_key(cfg: ModelConfig, batch_date: str) -> str:
     """Typed, PII-free copy of a batch that passed ingest, read by the later steps."""
     return f"{cfg.storage.output_prefix}staged/dt={batch_date}/batch.parquet"
+
+
+def staged_row_group_rows(cfg: ModelConfig) -> int:
+    """Rows per row group of a staged batch: drift partitions are whole row groups."""
+    return min(STAGED_ROW_GROUP_ROWS, cfg.drift.partition_rows)
+
+
+def partition_prefix(cfg: ModelConfig, batch_date: str) -> str:
+    """Per-partition batch profiles and report samples, merged by the drift step."""
+    return f"{report_prefix(cfg, batch_date)}partitions/"
 
 
 def history_prefix(cfg: ModelConfig) -> str:

@@ -34,12 +34,14 @@ def _observed_text(observed: dict[str, Any]) -> str:
 
 def validate_step(client: S3Client, cfg: ModelConfig, batch_date: str) -> dict[str, Any]:
     """Ingest and validate one batch; stage it as typed Parquet when it passes."""
-    from driftwatch import validation
+    from driftwatch import references, validation
 
     reports = _reports(client, cfg, batch_date)
     # A rerun must not leave the previous run's manifest pointing at artifacts being rewritten.
     storage.delete_object(client, cfg.storage.bucket, reports.prefix + MANIFEST)
-    reference, reference_uri = ingest.load_reference(client, cfg)
+    # The stored profile holds the reference's ranges and categories: no rescan of the reference.
+    stored = references.load_reference(client, cfg)
+    reference, reference_uri = stored.profile, stored.data_uri
     objects: list[str] = []
     try:
         batch = ingest.read_batch(client, cfg, batch_date)
@@ -48,6 +50,8 @@ def validate_step(client: S3Client, cfg: ModelConfig, batch_date: str) -> dict[s
         result = validation.validate_frame(frame, cfg, reference)
     except ingest.IngestError as err:
         frame = None
+        # An unreadable batch is quarantined too: its objects are copied, never touched.
+        objects = [storage.s3_uri(cfg.storage.bucket, o.key) for o in err.objects]
         result = validation.unreadable_result(err.reason, err.detail)
     reports.put_json("validation.json", result.to_dict())
     reports.put_text(
@@ -56,8 +60,7 @@ def validate_step(client: S3Client, cfg: ModelConfig, batch_date: str) -> dict[s
     )
     staged_uri = None
     if result.passed and frame is not None:
-        staged = ingest.normalize_types(frame, cfg)
-        staged_uri = ingest.write_parquet(client, cfg.storage.bucket, layout.staged_key(cfg, batch_date), staged)
+        staged_uri = ingest.upload_staged(client, cfg, layout.staged_key(cfg, batch_date), frame)
     return {
         "batch_date": batch_date,
         "passed": result.passed,
@@ -105,25 +108,92 @@ def quarantine_step(client: S3Client, cfg: ModelConfig, batch_date: str, summary
     return {"reason": summary["reason"], "failures": summary["failures"], "links": links}
 
 
+def drift_partitions(cfg: ModelConfig, summary: dict[str, Any]) -> list[dict[str, Any]]:
+    """The partitions a staged batch is profiled in, one mapped task each (one for most batches)."""
+    from driftwatch import drift_check
+
+    plan = drift_check.plan_partitions(summary["rows"], layout.staged_row_group_rows(cfg), cfg.drift.partition_rows)
+    return [{**p.to_dict(), "batch_date": summary["batch_date"], "staged_uri": summary["staged_uri"]} for p in plan]
+
+
+def profile_partition_step(client: S3Client, cfg: ModelConfig, part: dict[str, Any]) -> dict[str, Any]:
+    """Profile one partition of a staged batch against the reference; store its profile and sample share.
+
+    Only the partition's row groups are downloaded (ranged reads), so a worker holds one
+    partition, never the whole batch.
+    """
+    from driftwatch import drift_check, references
+
+    bucket = cfg.storage.bucket
+    stored = references.load_reference(client, cfg)
+    source = storage.RangeReader(client, *storage.parse_s3_uri(part["staged_uri"]))
+    partition = drift_check.Partition.from_dict(part)
+    seed = drift_check.sample_seed(part["batch_date"])
+    batch, sample = drift_check.profile_partition(source, stored.profile, cfg, seed=seed, partition=partition)
+    prefix = f"{layout.partition_prefix(cfg, part['batch_date'])}part-{partition.index:05d}"
+    profile_uri = storage.write_bytes(
+        client, bucket, prefix + ".profile.json", batch.to_json().encode(), "application/json"
+    )
+    sample_uri = ingest.write_parquet(client, bucket, prefix + ".sample.parquet", sample)
+    return {
+        "index": partition.index,
+        "rows": batch.rows,
+        "reference_profile_id": stored.profile.profile_id,
+        "profile_uri": profile_uri,
+        "sample_uri": sample_uri,
+    }
+
+
+def _read_partition(client: S3Client, part: dict[str, Any]) -> tuple[Any, Any]:
+    from driftwatch.profile import BatchProfile
+
+    batch = BatchProfile.from_json(storage.read_bytes(client, *storage.parse_s3_uri(part["profile_uri"])))
+    sample = ingest.read_table(client, *storage.parse_s3_uri(part["sample_uri"]))
+    return batch, sample
+
+
 def drift_step(
     client: S3Client,
     cfg: ModelConfig,
     batch_date: str,
     summary: dict[str, Any],
     *,
+    partitions: list[dict[str, Any]] | None = None,
     threshold_override: float | None = None,
     force_retrain: bool = False,
 ) -> dict[str, Any]:
-    """Compare a staged batch with the champion's reference; write the report and the decision."""
-    from driftwatch import drift
+    """Merge the partition profiles, decide drift on all rows, write the sampled report and the decision.
+
+    Without `partitions` (the fleet DAG, a direct call) the partitions are profiled here, in turn.
+    """
+    from driftwatch import drift_check, references
 
     bucket = cfg.storage.bucket
-    current = ingest.read_table(client, *storage.parse_s3_uri(summary["staged_uri"]))
-    reference, reference_uri = ingest.load_reference(client, cfg)
-    result, html, report_json = drift.run_drift_report(reference, current, cfg, threshold_override=threshold_override)
+    if partitions is None:
+        partitions = [profile_partition_step(client, cfg, part) for part in drift_partitions(cfg, summary)]
+    stored = references.load_reference(client, cfg)
+    stale = sorted({p["reference_profile_id"] for p in partitions} - {stored.profile.profile_id})
+    if stale:
+        raise RuntimeError(
+            f"the reference of {cfg.name} changed while its batch was being profiled (profile {', '.join(stale)} "
+            f"is no longer current): clear this run to profile the batch against {stored.data_uri}"
+        )
+    parts = [_read_partition(client, p) for p in sorted(partitions, key=lambda p: p["index"])]
+    # Evidently embeds category values unescaped inside a <script> element of its HTML report.
+    reference_sample = ingest.inert_markup(references.read_sample(client, stored), cfg)
+    assessment = drift_check.assess(
+        stored.profile,
+        reference_sample,
+        parts,
+        cfg,
+        seed=drift_check.sample_seed(batch_date),
+        threshold_override=threshold_override,
+        prepare_sample=lambda sample: ingest.inert_markup(sample, cfg),
+    )
+    result, reference_uri = assessment.result, stored.data_uri
     reports = _reports(client, cfg, batch_date, summary["artifacts"])
-    reports.put_text("drift.html", html)
-    reports.put_json("drift.json", report_json)
+    reports.put_text("drift.html", assessment.html)
+    reports.put_json("drift.json", assessment.report_json)
     retrain = result.dataset_drift or force_retrain
     reason = _retrain_reason(result, force_retrain)
     decision = {
@@ -139,7 +209,9 @@ def drift_step(
         "retrain": retrain,
         "reason": reason,
         "reference_uri": reference_uri,
+        "reference_profile": stored.prefix_uri,
         "report_uri": reports.uri("drift.html"),
+        **assessment.summary(),
     }
     reports.put_json("drift_decision.json", decision)
     reports.commit("passed", decision={k: decision[k] for k in ("drifted_share", "dataset_drift", "retrain")})
@@ -168,3 +240,34 @@ def _retrain_reason(result: Any, force_retrain: bool) -> str:
         names = ", ".join(f.name for f in result.drifted_features[:5])
         return f"data drift: {result.drifted_share:.0%} of features drifted ({names})"
     return "forced from the trigger form" if force_retrain else ""
+
+
+def missing_batch_step(client: S3Client, cfg: ModelConfig, batch_date: str, waited_minutes: int) -> dict[str, Any]:
+    """Record a batch that never arrived; refuse when objects are there after all, so a rerun picks them up."""
+    prefix = layout.incoming_prefix(cfg, batch_date)
+    found = storage.list_objects(client, cfg.storage.bucket, prefix)
+    if found:
+        raise RuntimeError(
+            f"the wait for s3://{cfg.storage.bucket}/{prefix} ended without the batch, but {len(found)} object(s) "
+            "are there now: clear this run to process them"
+        )
+    reason = f"no object under s3://{cfg.storage.bucket}/{prefix} after waiting {waited_minutes} min"
+    record = {"status": "missing", "rows": 0, "validation": None, "drift": None, "action": "missing batch"}
+    history.write_record(client, cfg, batch_date, {**record, "reason": reason, "links": {}})
+    return {"batch_date": batch_date, "reason": reason}
+
+
+def missing_batch_email(cfg: ModelConfig, batch_date: str, reason: str) -> Any:
+    """The alert for a batch that did not arrive (built from alerts' helpers; it belongs in alerts.py)."""
+    from html import escape
+
+    from driftwatch import alerts
+
+    subject = f"[driftwatch] {cfg.name} {batch_date}: missing batch"
+    text = (
+        f"The batch of {batch_date} for model {cfg.name} did not arrive: {reason}. Nothing was validated, "
+        "scored or retrained for this date; the following days are not affected. When the batch lands, "
+        "clear this run (or trigger the monitor with batch_date) to process it."
+    )
+    html = alerts._page(subject.removeprefix("[driftwatch] "), f"<p>{escape(text)}</p>")
+    return alerts._message(cfg, subject, "missing", batch_date, text + "\n", html)

@@ -1327,14 +1327,18 @@ def iter_columns(
     *,
     categories: Sequence[str] = (),
     batch_rows: int = 262_144,
+    row_groups: Sequence[int] | None = None,
 ) -> Iterator[pd.DataFrame]:
-    """Yield `columns` of a Parquet file in chunks of at most `batch_rows` rows.
+    """Yield `columns` of a Parquet file (or of the given row groups) in chunks of at most `batch_rows` rows.
 
     Memory stays at about one row group whatever the file size; `categories` as for read_columns.
     """
     columns = list(dict.fromkeys(columns))
     reader = _parquet_file(path_or_buffer, columns, categories)
-    for record_batch in reader.iter_batches(batch_size=batch_rows, columns=columns, use_threads=True):
+    groups = list(range(reader.num_row_groups)) if row_groups is None else list(row_groups)
+    for record_batch in reader.iter_batches(
+        batch_size=batch_rows, row_groups=groups, columns=columns, use_threads=True
+    ):
         yield record_batch.to_pandas(split_blocks=True)
 
 

@@ -303,7 +303,7 @@ def apply_decision(
     actor: str,
 ) -> dict[str, Any]:
     """Promote (compare-and-set) a challenger that passed everything, else tag it rejected."""
-    from driftwatch import registry
+    from driftwatch import references, registry
 
     name, version = cfg.registry.registered_model, candidate["version"]
     reasons = [*evaluation["reasons"], *smoke.get("problems", [])]
@@ -312,6 +312,9 @@ def apply_decision(
     if reasons:
         registry.reject(tracking_uri, name, version, reasons)
         return {"action": "rejected", "version": version, "reasons": reasons}
+    # The new reference's drift profile exists before the alias moves: the first monitor run
+    # after a promotion never pays for it, and one that cannot be profiled fails before anything moved.
+    references.ensure_profile(client, cfg, data["train"]["uri"])
     result = registry.promote(
         tracking_uri, name, version, expected_champion=plan["champion"], reason=plan["reason"], actor=actor
     )

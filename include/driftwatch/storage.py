@@ -7,6 +7,7 @@ AWS, and Airflow tasks can build it from a Connection.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -78,6 +79,12 @@ def write_bytes(client: S3Client, bucket: str, key: str, data: bytes, content_ty
     return s3_uri(bucket, key)
 
 
+def upload_file(client: S3Client, bucket: str, key: str, fileobj: Any, content_type: str) -> str:
+    """Upload (or overwrite) an object from an open binary file, in parts when it is large."""
+    client.upload_fileobj(fileobj, bucket, key, ExtraArgs={"ContentType": content_type})
+    return s3_uri(bucket, key)
+
+
 def write_json(client: S3Client, bucket: str, key: str, payload: Any) -> str:
     """Write a JSON document with stable key order, so reruns produce identical bytes."""
     data = json.dumps(payload, indent=2, sort_keys=True, default=str).encode("utf-8")
@@ -105,3 +112,44 @@ def sha256_hex(data: bytes) -> str:
 def delete_object(client: S3Client, bucket: str, key: str) -> None:
     """Delete one of the pipeline's own objects; never called on incoming batches."""
     client.delete_object(Bucket=bucket, Key=key)
+
+
+class RangeReader(io.RawIOBase):
+    """A read-only, seekable file over one object that fetches only the byte ranges asked for.
+
+    Parquet readers seek to the footer and then to the column chunks they need, so a drift
+    partition downloads its own row groups rather than the whole staged batch.
+    """
+
+    def __init__(self, client: S3Client, bucket: str, key: str) -> None:
+        super().__init__()
+        self.client, self.bucket, self.key = client, bucket, key
+        size = object_size(client, bucket, key)
+        if size is None:
+            raise FileNotFoundError(s3_uri(bucket, key))
+        self.size, self.position = size, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self.position
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self.position, io.SEEK_END: self.size}[whence]
+        self.position = max(0, base + offset)
+        return self.position
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        stop = min(self.size, self.position + len(view))
+        if stop <= self.position:
+            return 0
+        body = self.client.get_object(Bucket=self.bucket, Key=self.key, Range=f"bytes={self.position}-{stop - 1}")
+        data = body["Body"].read()
+        view[: len(data)] = data
+        self.position += len(data)
+        return len(data)

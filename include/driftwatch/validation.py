@@ -24,6 +24,7 @@ import pandas as pd
 
 if TYPE_CHECKING:
     from driftwatch.config import ModelConfig
+    from driftwatch.profile import ReferenceProfile
 
 SeverityName = Literal["critical", "warning"]
 
@@ -157,11 +158,28 @@ def _bounds_text(lo: float | None, hi: float | None) -> str:
     return f"[{_fmt(lo) if lo is not None else '-inf'}, {_fmt(hi) if hi is not None else 'inf'}]"
 
 
-def _as_text(series: pd.Series) -> pd.Series:
-    """Categories as strings (config allowed_values are strings); nulls stay null."""
-    if pd.api.types.infer_dtype(series, skipna=True) in ("string", "empty"):
-        return series
-    return series.astype(object).where(series.isna(), series.astype(str))
+def _as_labels(series: pd.Series) -> pd.Series:
+    """Categories as the labels drift.py compares (1, 1.0 and "1" alike), in a categorical.
+
+    GX's null and set checks on a categorical run on its integer codes, several times faster
+    than on a million strings; nulls stay null.
+    """
+    from driftwatch.drift import _category
+
+    try:
+        if isinstance(series.dtype, pd.CategoricalDtype):
+            codes, uniques = np.asarray(series.cat.codes, dtype=np.int64), list(series.cat.categories)
+        else:
+            codes, uniques = pd.factorize(series, use_na_sentinel=True)
+    except TypeError:  # unhashable cells (lists, dicts): compare their text
+        return _as_labels(series.astype(str).where(series.notna()))
+    labels = [_category(value) for value in uniques]
+    distinct = list(dict.fromkeys(label for label in labels if isinstance(label, str)))
+    position = {label: i for i, label in enumerate(distinct)}
+    # Code -1 (null) indexes the appended -1, so nulls stay null.
+    remap = np.array([position.get(label, -1) for label in labels] + [-1], dtype=np.int64)
+    categorical = pd.Categorical.from_codes(remap[codes], categories=distinct)
+    return pd.Series(categorical, index=series.index, name=series.name)
 
 
 def _schema_specs(cfg: ModelConfig) -> list[ExpectationSpec]:
@@ -261,20 +279,55 @@ def _null_specs(cfg: ModelConfig) -> list[ExpectationSpec]:
     return specs
 
 
-def _reference_specs(cfg: ModelConfig, reference: pd.DataFrame) -> list[ExpectationSpec]:
+# What validation needs to know of the reference, per feature: the numeric (min, max) or the
+# sorted category labels. A feature the reference holds no values for is absent.
+ReferenceFacts = dict[str, "tuple[float, float] | list[str]"]
+
+
+def reference_facts(cfg: ModelConfig, reference: pd.DataFrame | ReferenceProfile) -> ReferenceFacts:
+    """Numeric ranges and category labels of the reference, from its data or its stored profile.
+
+    The profile holds the same facts as the data it was built from, so the monitor validates a
+    batch without reading the whole reference again. Labels are normalised as drift.py does.
+    """
+    from driftwatch.drift import _category
+    from driftwatch.profile import CategoricalReference, NumericReference, ReferenceProfile
+
+    facts: ReferenceFacts = {}
+    if isinstance(reference, ReferenceProfile):
+        for name, feat in reference.features.items():
+            if isinstance(feat, NumericReference):
+                facts[name] = (feat.min, feat.max)
+            elif isinstance(feat, CategoricalReference):
+                facts[name] = sorted(feat.counts)
+        return facts
+    for feat in cfg.dataset.features:
+        if feat.name not in reference.columns:
+            continue  # the reference cannot tell us anything about this column
+        column = reference[feat.name]
+        if feat.type == "numeric":
+            values = pd.to_numeric(column, errors="coerce").replace([np.inf, -np.inf], np.nan).dropna()
+            if not values.empty:
+                facts[feat.name] = (float(values.min()), float(values.max()))
+        else:
+            labels = {_category(v) for v in column.dropna().unique()}
+            if labels:
+                facts[feat.name] = sorted(label for label in labels if isinstance(label, str))
+    return facts
+
+
+def _reference_specs(cfg: ModelConfig, facts: ReferenceFacts) -> list[ExpectationSpec]:
     """Warnings from the reference: widened numeric ranges and the categories seen there."""
     margin = cfg.validation.reference_range_margin
     unseen = cfg.validation.max_unseen_category_fraction
     specs: list[ExpectationSpec] = []
     for feat in cfg.dataset.features:
         col = feat.name
-        if col not in reference.columns:
-            continue  # the reference cannot tell us anything about this column
-        if feat.type == "numeric":
-            values = pd.to_numeric(reference[col], errors="coerce").dropna()
-            if values.empty:
-                continue
-            ref_lo, ref_hi = float(values.min()), float(values.max())
+        known = facts.get(col)
+        if known is None:
+            continue
+        if isinstance(known, tuple):
+            ref_lo, ref_hi = known
             # A constant reference column has no span; widen by its magnitude instead.
             span = (ref_hi - ref_lo) or abs(ref_hi) or 1.0
             lo, hi = ref_lo - margin * span, ref_hi + margin * span
@@ -289,9 +342,7 @@ def _reference_specs(cfg: ModelConfig, reference: pd.DataFrame) -> list[Expectat
                 )
             )
         else:
-            seen = sorted(_as_text(reference[col]).dropna().unique().tolist())
-            if not seen:
-                continue
+            seen = list(known)
             specs.append(
                 ExpectationSpec(
                     "ExpectColumnValuesToBeInSet",
@@ -316,15 +367,13 @@ def _rule_specs(cfg: ModelConfig) -> list[ExpectationSpec]:
     return specs
 
 
-# Largest finite float64: a bound that only +-inf falls outside of.
-_FINITE = 1.7976931348623157e308
 # Some unseen categories are normal; this many distinct values means the column exploded
 # (ids or free text in a category), which also blows up one-hot encoding and drift tables.
 _CATEGORY_EXPLOSION_FACTOR = 4
 _CATEGORY_EXPLOSION_SLACK = 50
 
 
-def _hostile_specs(cfg: ModelConfig, reference: pd.DataFrame) -> list[ExpectationSpec]:
+def _hostile_specs(cfg: ModelConfig, facts: ReferenceFacts) -> list[ExpectationSpec]:
     """Critical checks against values no model should see: all-null columns, +-inf, exploded categories."""
     specs: list[ExpectationSpec] = []
     for feat in cfg.dataset.features:
@@ -342,16 +391,16 @@ def _hostile_specs(cfg: ModelConfig, reference: pd.DataFrame) -> list[Expectatio
         if feat.type == "numeric":
             specs.append(
                 ExpectationSpec(
-                    "ExpectColumnValuesToBeBetween",
-                    {"column": col, "min_value": -_FINITE, "max_value": _FINITE},
+                    "ExpectColumnValuesToNotBeInSet",
+                    {"column": col, "value_set": [math.inf, -math.inf]},
                     "critical",
                     f"{col} values are finite",
                     f"{col} holds infinite values",
                     requires_numeric=True,
                 )
             )
-        elif col in reference.columns:
-            seen = int(_as_text(reference[col]).nunique(dropna=True))
+        elif isinstance(facts.get(col), list):
+            seen = len(facts[col])
             cap = max(_CATEGORY_EXPLOSION_FACTOR * seen, seen + _CATEGORY_EXPLOSION_SLACK)
             specs.append(
                 ExpectationSpec(
@@ -379,14 +428,15 @@ def unreadable_result(reason: str, detail: str = "") -> ValidationResult:
     return ValidationResult(passed=False, row_count=0, outcomes=[outcome])
 
 
-def build_expectations(cfg: ModelConfig, reference: pd.DataFrame) -> list[ExpectationSpec]:
+def build_expectations(cfg: ModelConfig, reference: pd.DataFrame | ReferenceProfile) -> list[ExpectationSpec]:
     """The suite for one model: config-driven critical checks, reference-driven warnings, extra rules."""
+    facts = reference_facts(cfg, reference)
     return [
         *_schema_specs(cfg),
         *_feature_specs(cfg),
-        *_hostile_specs(cfg, reference),
         *_null_specs(cfg),
-        *_reference_specs(cfg, reference),
+        *_reference_specs(cfg, facts),
+        *_hostile_specs(cfg, facts),
         *_rule_specs(cfg),
     ]
 
@@ -410,8 +460,8 @@ def _prepare_frame(df: pd.DataFrame, cfg: ModelConfig) -> pd.DataFrame:
     """A view of the batch in the types the pipeline uses; the caller's frame is never modified.
 
     Numeric features held as pandas nullable dtypes or as Python numbers in an object column
-    become float64; categorical features become strings. Text in a numeric column is left as is
-    so that the dtype expectation reports it.
+    become float64; categorical features become categoricals of normalised labels. Text in a
+    numeric column is left as is so that the dtype expectation reports it.
     """
     out = df.copy(deep=False)
     for feat in cfg.dataset.features:
@@ -419,8 +469,7 @@ def _prepare_frame(df: pd.DataFrame, cfg: ModelConfig) -> pd.DataFrame:
             continue
         series = out[feat.name]
         if feat.type == "categorical":
-            # Categorical dtype: GX's null and set checks then run on integer codes, not strings.
-            out[feat.name] = _as_text(series).astype("category")
+            out[feat.name] = _as_labels(series)
         elif pd.api.types.is_extension_array_dtype(series.dtype) and _is_numeric(series):
             out[feat.name] = series.to_numpy(dtype="float64", na_value=math.nan)
         elif series.dtype == object and pd.api.types.infer_dtype(series, skipna=True) in _NUMERIC_INFERRED:
@@ -562,19 +611,36 @@ def _run_gx(gx: Any, df: pd.DataFrame, suite_name: str, specs: dict[int, Expecta
         groups.setdefault(_group_columns(spec, df), []).append(_to_gx(gx, spec, index))
     results: dict[int, Any] = {}
     for columns, expectations in groups.items():
-        # df[list] copies just those columns; a table-level group gets the frame itself.
-        frame = df[list(columns)] if columns else df
+        # A frame over the same arrays, not df[list], which copies: the context keeps every batch
+        # it loaded until it is discarded, so copies would add up to the whole batch again.
+        frame = pd.DataFrame({c: df[c] for c in columns}, copy=False) if columns else df
         batch = definition.get_batch(batch_parameters={"dataframe": frame})
         # The constructor, unlike add_expectation, neither drops look-alike expectations (a user
         # rule may repeat a built-in one) nor compares every pair, which is quadratic.
         suite = gx.ExpectationSuite(name=suite_name, expectations=expectations)
         outcome = batch.validate(suite, result_format=RESULT_FORMAT)
         results.update({r.expectation_config.meta[_INDEX_KEY]: r for r in outcome.results})
+        # The engine caches every metric it computed (row masks included) for its lifetime;
+        # no later group reads them, and across ~20 groups they would add up to the batch's size.
+        _clear_metric_cache(batch)
     return results
 
 
-def validate_frame(df: pd.DataFrame, cfg: ModelConfig, reference: pd.DataFrame) -> ValidationResult:
-    """Validate one batch against the model's config and reference data."""
+def _clear_metric_cache(batch: Any) -> None:
+    cache = getattr(getattr(batch.data, "execution_engine", None), "_metric_cache", None)
+    if isinstance(cache, dict):
+        cache.clear()
+
+
+def _forget_context() -> None:
+    """Drop GX's module-level reference to the last context, which keeps its batches alive."""
+    from great_expectations.data_context.data_context.context_factory import project_manager
+
+    project_manager.set_project(None)
+
+
+def validate_frame(df: pd.DataFrame, cfg: ModelConfig, reference: pd.DataFrame | ReferenceProfile) -> ValidationResult:
+    """Validate one batch against the model's config and its reference (data or stored profile)."""
     import time
 
     started = time.perf_counter()
@@ -586,7 +652,10 @@ def validate_frame(df: pd.DataFrame, cfg: ModelConfig, reference: pd.DataFrame) 
         _to_gx(gx, spec, i)
     skips = {i: _skip_reason(spec, frame) for i, spec in enumerate(specs)}
     runnable = {i: spec for i, spec in enumerate(specs) if skips[i] is None}
-    results = _run_gx(gx, frame, f"{cfg.name}_batch", runnable) if runnable else {}
+    try:
+        results = _run_gx(gx, frame, f"{cfg.name}_batch", runnable) if runnable else {}
+    finally:
+        _forget_context()
 
     outcomes = []
     for i, spec in enumerate(specs):

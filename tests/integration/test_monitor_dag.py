@@ -8,7 +8,7 @@ from datetime import UTC, date, datetime
 import pytest
 
 from devstack.smtp_sink import read_messages
-from driftwatch import demo_data, layout, seeding, storage
+from driftwatch import layout, seeding, storage
 
 pytestmark = pytest.mark.integration
 
@@ -18,35 +18,6 @@ START = date(2026, 1, 1)
 def pii_markers(batch) -> list[str]:
     """The PII column name plus real PII values of the batch ('email' alone is a word in any JS bundle)."""
     return ["applicant_name", *batch.features["email"].head(20), *batch.features["applicant_name"].head(20)]
-
-
-@pytest.fixture(scope="module")
-def airflow_db():
-    """A fresh Airflow metadata DB (SQLite, in the test AIRFLOW_HOME)."""
-    from airflow.utils.db import resetdb
-
-    resetdb(skip_init=False)
-
-
-@pytest.fixture(scope="module")
-def scenario():
-    return demo_data.generate_scenario(START, days=14, seed=11, rows_per_day=400)
-
-
-@pytest.fixture
-def seeded(s3, aws_connection, demo_cfg, scenario, monkeypatch, tmp_path):
-    """Reference and all scenario batches landed in the bucket; aws_default points at moto."""
-    # An empty registry: the monitor runs before any champion exists (score_batch says so).
-    monkeypatch.setenv(
-        "AIRFLOW_CONN_MLFLOW_DEFAULT",
-        json.dumps(
-            {"conn_type": "http", "host": "unused", "extra": {"tracking_uri": f"sqlite:///{tmp_path}/mlflow.db"}}
-        ),
-    )
-    seeding.write_reference(s3, demo_cfg, demo_data.generate_reference(seed=11, rows=1200))
-    for batch in scenario:
-        seeding.write_batch(s3, demo_cfg, batch)
-    return {b.kind: b for b in scenario} | {"by_date": {b.batch_date: b for b in scenario}}
 
 
 def run_monitor(cfg, batch_date: date):

@@ -1,0 +1,61 @@
+"""A batch profiled in mapped partitions decides exactly as one pass does (dag.test on moto S3)."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import pyarrow.parquet as pq
+import pytest
+
+from driftwatch import layout, pipeline, storage
+from tests.integration.test_monitor_dag import run_monitor, strongest_drift
+
+pytestmark = pytest.mark.integration
+
+
+def _with_partition_rows(cfg, rows: int):
+    return cfg.model_copy(update={"drift": cfg.drift.model_copy(update={"partition_rows": rows})})
+
+
+def _decision(s3, cfg, day: str) -> dict:
+    return json.loads(
+        storage.read_bytes(s3, cfg.storage.bucket, layout.report_prefix(cfg, day) + "drift_decision.json")
+    )
+
+
+def test_mapped_partitions_give_the_single_pass_decision(airflow_db, seeded, s3, demo_cfg, mail_dir, scenario):
+    batch = strongest_drift(scenario)
+    day = batch.batch_date.isoformat()
+    cfg = _with_partition_rows(demo_cfg, 100)  # 400 rows: four row groups, four mapped tasks
+
+    run, _ = run_monitor(cfg, batch.batch_date)
+    partitions = [ti for ti in run.get_task_instances() if ti.task_id == "profile_partition"]
+    assert sorted(ti.map_index for ti in partitions) == [0, 1, 2, 3]
+    assert all(ti.state == "success" for ti in partitions)
+    mapped = _decision(s3, cfg, day)
+    assert mapped["sampling"]["partitions"] == 4
+    staged = storage.read_bytes(s3, cfg.storage.bucket, layout.staged_key(cfg, day))
+    assert pq.ParquetFile(io.BytesIO(staged)).num_row_groups == 4
+
+    # The same batch in one partition, in process (as the fleet DAG runs it).
+    summary = pipeline.validate_step(s3, demo_cfg, day)
+    single = pipeline.drift_step(s3, demo_cfg, day, summary)
+    assert single["sampling"]["partitions"] == 1
+    for key in ("drifted_share", "dataset_drift", "drifted_features", "retrain"):
+        assert mapped[key] == single[key], key
+    assert mapped["sampling"]["batch_sample_rows"] == single["sampling"]["batch_sample_rows"] == 400
+
+
+def test_range_reader_reads_what_a_download_reads(s3):
+    data = bytes(range(256)) * 40
+    storage.write_bytes(s3, "driftwatch-demo", "blob.bin", data, "application/octet-stream")
+    reader = storage.RangeReader(s3, "driftwatch-demo", "blob.bin")
+    assert reader.read(10) == data[:10]
+    reader.seek(-5, io.SEEK_END)
+    assert reader.read() == data[-5:]
+    assert reader.read(3) == b""
+    reader.seek(1000)
+    assert reader.tell() == 1000 and reader.read(24) == data[1000:1024]
+    with pytest.raises(FileNotFoundError):
+        storage.RangeReader(s3, "driftwatch-demo", "absent.bin")
