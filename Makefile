@@ -12,7 +12,7 @@ STAMP := $(VENV)/.installed-$(shell sha256sum requirements.txt | cut -c1-12)
 export PYTHONPATH := $(CURDIR)/include:$(CURDIR)/plugins
 PIP_QUIET := 2>&1 | { grep -v "^WARNING: Location 'file:" || true; }
 
-.PHONY: help install demo stop status test lint test-unit test-dags test-integration test-distributed bench bench-fleet lock clean
+.PHONY: help install demo stop status test lint test-unit test-dags test-integration test-browser reliability test-distributed bench bench-fleet lock clean
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -49,7 +49,17 @@ test-dags: install  ## DAG integrity and parse-time tests
 test-integration: install  ## dag.test() against moto S3 and the SMTP sink on loopback
 	@$(PY) -m pytest tests/integration -q
 
-test: install lint  ## Lint, unit, DAG-integrity (compose file included) and integration tests
+test-browser: install  ## Playwright in Debian's Chromium (apt-installed when missing) against a private stack (~5 min)
+	@$(PY) -m pytest tests/browser -q
+
+# The reliability family plus the integration tests its table reuses (the promotion race, the tampered artifact).
+RELIABILITY_REUSED := tests/integration/test_retrain_dag.py \
+	tests/integration/test_registry.py::test_tampered_model_is_refused_before_unpickling
+
+reliability: install  ## Hostile batches, failing services, reruns and security; regenerates docs/reliability.md
+	@DRIFTWATCH_RELIABILITY_DOC=docs/reliability.md $(PY) -m pytest tests/reliability $(RELIABILITY_REUSED) -q
+
+test: install lint  ## Lint, unit, DAG-integrity (compose file included), integration and browser tests
 	@$(PY) -m pytest tests -q --ignore=tests/distributed
 
 test-distributed: install  ## Real distributed run: CeleryExecutor, 2 Celery workers, local PostgreSQL + Redis (2-5 min)

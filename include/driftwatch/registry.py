@@ -619,38 +619,44 @@ def promote(
         _download_verified(client, mv, Path(tmp), tracking_uri)
 
     current = _alias(client, name, CHAMPION)
-    if current == version:
+    history = _history(client, name)
+    if current == version and history and str(history[-1].get("version")) == version:
         # A retried task whose first attempt already promoted: report success, change nothing.
         return {"promoted": True, "already_champion": True, "version": version, "previous_champion": None}
     expected = None if expected_champion is None else str(expected_champion)
-    if current != expected:
+    # An earlier attempt moved the alias, then lost the server before its bookkeeping (the history
+    # entry is written last): finish that promotion instead of reporting it done.
+    resumed = current == version
+    if current != expected and not resumed:
         return {
             "promoted": False,
             "version": version,
             "champion": current,
             "reason": f"champion changed from {expected or 'none'} to {current or 'none'} since evaluation",
         }
+    previous = expected if resumed else current
 
     at = _now()
-    client.set_registered_model_alias(name, CHAMPION, version)
+    if not resumed:
+        client.set_registered_model_alias(name, CHAMPION, version)
     for key, value in {
         "promoted_at": at,
         "promoted_by": actor,
         "promotion_reason": reason,
-        "previous_champion": current or "none",
+        "previous_champion": previous or "none",
     }.items():
         client.set_model_version_tag(name, version, key, value)
     _delete_tags(client, mv, ("retired_at", "replaced_by"))
-    if current is not None:
-        client.set_model_version_tag(name, current, "retired_at", at)
-        client.set_model_version_tag(name, current, "replaced_by", version)
+    if previous is not None:
+        client.set_model_version_tag(name, previous, "retired_at", at)
+        client.set_model_version_tag(name, previous, "replaced_by", version)
     _delete_alias_if(client, name, CHALLENGER, version)
     _append_history(
         client,
         name,
-        {"action": "promote", "version": version, "previous": current, "at": at, "by": actor, "reason": reason},
+        {"action": "promote", "version": version, "previous": previous, "at": at, "by": actor, "reason": reason},
     )
-    return {"promoted": True, "version": version, "previous_champion": current, "promoted_at": at}
+    return {"promoted": True, "version": version, "previous_champion": previous, "promoted_at": at}
 
 
 def reject(tracking_uri: str, name: str, version: str, reasons: list[str], *, registry_uri: str | None = None) -> None:

@@ -28,7 +28,7 @@ def test_csv_and_parquet_parse():
         (b"", "csv", "empty file"),
         (b"\xff\xfe\x00bad,bytes\n\x80\x81,1\n", "csv", "not UTF-8 text"),
         (b"PAR1\x00\x01truncated", "parquet", "unreadable parquet"),
-        (gzip.compress(b"a,b\n1,2\n"), "csv", "not UTF-8 text"),
+        (gzip.compress(b"a,b\n1,2\n"), "csv", "gzip-compressed data in a .csv object"),
     ],
 )
 def test_unreadable_objects_give_a_named_reason(data, fmt, reason):
