@@ -15,7 +15,8 @@ retraining path.
 `POST /api/v2/dags/monitor_fleet/dagRuns` `{"logical_date": null, "conf": {"batch_date": "2026-01-05"}}`.
 
 **Outputs.** The same reports and history records as the per-model DAGs, under each model's
-`output_prefix`; each mapped task returns `{model, passed, drifted_share, retrain}` (XCom).
+`output_prefix`; each mapped task returns `{model, passed, drifted_share, retrain}` (XCom). The run's
+**Reports** tab lists every selected model's reports of that date.
 """
 
 from __future__ import annotations
@@ -56,7 +57,8 @@ def _batch_date(params: dict[str, Any]) -> str:
         "models": Param(
             [],
             type="array",
-            items={"type": "string"},
+            items={"type": "string", "enum": [c.name for c in load_configs()]},
+            uniqueItems=True,
             title="Models",
             description="Model names to check; empty means every configured model.",
         ),

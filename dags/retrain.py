@@ -29,7 +29,8 @@ a time.
 `require_approval`.
 
 **Outputs.** MLflow runs and model versions; `s3://{bucket}/{output}training/<run>/` (data) and
-`{output}evaluations/<run>/` (reports); one email per run.
+`{output}evaluations/<run>/` (reports, also in the run's **Reports** tab); one email per run.
+Promotions and rejections, with their reasons, are listed on the **Model monitoring** page.
 """
 
 from __future__ import annotations

@@ -12,7 +12,8 @@ makes that version's training data the drift reference again, and emails {recipi
 **Trigger by hand.** *Trigger DAG* → `version` (empty for the previous champion) and `reason`
 (required).
 
-**Outputs.** The alias move and tags in MLflow; `reference/current.json` in S3; one email.
+**Outputs.** The alias move and tags in MLflow; `reference/current.json` in S3; one email. The
+rollback and its reason appear in the champion history on the **Model monitoring** page.
 """
 
 from __future__ import annotations

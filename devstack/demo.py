@@ -65,22 +65,40 @@ def _running_task(api: AirflowApi, dag_id: str, run_id: str) -> str:
     return ",".join(active) or "scheduling"
 
 
+def progress_line(dag_id: str, total: int, done: int, failed: int, active: list[str], elapsed: float) -> str:
+    """One progress line: a bar, how many batches are done, and which run is on which task."""
+    width = 20
+    filled = round(width * done / total) if total else width
+    bar = "#" * filled + "-" * (width - filled)
+    line = f"  [{bar}] {dag_id}: {done}/{total} batches done"
+    if failed:
+        line += f" ({failed} failed)"
+    line += f", {elapsed:.0f} s"
+    return line + (f"; now: {', '.join(active)}" if active else "")
+
+
 def wait_for_runs(api: AirflowApi, dag_id: str, dates: list[str], timeout: float) -> dict[str, dict[str, Any]]:
     """Print progress until every batch date has a finished run; return the runs by date."""
-    deadline, last_line = time.monotonic() + timeout, ""
+    began = time.monotonic()
+    deadline, last_state = began + timeout, ""
     while True:
         runs = {r["logical_date"][:10]: r for r in api.dag_runs(dag_id) if r.get("logical_date")}
         mine = {d: runs[d] for d in dates if d in runs}
         done = [d for d, r in mine.items() if r["state"] in TERMINAL_RUN_STATES]
+        failed = [d for d in done if mine[d]["state"] != "success"]
         active = [
-            f"{d}:{_running_task(api, dag_id, r['dag_run_id'])}" for d, r in sorted(mine.items()) if d not in done
+            f"{d} {_running_task(api, dag_id, r['dag_run_id'])}" for d, r in sorted(mine.items()) if d not in done
         ]
-        line = f"  {dag_id}: {len(done)}/{len(dates)} batches done" + (
-            f"; running {' '.join(active)}" if active else ""
-        )
-        if line != last_line:
-            print(line, flush=True)
-            last_line = line
+        waiting = len(dates) - len(mine)
+        if waiting:
+            active.append(f"{waiting} not started")
+        state = f"{len(done)}|{len(failed)}|{active}"
+        # A line when something changed, and a heartbeat every 30 s so a slow step never looks hung.
+        if state != last_state or int(time.monotonic() - began) % 30 < 3:
+            print(
+                progress_line(dag_id, len(dates), len(done), len(failed), active, time.monotonic() - began), flush=True
+            )
+            last_state = state
         if len(done) == len(dates):
             return mine
         if time.monotonic() > deadline:
@@ -155,6 +173,23 @@ def batch_table(client: Any, cfg: Any, dates: list[str], runs: dict[str, dict[st
     return rows
 
 
+def ui_links(airflow_url: str, cfg: Any, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The monitoring page (inside the Airflow UI and alone) and each batch's report pages."""
+    from driftwatch import monitoring
+
+    base = f"{airflow_url}/driftwatch/report"
+    reports = {}
+    for row in rows:
+        if row["validation"] in ("passed", "quarantined"):
+            keys = monitoring.batch_report_keys(cfg, row["batch_date"], row["validation"] == "quarantined")
+            reports[row["batch_date"]] = {label: monitoring.report_url(base, key) for label, key in keys.items()}
+    return {
+        "monitoring": f"{airflow_url}/plugin/model-monitoring",
+        "monitoring_page": f"{airflow_url}/driftwatch/monitoring",
+        "reports": reports,
+    }
+
+
 def print_table(rows: list[dict[str, Any]]) -> None:
     print(f"\n{'batch':<11} {'run':<8} {'rows':>6}  {'validation':<12} {'drift share':>11}  action")
     for r in rows:
@@ -169,7 +204,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m devstack.demo", description=__doc__)
     parser.add_argument("--days", type=int, default=14)
     parser.add_argument("--rows-per-day", type=int, default=2000)
-    parser.add_argument("--timeout", type=float, default=900.0, help="seconds to wait for the runs")
+    # Generous: on a loaded 2-core machine 14 runs of ~11 tasks each took over 15 minutes.
+    parser.add_argument("--timeout", type=float, default=1800.0, help="seconds to wait for the runs")
     args = parser.parse_args(argv)
     started, started_at = time.monotonic(), datetime.now(UTC).replace(microsecond=0)
 
@@ -219,7 +255,12 @@ def main(argv: list[str] | None = None) -> int:
         aliases = ",".join(v["aliases"]) or "-"
         print(f"  v{v['version']:<3} {aliases:<20} {v['status']:<10} {v['detail'][:110]}")
     wall = time.monotonic() - started
+    pages = ui_links(endpoints["airflow_url"], cfg, rows)
     print(f"\nAirflow UI: {endpoints['airflow_url']}  (user {endpoints['login_user']}, password {password})")
+    print(f"Model monitoring: {pages['monitoring']}  (page alone: {pages['monitoring_page']})")
+    print("Reports (also in each run's Reports tab):")
+    for day, links in pages["reports"].items():
+        print(f"  {day}: " + "  ".join(links.values()))
     print(f"S3 endpoint: {endpoints['s3_endpoint']}  bucket {cfg.storage.bucket}")
     print(f"MLflow: {tracking_uri}")
     print(f"demo wall time: {wall:.0f} s.  `make stop` ends the stack.")
@@ -242,7 +283,9 @@ def main(argv: list[str] | None = None) -> int:
             "bucket": cfg.storage.bucket,
             "mail_dir": endpoints["mail_dir"],
             "mlflow": tracking_uri,
+            **{k: v for k, v in pages.items() if k != "reports"},
         },
+        "reports": pages["reports"],
     }
     out = Path(endpoints["state_dir"]) / "demo-summary.json"
     out.write_text(json.dumps(summary, indent=2))

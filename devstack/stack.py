@@ -321,6 +321,8 @@ def airflow_env(ports: Ports | None = None) -> dict[str, str]:
         "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
         "PYTHONPATH": f"{REPO_ROOT / 'include'}{os.pathsep}{REPO_ROOT / 'plugins'}",
         "DRIFTWATCH_CONFIG_DIR": str(CONFIG_DIR),
+        # Emails link to the report pages the driftwatch plugin serves on this api-server.
+        "DRIFTWATCH_REPORT_BASE_URL": f"{api_url}/driftwatch/report",
         "AIRFLOW_CONN_AWS_DEFAULT": _aws_conn(ports, creds),
         "AIRFLOW_CONN_SMTP_DEFAULT": _smtp_conn(ports),
         "AIRFLOW_CONN_MLFLOW_DEFAULT": json.dumps(

@@ -1,19 +1,29 @@
 """Alert emails: an HTML part with inline CSS and a plain-text alternative.
 
 Every value that comes from data (feature names, reasons, observed values) is escaped,
-because column names and values in a batch are attacker-controlled.
+because column names and values in a batch are attacker-controlled. Subjects name the model,
+the batch date and what happened; links point at the report pages the driftwatch Airflow
+plugin serves, under `alerts.report_base_url` (or `$DRIFTWATCH_REPORT_BASE_URL`, which the
+embedded stack sets), e.g. `http://airflow.example.com/driftwatch/report`.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from email.message import EmailMessage
 from email.utils import formatdate
 from html import escape
 from typing import Any
 
+from driftwatch import monitoring
 from driftwatch.config import ModelConfig
+
+BASE_URL_ENV = "DRIFTWATCH_REPORT_BASE_URL"
+TREND_CID = "drift-trend@driftwatch"
+TREND_BATCHES = 14
 
 _TABLE = "border-collapse:collapse;font-family:Arial,sans-serif;font-size:13px"
 _CELL = "border:1px solid #d0d7de;padding:4px 8px;text-align:left"
@@ -50,17 +60,28 @@ def _fmt(value: Any) -> str:
 
 
 def _links_html(links: Mapping[str, str]) -> str:
-    items = "".join(f"<li>{escape(label)}: <code>{escape(uri)}</code></li>" for label, uri in links.items())
-    return f"<ul>{items}</ul>"
+    """Web addresses as links, anything else (s3:// URIs) as code."""
+    items = "".join(
+        f'<li>{escape(label)}: <a href="{escape(uri)}">{escape(uri)}</a></li>'
+        if uri.startswith(("http://", "https://"))
+        else f"<li>{escape(label)}: <code>{escape(uri)}</code></li>"
+        for label, uri in links.items()
+    )
+    return f'<ul style="padding-left:18px">{items}</ul>'
 
 
 def _links_text(links: Mapping[str, str]) -> str:
     return "\n".join(f"- {label}: {uri}" for label, uri in links.items())
 
 
+def _subject(text: str) -> str:
+    """One header line: reasons from data may hold newlines, which a header must not."""
+    return re.sub(r"\s+", " ", text).strip()[:250]
+
+
 def _message(cfg: ModelConfig, subject: str, kind: str, batch_date: str, text: str, html: str) -> EmailMessage:
     msg = EmailMessage()
-    msg["Subject"] = subject
+    msg["Subject"] = _subject(subject)
     msg["From"] = cfg.alerts.sender
     msg["To"] = ", ".join(cfg.alerts.recipients)
     msg["Date"] = formatdate(usegmt=True)
@@ -90,6 +111,7 @@ def quarantine_email(
     links: Mapping[str, str],
 ) -> EmailMessage:
     """The alert for a batch that failed a critical check and was quarantined."""
+    links = report_links(cfg, links)
     subject = f"[driftwatch] {cfg.name} {batch_date}: batch quarantined ({reason[:120]})"
     headers = ("check", "column", "detail")
     rows = [(f.get("check"), f.get("column"), f.get("detail")) for f in failures]
@@ -111,8 +133,14 @@ def drift_email(
     batch_date: str,
     decision: Mapping[str, Any],
     links: Mapping[str, str],
+    trend: Sequence[Mapping[str, Any]] | None = None,
 ) -> EmailMessage:
-    """The alert that requests retraining: data drift, falling live performance, or a forced run."""
+    """The alert that requests retraining: data drift, falling live performance, or a forced run.
+
+    `trend` is the model's recent history records (history.read_history): their drift shares
+    become a small bar chart, attached as an inline image.
+    """
+    links = report_links(cfg, links)
     drifted = decision["drifted_features"]
     share, threshold = decision["drifted_share"], decision["share_threshold"]
     reason = decision.get("reason") or "dataset drift"
@@ -138,22 +166,61 @@ def drift_email(
     if live_rows:
         text += f"\nLive performance of the champion:\n{_text_table(live_headers, live_rows)}\n"
         html_body += f"<p>Live performance of the champion:</p>{_html_table(live_headers, live_rows)}"
+    chart = _trend_chart(trend or [], batch_date, threshold)
+    if chart:
+        caption = escape(chart[1])
+        html_body += (
+            f'<p>Drift share, last {caption}:</p><img src="cid:{TREND_CID}" width="360" height="90" '
+            f'alt="drift share per batch" style="border:1px solid #d0d7de">'
+        )
+        text += f"\nDrift share, last {chart[1]}.\n"
     text += f"\nWhere to look:\n{_links_text(links)}\n"
     html = _page(
         f"{cfg.name} {batch_date}: retraining requested", html_body + f"<p>Where to look:</p>{_links_html(links)}"
     )
-    return _message(cfg, subject, "drift", batch_date, text, html)
+    msg = _message(cfg, subject, "drift", batch_date, text, html)
+    if chart:
+        msg.get_body(("html",)).add_related(chart[0], "image", "png", cid=f"<{TREND_CID}>", filename="drift-trend.png")
+    return msg
+
+
+def _trend_chart(records: Sequence[Mapping[str, Any]], batch_date: str, threshold: float) -> tuple[bytes, str] | None:
+    """A PNG of the drift share per batch up to `batch_date`, and a caption; None without history."""
+    shares: list[tuple[str, float | None]] = []
+    for record in sorted(records, key=lambda r: str(r.get("batch_date", ""))):
+        day = str(record.get("batch_date", ""))
+        if day <= batch_date:
+            shares.append((day, (record.get("drift") or {}).get("share")))
+    shares = shares[-TREND_BATCHES:]
+    if len(shares) < 2:
+        return None
+    png = monitoring.bar_chart_png([s for _, s in shares], threshold=threshold)
+    values = ", ".join(f"{d[5:]} {'quarantined' if s is None else f'{s:.0%}'}" for d, s in shares)
+    caption = f"{len(shares)} batches (red: at or over the {threshold:.0%} threshold; dashed: threshold): {values}"
+    return png, caption
+
+
+def report_base_url(cfg: ModelConfig) -> str | None:
+    """Where the report pages are served: the config's `alerts.report_base_url`, else the environment."""
+    return cfg.alerts.report_base_url or os.environ.get(BASE_URL_ENV) or None
 
 
 def report_links(cfg: ModelConfig, uris: Mapping[str, str]) -> dict[str, str]:
-    """S3 URIs of the reports, plus web links when a report base URL is configured."""
+    """S3 URIs of the reports, plus web links when a report base URL is configured.
+
+    Only objects the report pages serve get a web link (not folders, not quarantined data), and
+    a base URL ending in `/report` also yields the link to the Model monitoring page.
+    """
     links = dict(uris)
-    base = cfg.alerts.report_base_url
+    base = report_base_url(cfg)
     if base:
         prefix = f"s3://{cfg.storage.bucket}/"
         for label, uri in uris.items():
-            if uri.startswith(prefix):
-                links[f"{label} (web)"] = f"{base.rstrip('/')}/{uri[len(prefix) :]}"
+            key = uri[len(prefix) :] if uri.startswith(prefix) else ""
+            if key and monitoring.report_key_allowed(cfg, key):
+                links[f"{label} (web)"] = monitoring.report_url(base, key)
+        if base.rstrip("/").endswith("/report"):
+            links["model monitoring (web)"] = base.rstrip("/")[: -len("/report")] + "/monitoring"
     return links
 
 
@@ -181,7 +248,8 @@ def evaluation_email(
     """Champion and challenger side by side, the gate's checks and what was done."""
     version, champion = candidate["version"], evaluation.get("champion_version")
     action = outcome["action"]
-    subject = f"[driftwatch] {cfg.name}: challenger v{version} {action}" + (
+    as_of = f" {plan['as_of']}" if plan.get("as_of") else ""
+    subject = f"[driftwatch] {cfg.name}{as_of}: challenger v{version} {action}" + (
         f" (champion v{champion})" if champion else " (bootstrap)"
     )
     metric_headers = ("metric", f"champion v{champion}" if champion else "champion (none)", f"challenger v{version}")
@@ -190,7 +258,7 @@ def evaluation_email(
     check_rows = [(c["name"], "yes" if c["passed"] else "NO", c["detail"]) for c in evaluation.get("checks", [])]
     reasons = list(outcome.get("reasons") or [])
     intro = f"Retraining of {cfg.name} ({plan['reason']}): challenger version {version} was {action}."
-    links = {"evaluation report": evaluation.get("report_uri", "")}
+    links = report_links(cfg, {"evaluation report": evaluation.get("report_uri", "")})
     text = (
         f"{intro}\n"
         + (f"Reasons: {'; '.join(reasons)}\n" if reasons else "")
@@ -212,12 +280,15 @@ def evaluation_email(
 def rollback_email(cfg: ModelConfig, outcome: Mapping[str, Any]) -> EmailMessage:
     """Who moved the champion back, from which version to which, and why."""
     subject = (
-        f"[driftwatch] {cfg.name}: champion rolled back from v{outcome['from_version']} to v{outcome['to_version']}"
+        f"[driftwatch] {cfg.name} {str(outcome.get('at', ''))[:10]}: champion rolled back "
+        f"from v{outcome['from_version']} to v{outcome['to_version']}"
     )
     intro = (
         f"{outcome['actor']} moved the champion alias of {cfg.name} from version {outcome['from_version']} "
         f"to version {outcome['to_version']}. Reason: {outcome['reason']}"
     )
-    html = _page(f"{cfg.name}: rollback", f"<p>{escape(intro)}</p>")
+    links = report_links(cfg, {})
+    html = _page(f"{cfg.name}: rollback", f"<p>{escape(intro)}</p>" + (_links_html(links) if links else ""))
+    intro += f"\n\n{_links_text(links)}" if links else ""
     key = f"rollback-{outcome['from_version']}-{outcome['to_version']}-{outcome.get('at', '')}"
     return _message(cfg, subject, key, str(outcome.get("at", ""))[:10], intro + "\n", html)

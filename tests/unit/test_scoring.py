@@ -68,6 +68,6 @@ def test_evaluation_email_puts_champion_and_challenger_side_by_side(demo_cfg):
         "report_uri": "s3://b/evaluations/manual__1/evaluation.html",
     }
     message = alerts.evaluation_email(demo_cfg, plan, {"version": "2"}, evaluation, {"action": "promoted"})
-    assert message["Subject"] == "[driftwatch] credit_default: challenger v2 promoted (champion v1)"
+    assert message["Subject"] == "[driftwatch] credit_default 2026-01-12: challenger v2 promoted (champion v1)"
     text = message.get_body(("plain",)).get_content()
     assert "roc_auc | 0.71 | 0.74" in text and "improvement | yes" in text
