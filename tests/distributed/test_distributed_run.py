@@ -36,7 +36,9 @@ START = date(2026, 1, 1)
 DAYS, ROWS_PER_DAY, SEED = 14, 500, 7
 RUNS_TIMEOUT = float(os.environ.get("DRIFTWATCH_DIST_RUNS_TIMEOUT", 360))
 RETRAIN_TIMEOUT = float(os.environ.get("DRIFTWATCH_DIST_RETRAIN_TIMEOUT", 240))
-LOG_PATH = re.compile(r"dag_id=(?P<dag>[^/]+)/run_id=(?P<run>[^/]+)/task_id=(?P<task>[^/]+)/attempt=(?P<try>\d+)\.log$")
+LOG_PATH = re.compile(
+    r"dag_id=(?P<dag>[^/]+)/run_id=(?P<run>[^/]+)/task_id=(?P<task>[^/]+)/(?:map_index=\d+/)?attempt=(?P<try>\d+)\.log$"
+)
 
 
 class Clock:
@@ -326,7 +328,10 @@ def run_scenario(cluster: distributed.Cluster, cfg: Any, clock: Clock) -> None:
         assert any(isinstance(c, dict) and c.get("ti_id") == ti["id"] for c in content), text[:600]
     # A worker uploads a task's log after the task reported its state: allow it a moment.
     expected = {
-        f"airflow/dag_id={d}/run_id={t['dag_run_id']}/task_id={t['task_id']}/attempt={t['try_number']}.log"
+        f"airflow/dag_id={d}/run_id={t['dag_run_id']}/task_id={t['task_id']}/"
+        # Mapped task instances (the drift partitions) log one folder deeper.
+        + (f"map_index={t['map_index']}/" if t.get("map_index", -1) >= 0 else "")
+        + f"attempt={t['try_number']}.log"
         for d, t in ran
     }
 
