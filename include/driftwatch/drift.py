@@ -126,11 +126,15 @@ def run_drift_report(
     cfg: ModelConfig,
     *,
     threshold_override: float | None = None,
+    decided: DriftResult | None = None,
 ) -> tuple[DriftResult, str, dict[str, Any]]:
     """Compare the configured features of `current` with `reference` using Evidently.
 
     Returns (decision, report_html, report_json): the HTML is a self-contained page (Evidently's
     JS bundle and icon font are inlined) and the JSON is the snapshot's metrics and tests.
+    With `decided` (a decision already computed on more rows than these frames hold), each
+    feature's score and verdict in the report are that decision's, and Evidently draws the
+    distributions of the frames given: the page then shows the decision the pipeline acted on.
     Raises ValueError when a feature is absent or has no values in either frame, or when a
     numeric feature holds non-numeric values.
     """
@@ -162,7 +166,11 @@ def run_drift_report(
     preset = DataDriftPreset(
         columns=features,
         drift_share=share_threshold,
-        per_column_method={name: EVIDENTLY_METHODS[method] for name, (method, _) in rules.items()},
+        per_column_method=(
+            {name: EVIDENTLY_METHODS[method] for name, (method, _) in rules.items()}
+            if decided is None
+            else _decided_stattests(decided)
+        ),
         per_column_threshold={name: float(threshold) for name, (_, threshold) in rules.items()},
     )
     # include_tests=True makes every ValueDrift carry a test whose status is Evidently's decision.
@@ -188,6 +196,38 @@ def run_drift_report(
         evidently_version=str(evidently.__version__),
     )
     return decision, report_html, report_json
+
+
+def _decided_stattests(decided: DriftResult) -> dict[str, str]:
+    """Register, per feature, an Evidently stat test that returns `decided`'s score and verdict.
+
+    Evidently then renders its drift table and per-feature widgets as usual, but the numbers in
+    them are the full-data ones; the display name says so. Names are numbered by feature position,
+    so each report replaces the previous report's tests in Evidently's registry.
+    """
+    from evidently.legacy.calculations.stattests import registry
+    from evidently.legacy.core import ColumnType
+
+    names: dict[str, str] = {}
+    for number, feature in enumerate(decided.features):
+        kind = ColumnType.Numerical if feature.kind == "numeric" else ColumnType.Categorical
+        method = registry.get_registered_stattest(EVIDENTLY_METHODS[feature.method], kind)
+        test = registry.StatTest(
+            name=f"driftwatch_decided_{number}",
+            display_name=f"{method.display_name}, on all {decided.current_rows:,} rows",
+            allowed_feature_types=[kind],
+            default_threshold=feature.threshold,
+        )
+        registry.register_stattest(test, default_impl=_fixed_verdict(feature.score, feature.drifted))
+        names[feature.name] = test.name
+    return names
+
+
+def _fixed_verdict(score: float, drifted: bool) -> Any:
+    def verdict(reference: Any, current: Any, feature_type: Any, threshold: float) -> tuple[float, bool]:
+        return score, drifted
+
+    return verdict
 
 
 def _prepare(frame: pd.DataFrame, cfg: ModelConfig, which: str) -> pd.DataFrame:

@@ -2,14 +2,15 @@
 
 The decision that requests retraining is computed on every row of the batch, in one pass over
 its Parquet row groups, against the reference profile (`profile.py`). Evidently's report, which
-is what people open, runs on a fixed-size uniform sample of the batch and of the reference with
-an explicit DataDefinition, so its cost does not grow with the batch. The report page says how
-it was sampled, shows the full-data decision it is a view of, and marks every feature on which
-the sample's verdict differs from it.
+is what people open, is drawn from a fixed-size uniform sample of the batch and of the reference
+with an explicit DataDefinition, so its cost does not grow with the batch; its scores and
+verdicts are the full-data ones, so the page and the pipeline never disagree. The page says how
+it was sampled and names the features a sample alone would have judged otherwise.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import math
 from collections.abc import Callable, Sequence
@@ -31,31 +32,29 @@ CHUNK_ROWS = 262_144
 
 @dataclass(frozen=True)
 class DriftAssessment:
-    """Full-data decision, the sampled Evidently report, and how the two compare."""
+    """Full-data decision, Evidently's report of it, and what the sample alone would have said."""
 
     result: DriftResult
-    report_result: DriftResult
     html: str
     report_json: dict[str, Any]
     sampling: dict[str, Any]
+    sample_only: DriftResult
+    report_engine: str
 
     @property
-    def disagreements(self) -> list[str]:
-        """Features on which the sampled report's verdict differs from the full-data decision."""
-        report = {f.name: f.drifted for f in self.report_result.features}
-        return [f.name for f in self.result.features if report.get(f.name) != f.drifted]
+    def sample_only_differs(self) -> list[str]:
+        """Features on which a report computed on the sample alone would have given another verdict."""
+        alone = {f.name: f.drifted for f in self.sample_only.features}
+        return [f.name for f in self.result.features if alone.get(f.name) != f.drifted]
 
     def summary(self) -> dict[str, Any]:
         """Small JSON-able facts for XCom, the decision file and the history record."""
         return {
             "engine": profile.ENGINE,
-            "report_engine": f"evidently {self.report_result.evidently_version}",
+            "report_engine": self.report_engine,
             "sampling": self.sampling,
-            "report_agreement": {
-                "features": len(self.result.features),
-                "agree": len(self.result.features) - len(self.disagreements),
-                "disagree": self.disagreements,
-            },
+            "report_shows": "full-data scores and verdicts; distributions drawn from the sample",
+            "sample_only_differs": self.sample_only_differs,
         }
 
 
@@ -154,7 +153,7 @@ def assess(
     threshold_override: float | None = None,
     prepare_sample: Callable[[pd.DataFrame], pd.DataFrame] | None = None,
 ) -> DriftAssessment:
-    """Merge the partitions' profiles and samples; decide on all rows; report on the sample.
+    """Merge the partitions' profiles and samples; decide on all rows; report it over the sample.
 
     `prepare_sample` transforms the batch sample before Evidently sees it (the pipeline makes
     markup in category labels inert there).
@@ -168,9 +167,13 @@ def assess(
     if prepare_sample is not None:
         sample = prepare_sample(sample)
     result = profile.decide(ref, batch, cfg, threshold_override=threshold_override)
-    report_result, html, report_json = drift.run_drift_report(
-        ref_sample, sample, cfg, threshold_override=threshold_override
+    shown, html, report_json = drift.run_drift_report(
+        ref_sample, sample, cfg, threshold_override=threshold_override, decided=result
     )
+    _check_report_shows(result, shown)
+    sample_ref = profile.build_profile(ref_sample, cfg)
+    sample_batch = profile.profile_batch(sample, sample_ref, cfg)
+    sample_only = profile.decide(sample_ref, sample_batch, cfg, threshold_override=threshold_override)
     sampling = {
         "method": SAMPLING_METHOD,
         "seed": seed,
@@ -180,8 +183,25 @@ def assess(
         "reference_rows": ref.rows,
         "reference_sample_rows": len(ref_sample),
     }
-    assessment = DriftAssessment(result, report_result, "", report_json, sampling)
-    return DriftAssessment(result, report_result, annotate_report(html, assessment), report_json, sampling)
+    assessment = DriftAssessment(result, "", report_json, sampling, sample_only, f"evidently {shown.evidently_version}")
+    return dataclasses.replace(assessment, html=annotate_report(html, assessment))
+
+
+def _same_score(a: float, b: float) -> bool:
+    return (math.isnan(a) and math.isnan(b)) or math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12)
+
+
+def _check_report_shows(result: DriftResult, shown: DriftResult) -> None:
+    """Evidently's page must carry the decision it was given; anything else is a bug to surface."""
+    wrong = [
+        f.name
+        for f, s in zip(result.features, shown.features, strict=True)
+        if f.name != s.name or f.drifted != s.drifted or not _same_score(f.score, s.score)
+    ]
+    if wrong or result.drifted_share != shown.drifted_share:
+        raise RuntimeError(
+            f"Evidently's report does not show the full-data decision for {', '.join(wrong) or 'the dataset'}"
+        )
 
 
 def assess_parquet(
@@ -215,31 +235,19 @@ def _score(value: float) -> str:
     return f"{value:.4g}" if np.isfinite(value) else str(value)
 
 
-def _rows(result: DriftResult, report: DriftResult, disagree: Sequence[str]) -> str:
-    sampled = {f.name: f for f in report.features}
+def _rows(result: DriftResult, sample_only_differs: Sequence[str]) -> str:
     rows = []
     for f in result.features:
-        s = sampled.get(f.name)
-        mark = "DIFFERS" if f.name in disagree else ""
-        cells = [
-            f.name,
-            f.method,
-            _score(f.threshold),
-            _score(f.score),
-            "drift" if f.drifted else "-",
-            _score(s.score) if s else "",
-            ("drift" if s.drifted else "-") if s else "",
-            mark,
-        ]
-        style = ' style="background:#fff8c5"' if mark else ""
-        rows.append(f"<tr{style}>" + "".join(f'<td style="{_CELL}">{escape(str(c))}</td>' for c in cells) + "</tr>")
+        mark = "sample alone: other verdict" if f.name in sample_only_differs else ""
+        cells = [f.name, f.method, _score(f.threshold), _score(f.score), "drift" if f.drifted else "-", mark]
+        rows.append("<tr>" + "".join(f'<td style="{_CELL}">{escape(str(c))}</td>' for c in cells) + "</tr>")
     return "".join(rows)
 
 
 def annotate_report(html: str, assessment: DriftAssessment) -> str:
-    """Put the sampling note and the full-data decision at the top of Evidently's page."""
-    s, result, disagree = assessment.sampling, assessment.result, assessment.disagreements
-    head = ["feature", "method", "threshold", "score (all rows)", "decision", "score (sample)", "sample", ""]
+    """Put the full-data decision and how the page was sampled at the top of Evidently's page."""
+    s, result, differs = assessment.sampling, assessment.result, assessment.sample_only_differs
+    head = ["feature", "method", "threshold", "score (all rows)", "decision", ""]
     heading = "".join(f'<th style="{_CELL};background:#f6f8fa">{escape(h)}</th>' for h in head)
     action = "RETRAINING REQUESTED" if result.dataset_drift else "no action"
     verdict = (
@@ -247,20 +255,22 @@ def annotate_report(html: str, assessment: DriftAssessment) -> str:
         f"(threshold {result.share_threshold:.0%}) &rarr; {action}"
     )
     note = (
-        "The sampled report agrees with the full-data decision on every feature."
-        if not disagree
-        else f"The sample's verdict differs on {len(disagree)} feature(s), marked DIFFERS: the decision above, "
-        "computed on every row, is the one the pipeline acted on."
+        f"On the sample alone, {len(differs)} feature(s) would have been judged otherwise (marked below): "
+        "this is why the scores come from every row."
+        if differs
+        else "On the sample alone, every feature would have been judged the same."
     )
     banner = (
         f'<section id="driftwatch-decision" style="{_BOX}">'
         f"<strong>driftwatch decision on all {s['batch_rows']:,} batch rows</strong> "
         f"against the reference profile ({s['reference_rows']:,} rows): {verdict}.<br>"
-        f"Evidently's report below was computed on a sample: {s['batch_sample_rows']:,} of {s['batch_rows']:,} batch "
-        f"rows and {s['reference_sample_rows']:,} of {s['reference_rows']:,} reference rows "
-        f"({escape(s['method'])}, seed {s['seed']}), with the same methods and thresholds. {escape(note)}"
+        "Every drift score and verdict in this report, in Evidently's tables below too, was computed on all "
+        "rows with the configured method and threshold (the test suite checks these scores against "
+        "Evidently's own implementation). Evidently drew the distributions from a sample: "
+        f"{s['batch_sample_rows']:,} of {s['batch_rows']:,} batch rows and {s['reference_sample_rows']:,} of "
+        f"{s['reference_rows']:,} reference rows ({escape(s['method'])}, seed {s['seed']}). {escape(note)}"
         f'<table style="border-collapse:collapse;margin-top:8px"><tr>{heading}</tr>'
-        f"{_rows(result, assessment.report_result, disagree)}</table></section>"
+        f"{_rows(result, differs)}</table></section>"
     )
     at = html.find("<body")
     if at < 0:

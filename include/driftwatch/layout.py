@@ -85,4 +85,14 @@ def drift_asset_name(cfg: ModelConfig) -> str:
 
 
 def drift_asset_uri(cfg: ModelConfig) -> str:
-    return f"s3://{cfg.storage.bucket}/{cfg.storage.output_prefix}retraining-requests"
+    """URI of that Asset: an event stream, not an object, hence Airflow's `x-` scheme for custom URIs.
+
+    An s3:// URI would also make every parse of the monitor and retrain DAGs import the amazon
+    provider's S3 hook (boto3 included), only to normalise a URI that names no object.
+    """
+    return f"x-driftwatch://{cfg.name}/retraining-requested"
+
+
+def retraining_requests_uri(cfg: ModelConfig) -> str:
+    """Where the monitor records each retraining request it made (one object per batch date)."""
+    return f"s3://{cfg.storage.bucket}/{cfg.storage.output_prefix}retraining-requests/"

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 
 import pandas as pd
 import pytest
 
-from driftwatch import drift_check
+from driftwatch import drift, drift_check
 from driftwatch import profile as fast
 from tests.unit.test_profile import evidently_verdict, make_cfg, make_frame
 
@@ -106,8 +107,12 @@ def test_assess_decides_on_all_rows_like_evidently(cfg, reference, batch):
     assert summary["sampling"]["batch_rows"] == 5000
     assert summary["sampling"]["batch_sample_rows"] == 1000
     assert summary["sampling"]["seed"] == drift_check.sample_seed("2026-11-20")
-    agreement = summary["report_agreement"]
-    assert agreement["agree"] + len(agreement["disagree"]) == len(cfg.dataset.feature_names)
+    # The report shows the full-data verdicts, read back from Evidently's own snapshot.
+    shown = drift._feature_results(assessment.report_json, cfg, cfg.dataset.feature_names)
+    assert [(f.name, f.score, f.drifted) for f in shown] == [
+        (f.name, f.score, f.drifted) for f in assessment.result.features
+    ]
+    assert set(summary["sample_only_differs"]) <= set(cfg.dataset.feature_names)
 
 
 def drift_check_reference_sample(reference: pd.DataFrame, cfg) -> pd.DataFrame:
@@ -116,7 +121,7 @@ def drift_check_reference_sample(reference: pd.DataFrame, cfg) -> pd.DataFrame:
     return report_sample(reference[cfg.dataset.feature_names], cfg.drift.report_sample_rows, seed=0)
 
 
-def test_report_page_states_sampling_and_marks_disagreements(cfg, reference, batch):
+def test_report_page_states_sampling_and_names_what_the_sample_alone_would_miss(cfg, reference, batch):
     ref = fast.build_profile(reference, cfg)
     assessment = drift_check.assess_parquet(
         ref, drift_check_reference_sample(reference, cfg), _parquet(batch), cfg, batch_date="2026-11-20"
@@ -126,15 +131,33 @@ def test_report_page_states_sampling_and_marks_disagreements(cfg, reference, bat
     assert html.index("<body") < html.index('<section id="driftwatch-decision"')
     assert "1,000 of 5,000 batch rows" in banner
     assert drift_check.SAMPLING_METHOD in banner
-    # Force a disagreement: pretend the sample saw no drift anywhere.
-    calm = [f.__class__(**{**f.__dict__, "drifted": False}) for f in assessment.report_result.features]
-    report = assessment.report_result.__class__(**{**assessment.report_result.__dict__, "features": calm})
-    forced = drift_check.DriftAssessment(assessment.result, report, "", {}, assessment.sampling)
+    # Pretend the sample alone saw no drift anywhere: the drifted features are the ones named.
+    calm = [f.__class__(**{**f.__dict__, "drifted": False}) for f in assessment.sample_only.features]
+    alone = assessment.sample_only.__class__(**{**assessment.sample_only.__dict__, "features": calm})
+    forced = dataclasses.replace(assessment, sample_only=alone)
     drifted = [f.name for f in assessment.result.features if f.drifted]
-    assert drifted and forced.disagreements == drifted
+    assert drifted and forced.sample_only_differs == drifted
     page = drift_check.annotate_report("<html><body><p>evidently</p></body></html>", forced)
-    assert page.count("DIFFERS") == len(drifted) + 1  # one per feature, plus the sentence explaining it
+    assert page.count("sample alone: other verdict") == len(drifted)
+    assert f"{len(drifted)} feature(s) would have been judged otherwise" in page
     assert page.endswith("<p>evidently</p></body></html>")
+
+
+def test_evidently_shows_the_decision_it_is_given_not_one_of_its_own(cfg, reference, batch):
+    """The report's verdicts come from the full-data decision, even where the frames drawn say otherwise."""
+    decided = drift.run_drift_report(reference, batch, cfg)[0]
+    flipped = [
+        f.__class__(**{**f.__dict__, "drifted": not f.drifted, "score": f.score + 0.5}) for f in decided.features
+    ]
+    drifted = sum(f.drifted for f in flipped)
+    fake = dataclasses.replace(decided, features=flipped, drifted_share=drifted / len(flipped), current_rows=123_456)
+    shown, html, report_json = drift.run_drift_report(reference, batch, cfg, decided=fake)
+    assert [(f.name, f.score, f.drifted) for f in shown.features] == [(f.name, f.score, f.drifted) for f in flipped]
+    assert shown.drifted_share == fake.drifted_share
+    assert "on all 123,456 rows" in html
+    # And the registry does not leak into a later report of the frames themselves.
+    again = drift.run_drift_report(reference, batch, cfg)[0]
+    assert again.to_dict() == decided.to_dict()
 
 
 def test_hostile_feature_names_are_escaped_in_the_banner(reference, batch):
@@ -149,8 +172,6 @@ def test_hostile_feature_names_are_escaped_in_the_banner(reference, batch):
         for i, f in enumerate(assessment.result.features)
     ]
     result = assessment.result.__class__(**{**assessment.result.__dict__, "features": renamed})
-    page = drift_check.annotate_report(
-        "<body>", drift_check.DriftAssessment(result, result, "", {}, assessment.sampling)
-    )
+    page = drift_check.annotate_report("<body>", dataclasses.replace(assessment, result=result, sample_only=result))
     assert hostile not in page
     assert "&lt;/script&gt;&lt;script&gt;alert(1)&lt;/script&gt;" in page
