@@ -12,7 +12,7 @@ Parquet) the run:
    object is never modified or deleted;
 4. otherwise decides drift on every row of the batch against the current champion's reference profile
    (computed once per reference; per-feature method and threshold from the config), and writes an
-   Evidently report on a {sample_rows:,}-row sample that states how it was sampled and shows that decision;
+   Evidently report of that decision, its distributions drawn from a {sample_rows:,}-row sample;
 5. scores the batch with `models:/{registered}@champion` (predictions to S3, their distribution to the
    history) and, for recent batches whose labels have arrived, measures the champion's live
    `{metric}`: falling more than {tolerance} below its evaluated value is concept drift;
@@ -38,12 +38,12 @@ from __future__ import annotations
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
-from airflow.providers.amazon.aws.sensors.s3 import S3KeySensor
 from airflow.sdk import Asset, Param, dag, task
 
 from driftwatch import layout
 from driftwatch.config import ModelConfig, load_configs
 from driftwatch_airflow.hooks import mlflow_tracking_uri, s3_client, send_email
+from driftwatch_airflow.sensors import S3BatchSensor
 
 
 def batch_date_of(params: dict[str, Any], ds: str | None) -> str:
@@ -55,7 +55,11 @@ def batch_date_of(params: dict[str, Any], ds: str | None) -> str:
 
 
 def build_monitor_dag(cfg: ModelConfig) -> Any:
-    retraining_requested = Asset(name=layout.drift_asset_name(cfg), uri=layout.drift_asset_uri(cfg))
+    retraining_requested = Asset(
+        name=layout.drift_asset_name(cfg),
+        uri=layout.drift_asset_uri(cfg),
+        extra={"requests": layout.retraining_requests_uri(cfg)},
+    )
     doc = __doc__.format(
         model=cfg.name,
         bucket=cfg.storage.bucket,
@@ -99,11 +103,14 @@ def build_monitor_dag(cfg: ModelConfig) -> Any:
                 title="Batch date",
                 description="Process the batch of this date (YYYY-MM-DD) instead of the run's own data interval.",
             ),
+            # The bounds sit under allOf: Airflow's trigger form turns a top-level minimum/maximum
+            # into a number widget that silently clamps what was typed (5 becomes 1). Under allOf
+            # the form keeps the typed value, and Airflow refuses the run when it is created, on
+            # every path (form, REST API, CLI), with a message the form shows.
             "drift_share_threshold": Param(
                 None,
                 type=["null", "number"],
-                minimum=0.01,
-                maximum=1.0,
+                allOf=[{"minimum": 0.01, "maximum": 1.0}],
                 title="Drift share threshold override",
                 description=(
                     f"Share of drifted features (0.01 to 1) that requests retraining, for this run only; "
@@ -122,14 +129,12 @@ def build_monitor_dag(cfg: ModelConfig) -> Any:
         },
     )
     def monitor() -> None:
-        wait_for_batch = S3KeySensor(
+        wait_for_batch = S3BatchSensor(
             task_id="wait_for_batch",
             doc_md="Waits, deferred in the triggerer, until the batch folder holds at least one object.",
             aws_conn_id=cfg.storage.aws_conn_id,
             bucket_name=cfg.storage.bucket,
             bucket_key=cfg.storage.incoming_prefix + "dt={{ batch_date_of(params, ds) }}/*",
-            wildcard_match=True,
-            deferrable=True,
             poke_interval=cfg.monitor.sensor_poke_seconds,
             timeout=cfg.monitor.sensor_timeout_minutes * 60,
             # A batch that never arrives skips the run instead of failing it; record_missing_batch
@@ -192,7 +197,7 @@ def build_monitor_dag(cfg: ModelConfig) -> Any:
         def compute_drift(
             summary: dict[str, Any], partitions: list[dict[str, Any]], params: dict[str, Any]
         ) -> dict[str, Any]:
-            """Merge the partition profiles: drift decided on every row; Evidently report on a sample."""
+            """Merge the partition profiles: drift decided on every row; Evidently reports it over a sample."""
             from driftwatch.pipeline import drift_step
 
             return drift_step(

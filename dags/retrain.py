@@ -47,7 +47,11 @@ from driftwatch_airflow.hooks import mlflow_tracking_uri, s3_client, send_email
 
 
 def build_retrain_dag(cfg: ModelConfig) -> Any:
-    retraining_requested = Asset(name=layout.drift_asset_name(cfg), uri=layout.drift_asset_uri(cfg))
+    retraining_requested = Asset(
+        name=layout.drift_asset_name(cfg),
+        uri=layout.drift_asset_uri(cfg),
+        extra={"requests": layout.retraining_requests_uri(cfg)},
+    )
     doc = __doc__.format(
         model=cfg.name,
         registered=cfg.registry.registered_model,
@@ -100,13 +104,17 @@ def build_retrain_dag(cfg: ModelConfig) -> Any:
                 title="As of",
                 description="Last batch date (YYYY-MM-DD) to learn from; default: the triggering batch.",
             ),
+            # Bounds under allOf, so that the trigger form refuses a wrong value instead of
+            # clamping it (see the monitor DAG's drift_share_threshold).
             "window_days": Param(
                 cfg.training.window_days,
                 type="integer",
-                minimum=cfg.training.holdout_days + 1,
-                maximum=365,
+                allOf=[{"minimum": cfg.training.holdout_days + 1, "maximum": 365}],
                 title="Training window (batches)",
-                description="How many recent validated, labelled batches to use, the holdout included.",
+                description=(
+                    f"How many recent validated, labelled batches to use ({cfg.training.holdout_days + 1} "
+                    f"to 365), the {cfg.training.holdout_days}-batch holdout included."
+                ),
             ),
             "promote": Param(
                 True,
@@ -189,7 +197,7 @@ def build_retrain_dag(cfg: ModelConfig) -> Any:
             task_id="await_approval",
             subject=f"Promote a new champion for {cfg.name}?",
             body="The challenger passed the gate and the smoke test. See the evaluation report in this run's XCom.",
-            execution_timeout=timedelta(days=2),
+            response_timeout=timedelta(days=2),
         )
 
         @task(multiple_outputs=False, trigger_rule="none_failed_min_one_success")
@@ -226,7 +234,8 @@ def build_retrain_dag(cfg: ModelConfig) -> Any:
                 "reasons": ["a person rejected the promotion in the Airflow UI"],
             }
             message = evaluation_email(cfg, plan, candidate, evaluation, outcome)
-            return send_email(cfg.alerts.smtp_conn_id, message)
+            # The outbox keeps an undelivered email in S3 and stops a cleared rerun sending it twice.
+            return send_email(cfg.alerts.smtp_conn_id, message, outbox=(s3_client(cfg.storage.aws_conn_id), cfg))
 
         planned = plan()
         data = assemble_data(planned)

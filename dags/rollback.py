@@ -79,7 +79,9 @@ def build_rollback_dag(cfg: ModelConfig) -> Any:
             """Email who rolled back, between which versions, and why."""
             from driftwatch.alerts import rollback_email
 
-            return send_email(cfg.alerts.smtp_conn_id, rollback_email(cfg, outcome))
+            # The outbox keeps an undelivered email in S3 and stops a cleared rerun sending it twice.
+            outbox = (s3_client(cfg.storage.aws_conn_id), cfg)
+            return send_email(cfg.alerts.smtp_conn_id, rollback_email(cfg, outcome), outbox=outbox)
 
         notify(move_alias())
 

@@ -6,10 +6,13 @@ derived from (model, batch date); only URIs, counts and small metric dicts are r
 
 from __future__ import annotations
 
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 from driftwatch import history, ingest, layout, storage
-from driftwatch.artifacts import MANIFEST, ArtifactSet
+from driftwatch.artifacts import ArtifactSet
 from driftwatch.config import ModelConfig
 from driftwatch.storage import S3Client
 
@@ -37,30 +40,36 @@ def validate_step(client: S3Client, cfg: ModelConfig, batch_date: str) -> dict[s
     from driftwatch import references, validation
 
     reports = _reports(client, cfg, batch_date)
-    # A rerun must not leave the previous run's manifest pointing at artifacts being rewritten.
-    storage.delete_object(client, cfg.storage.bucket, reports.prefix + MANIFEST)
+    # Until drift or quarantine commits the set, readers see it as being written (a rerun included).
+    reports.begin(batch_date=batch_date)
     # The stored profile holds the reference's ranges and categories: no rescan of the reference.
     stored = references.load_reference(client, cfg)
     reference, reference_uri = stored.profile, stored.data_uri
     objects: list[str] = []
-    try:
-        batch = ingest.read_batch(client, cfg, batch_date)
-        objects = [storage.s3_uri(cfg.storage.bucket, o.key) for o in batch.objects]
-        frame = ingest.drop_pii(batch.frame, cfg)
-        result = validation.validate_frame(frame, cfg, reference)
-    except ingest.IngestError as err:
-        frame = None
-        # An unreadable batch is quarantined too: its objects are copied, never touched.
-        objects = [storage.s3_uri(cfg.storage.bucket, o.key) for o in err.objects]
-        result = validation.unreadable_result(err.reason, err.detail)
-    reports.put_json("validation.json", result.to_dict())
-    reports.put_text(
-        "validation.html",
-        validation.render_validation_html(result, model=cfg.name, batch_date=batch_date, sources=objects),
-    )
-    staged_uri = None
-    if result.passed and frame is not None:
-        staged_uri = ingest.upload_staged(client, cfg, layout.staged_key(cfg, batch_date), frame)
+    # Parquet batches are copied to local files and read a column group at a time: memory holds
+    # one column's worth of the batch, not all of it.
+    with tempfile.TemporaryDirectory(prefix="driftwatch-batch-") as spool, ThreadPoolExecutor(1) as background:
+        staging = None
+        try:
+            batch = ingest.read_batch(client, cfg, batch_date, spool=Path(spool))
+            objects = [storage.s3_uri(cfg.storage.bucket, o.key) for o in batch.objects]
+            data = ingest.drop_pii(batch.data, cfg)
+            # The staged copy is written on the second core while GX validates on the first; it
+            # leaves the machine only if the batch passes, and a failed write of a failed batch is moot.
+            staging = background.submit(ingest.write_staged_file, Path(spool) / "staged.parquet", data, cfg)
+            result = validation.validate_frame(data, cfg, reference)
+        except ingest.IngestError as err:
+            # An unreadable batch is quarantined too: its objects are copied, never touched.
+            objects = [storage.s3_uri(cfg.storage.bucket, o.key) for o in err.objects]
+            result = validation.unreadable_result(err.reason, err.detail)
+        reports.put_json("validation.json", result.to_dict())
+        reports.put_text(
+            "validation.html",
+            validation.render_validation_html(result, model=cfg.name, batch_date=batch_date, sources=objects),
+        )
+        staged_uri = None
+        if result.passed and staging is not None:
+            staged_uri = ingest.upload_staged(client, cfg, layout.staged_key(cfg, batch_date), staging.result())
     return {
         "batch_date": batch_date,
         "passed": result.passed,

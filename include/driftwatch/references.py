@@ -53,16 +53,13 @@ def reference_data_uri(client: S3Client, cfg: ModelConfig) -> str:
 
 
 def _etag(client: S3Client, cfg: ModelConfig, uri: str) -> str:
-    bucket, key = storage.parse_s3_uri(uri)
-    try:
-        return str(client.head_object(Bucket=bucket, Key=key)["ETag"]).strip('"')
-    except client.exceptions.ClientError as err:
-        if err.response.get("Error", {}).get("Code") in {"404", "NoSuchKey", "NotFound"}:
-            raise FileNotFoundError(
-                f"reference data for model {cfg.name} not found at {uri}: "
-                "seed it (make demo does) or fix storage.reference_key"
-            ) from None
-        raise
+    head = storage.head_object(client, *storage.parse_s3_uri(uri))
+    if head is None:
+        raise FileNotFoundError(
+            f"reference data for model {cfg.name} not found at {uri}: "
+            "seed it (make demo does) or fix storage.reference_key"
+        )
+    return str(head["ETag"]).strip('"')
 
 
 def profile_digest(cfg: ModelConfig, data_uri: str, etag: str) -> str:

@@ -48,15 +48,20 @@ def list_objects(client: S3Client, bucket: str, prefix: str) -> list[ObjectInfo]
     return sorted(found, key=lambda o: o.key)
 
 
-def object_size(client: S3Client, bucket: str, key: str) -> int | None:
-    """Size of an object in bytes, or None when it does not exist."""
+def head_object(client: S3Client, bucket: str, key: str) -> dict[str, Any] | None:
+    """An object's metadata (size, ETag...), or None when it does not exist."""
     try:
-        head = client.head_object(Bucket=bucket, Key=key)
+        return dict(client.head_object(Bucket=bucket, Key=key))
     except client.exceptions.ClientError as err:
         if err.response.get("Error", {}).get("Code") in {"404", "NoSuchKey", "NotFound"}:
             return None
         raise
-    return int(head["ContentLength"])
+
+
+def object_size(client: S3Client, bucket: str, key: str) -> int | None:
+    """Size of an object in bytes, or None when it does not exist."""
+    head = head_object(client, bucket, key)
+    return None if head is None else int(head["ContentLength"])
 
 
 def read_bytes(client: S3Client, bucket: str, key: str, max_bytes: int | None = None) -> bytes:
@@ -85,6 +90,11 @@ def upload_file(client: S3Client, bucket: str, key: str, fileobj: Any, content_t
     return s3_uri(bucket, key)
 
 
+def download_file(client: S3Client, bucket: str, key: str, path: Any) -> None:
+    """Copy an object to a local file, in parts when it is large: its bytes never sit in memory."""
+    client.download_file(bucket, key, str(path))
+
+
 def write_json(client: S3Client, bucket: str, key: str, payload: Any) -> str:
     """Write a JSON document with stable key order, so reruns produce identical bytes."""
     data = json.dumps(payload, indent=2, sort_keys=True, default=str).encode("utf-8")
@@ -107,11 +117,6 @@ def copy_object(client: S3Client, bucket: str, source_key: str, target_key: str)
 
 def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-def delete_object(client: S3Client, bucket: str, key: str) -> None:
-    """Delete one of the pipeline's own objects; never called on incoming batches."""
-    client.delete_object(Bucket=bucket, Key=key)
 
 
 class RangeReader(io.RawIOBase):

@@ -16,8 +16,9 @@ import json
 import logging
 import math
 import os
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import numpy as np
 import pandas as pd
@@ -480,13 +481,16 @@ def _prepare_frame(df: pd.DataFrame, cfg: ModelConfig) -> pd.DataFrame:
     return out
 
 
-def _skip_reason(spec: ExpectationSpec, df: pd.DataFrame) -> str | None:
-    """Why an expectation should not run on this batch; GX would only raise confusing errors."""
-    if spec.expectation == "ExpectColumnToExist":
+def _missing_columns(spec: ExpectationSpec, present: set[str]) -> str | None:
+    """Why an expectation cannot run at all: a column it reads is absent (GX would only raise)."""
+    if spec.expectation in _NAMES_ONLY:
         return None
-    missing = [c for c in _spec_columns(spec) if c not in df.columns]
-    if missing:
-        return f"column {', '.join(missing)} is missing"
+    missing = [c for c in _spec_columns(spec) if c not in present]
+    return f"column {', '.join(missing)} is missing" if missing else None
+
+
+def _skip_reason(spec: ExpectationSpec, df: pd.DataFrame) -> str | None:
+    """Why an expectation should not run on this group's frame; GX would only raise confusing errors."""
     if spec.requires_numeric and not _is_numeric(df[spec.kwargs["column"]]):
         return f"column {spec.kwargs['column']} is not numeric"
     return None
@@ -585,19 +589,81 @@ def _quiet_gx() -> Any:
     return gx
 
 
-def _group_columns(spec: ExpectationSpec, frame: pd.DataFrame) -> tuple[str, ...]:
-    """The columns an expectation reads; table-level expectations see every column."""
-    if spec.expectation == "ExpectColumnToExist" or not _spec_columns(spec):
-        return ()
-    return tuple(dict.fromkeys(_spec_columns(spec)))
+# Table-level expectations that read only the column names, or only the row count: they run on
+# a frame that holds just that, so no table-level check ever needs the whole batch in memory.
+_NAMES_ONLY = frozenset(
+    {
+        "ExpectColumnToExist",
+        "ExpectTableColumnsToMatchSet",
+        "ExpectTableColumnsToMatchOrderedList",
+        "ExpectTableColumnCountToEqual",
+        "ExpectTableColumnCountToBeBetween",
+    }
+)
+_ROWS_ONLY = frozenset({"ExpectTableRowCountToBeBetween", "ExpectTableRowCountToEqual"})
+
+GroupKey = tuple[str, tuple[str, ...]]
 
 
-def _run_gx(gx: Any, df: pd.DataFrame, suite_name: str, specs: dict[int, ExpectationSpec]) -> dict[int, Any]:
-    """Validate in a fresh ephemeral context; returns GX results keyed by spec index.
+class ColumnSource(Protocol):
+    """A batch that hands out a few of its columns at a time (ingest.ParquetColumns is one)."""
 
-    Each column's expectations run on a frame of that column alone: GX's pandas engine filters
-    the whole domain frame for every map metric, so on the full batch each of ~100 metrics would
-    copy every column (about 80% of the validation time at a million rows).
+    @property
+    def columns(self) -> list[str]: ...
+
+    @property
+    def rows(self) -> int: ...
+
+    def read(self, columns: Sequence[str]) -> pd.DataFrame: ...
+
+
+@dataclass(frozen=True)
+class _FrameSource:
+    """A DataFrame as a ColumnSource: each read is a frame over the same arrays, never a copy."""
+
+    frame: pd.DataFrame
+
+    @property
+    def columns(self) -> list[str]:
+        return list(self.frame.columns)
+
+    @property
+    def rows(self) -> int:
+        return len(self.frame)
+
+    def read(self, columns: Sequence[str]) -> pd.DataFrame:
+        return pd.DataFrame({c: self.frame[c] for c in columns}, copy=False)
+
+
+def _group_key(spec: ExpectationSpec) -> GroupKey:
+    """Which frame an expectation runs on: its own columns, the names, the row count or everything."""
+    if spec.expectation in _NAMES_ONLY:
+        return ("names", ())
+    if spec.expectation in _ROWS_ONLY:
+        return ("rows", ())
+    columns = tuple(dict.fromkeys(_spec_columns(spec)))
+    return ("columns", columns) if columns else ("table", ())
+
+
+def _group_frame(source: ColumnSource, key: GroupKey, cfg: ModelConfig) -> pd.DataFrame:
+    kind, columns = key
+    if kind == "names":
+        return pd.DataFrame(columns=source.columns)
+    if kind == "rows":
+        return pd.DataFrame(index=pd.RangeIndex(source.rows))
+    wanted = source.columns if kind == "table" else [c for c in columns if c in set(source.columns)]
+    return _prepare_frame(source.read(wanted), cfg)
+
+
+def _run_gx(
+    gx: Any, source: ColumnSource, cfg: ModelConfig, specs: dict[int, ExpectationSpec]
+) -> tuple[dict[int, Any], dict[int, str]]:
+    """Validate group by group in one ephemeral context; returns GX results and skip reasons by index.
+
+    Each column's expectations run on a frame of that column alone, read from the source just
+    before: GX's pandas engine filters the whole domain frame for every map metric, so on the full
+    batch each of ~100 metrics would copy every column, and a source that is not in memory never
+    has to be loaded whole.
     """
     from great_expectations.data_context.types.base import ProgressBarsConfig
     from great_expectations.execution_engine import pandas_execution_engine
@@ -609,30 +675,45 @@ def _run_gx(gx: Any, df: pd.DataFrame, suite_name: str, specs: dict[int, Expecta
     context.variables.progress_bars = ProgressBarsConfig(globally=False)  # tqdm would spam task logs
     asset = context.data_sources.add_pandas("driftwatch").add_dataframe_asset("batch")
     definition = asset.add_batch_definition_whole_dataframe("whole")
-    groups: dict[tuple[str, ...], list[Any]] = {}
+    groups: dict[GroupKey, list[int]] = {}
     for index, spec in specs.items():
-        groups.setdefault(_group_columns(spec, df), []).append(_to_gx(gx, spec, index))
+        groups.setdefault(_group_key(spec), []).append(index)
     results: dict[int, Any] = {}
-    for columns, expectations in groups.items():
-        # A frame over the same arrays, not df[list], which copies: the context keeps every batch
-        # it loaded until it is discarded, so copies would add up to the whole batch again.
-        frame = pd.DataFrame({c: df[c] for c in columns}, copy=False) if columns else df
+    skips: dict[int, str] = {}
+    for key, indices in groups.items():
+        frame = _group_frame(source, key, cfg)
+        for index in indices:
+            reason = _skip_reason(specs[index], frame) if key[0] == "columns" else None
+            if reason is not None:
+                skips[index] = reason
+        expectations = [_to_gx(gx, specs[i], i) for i in indices if i not in skips]
+        if not expectations:
+            continue
         batch = definition.get_batch(batch_parameters={"dataframe": frame})
         # The constructor, unlike add_expectation, neither drops look-alike expectations (a user
         # rule may repeat a built-in one) nor compares every pair, which is quadratic.
-        suite = gx.ExpectationSuite(name=suite_name, expectations=expectations)
+        suite = gx.ExpectationSuite(name=f"{cfg.name}_batch", expectations=expectations)
         outcome = batch.validate(suite, result_format=RESULT_FORMAT)
         results.update({r.expectation_config.meta[_INDEX_KEY]: r for r in outcome.results})
-        # The engine caches every metric it computed (row masks included) for its lifetime;
-        # no later group reads them, and across ~20 groups they would add up to the batch's size.
-        _clear_metric_cache(batch)
-    return results
+        _release_batch(batch)
+        del batch, frame
+    return results, skips
 
 
-def _clear_metric_cache(batch: Any) -> None:
-    cache = getattr(getattr(batch.data, "execution_engine", None), "_metric_cache", None)
+def _release_batch(batch: Any) -> None:
+    """Let a validated group's frame and metrics go: no later group reads them.
+
+    The engine caches every metric it computed (row masks included) and every batch it loaded
+    for its lifetime; across ~20 groups they would add up to the batch's size again.
+    """
+    engine = getattr(batch.data, "execution_engine", None)
+    cache = getattr(engine, "_metric_cache", None)
     if isinstance(cache, dict):
         cache.clear()
+    manager = getattr(engine, "batch_manager", None)
+    if manager is not None:
+        manager.batch_data_cache.clear()
+        manager.reset_batch_cache()
 
 
 def _forget_context() -> None:
@@ -642,27 +723,34 @@ def _forget_context() -> None:
     project_manager.set_project(None)
 
 
-def validate_frame(df: pd.DataFrame, cfg: ModelConfig, reference: pd.DataFrame | ReferenceProfile) -> ValidationResult:
-    """Validate one batch against the model's config and its reference (data or stored profile)."""
+def validate_frame(
+    df: pd.DataFrame | ColumnSource, cfg: ModelConfig, reference: pd.DataFrame | ReferenceProfile
+) -> ValidationResult:
+    """Validate one batch against the model's config and its reference (data or stored profile).
+
+    The batch is a DataFrame, or a ColumnSource read one column group at a time.
+    """
     import time
 
     started = time.perf_counter()
     gx = _quiet_gx()
+    source = _FrameSource(df) if isinstance(df, pd.DataFrame) else df
     specs = build_expectations(cfg, reference)
-    frame = _prepare_frame(df, cfg)
     # Build every GX object first so a bad extra rule fails before any work is done.
     for i, spec in enumerate(specs):
         _to_gx(gx, spec, i)
-    skips = {i: _skip_reason(spec, frame) for i, spec in enumerate(specs)}
+    present = set(source.columns)
+    skips = {i: _missing_columns(spec, present) for i, spec in enumerate(specs)}
     runnable = {i: spec for i, spec in enumerate(specs) if skips[i] is None}
     try:
-        results = _run_gx(gx, frame, f"{cfg.name}_batch", runnable) if runnable else {}
+        results, later = _run_gx(gx, source, cfg, runnable) if runnable else ({}, {})
     finally:
         _forget_context()
+    skips.update(later)
 
     outcomes = []
     for i, spec in enumerate(specs):
-        if skips[i] is not None:
+        if skips.get(i) is not None:
             outcomes.append(_outcome(spec, False, {}, skipped=skips[i]))
             continue
         res = results.get(i)
@@ -673,7 +761,7 @@ def validate_frame(df: pd.DataFrame, cfg: ModelConfig, reference: pd.DataFrame |
     passed = not any(o.failed and o.severity == "critical" for o in outcomes)
     return ValidationResult(
         passed=passed,
-        row_count=len(df),
+        row_count=source.rows,
         outcomes=outcomes,
         gx_version=gx.__version__,
         duration_seconds=time.perf_counter() - started,

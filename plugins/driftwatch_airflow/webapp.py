@@ -14,6 +14,8 @@ Built on first request by ``driftwatch_plugin``, so loading the plugin costs not
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import logging
 from html import escape
 from typing import Annotated, Any
@@ -29,7 +31,22 @@ REPORT_CSP = (
     "default-src 'none'; script-src 'unsafe-inline' 'unsafe-eval'; style-src 'unsafe-inline'; "
     "img-src data: blob:; font-src data:; frame-ancestors 'self'"
 )
-PAGE_CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; frame-src 'self'; frame-ancestors 'self'"
+# Airflow 3.3 frames plugin pages in an iframe sandboxed without allow-top-navigation and
+# allow-popups, so a plain target=_top link (a DAG page) or target=_blank link (MLflow) is a dead
+# click. The sandbox does grant allow-same-origin + allow-scripts: this script hands such a click
+# to a twin link in the top document, which is free to follow it. The CSP allows this one script
+# by its hash and nothing else.
+LINK_SCRIPT = (
+    "document.addEventListener('click',function(e){"
+    "var a=e.target.closest&&e.target.closest('a[target=_top],a[target=_blank]');"
+    "if(!a||window.top===window)return;e.preventDefault();"
+    "var d=window.top.document,t=d.createElement('a');t.href=a.href;t.target=a.target;t.rel='noopener';"
+    "d.body.appendChild(t);t.click();t.remove();});"
+)
+PAGE_CSP = (
+    "default-src 'none'; style-src 'unsafe-inline'; img-src data:; frame-src 'self'; frame-ancestors 'self'; "
+    f"script-src 'sha256-{base64.b64encode(hashlib.sha256(LINK_SCRIPT.encode()).digest()).decode()}'"
+)
 MAX_REPORT_BYTES = 64 * 2**20
 
 
@@ -97,7 +114,7 @@ def _tracking_uri(cfg: Any) -> str | None:
 
 def _html(body: str, status_code: int = 200) -> HTMLResponse:
     return HTMLResponse(
-        body,
+        body.replace("</body>", f"<script>{LINK_SCRIPT}</script></body>", 1),
         status_code=status_code,
         headers={"Content-Security-Policy": PAGE_CSP, "Cache-Control": "private, no-store"},
     )
@@ -219,7 +236,7 @@ def run_report_keys(
     cfgs: list[Any], dag_id: str, run_id: str, run: dict[str, Any], task_id: str | None = None
 ) -> tuple[str | None, dict[str, str]]:
     """The batch date a run handled and its existing report objects, by label."""
-    from driftwatch import layout, monitoring, storage
+    from driftwatch import artifacts, layout, monitoring, storage
 
     by_name = {c.name: c for c in cfgs}
     kind, _, model = dag_id.partition("__")
@@ -236,14 +253,19 @@ def run_report_keys(
         prefixes = [(by_name[m], layout.report_prefix(by_name[m], batch_date)) for m in wanted if m in by_name]
     found: dict[str, str] = {}
     for cfg, prefix in prefixes:
-        for obj in storage.list_objects(_s3(cfg), cfg.storage.bucket, prefix):
+        client = _s3(cfg)
+        objects = storage.list_objects(client, cfg.storage.bucket, prefix)
+        # A set still being (re)written, or whose run failed, may mix new and stale reports: say so.
+        incomplete = bool(objects) and artifacts.read_manifest(client, cfg.storage.bucket, prefix) is None
+        for obj in objects:
             name = obj.key[len(prefix) :]
             if not monitoring.report_key_allowed(cfg, obj.key):
                 continue
             if task_id in _TASK_REPORTS and name not in _TASK_REPORTS[task_id]:
                 continue
             area = "quarantine" if "/quarantine/" in f"/{obj.key}" else "report"
-            label = f"{cfg.name} {name}" if dag_id == "monitor_fleet" else f"{name} ({area})"
+            note = ", incomplete" if incomplete else ""
+            label = f"{cfg.name} {name}{note}" if dag_id == "monitor_fleet" else f"{name} ({area}{note})"
             found[label] = obj.key
     ordered = sorted(found.items(), key=lambda kv: (_rank(kv[1]), kv[0]))
     return batch_date, dict(ordered)

@@ -14,7 +14,7 @@ from typing import Any
 import pandas as pd
 
 from driftwatch import alerts, demo_data, layout, pipeline, storage
-from driftwatch.artifacts import MANIFEST
+from driftwatch.artifacts import MANIFEST, WRITING
 from driftwatch.config import ModelConfig
 from driftwatch_airflow.hooks import send_email
 
@@ -77,10 +77,13 @@ def stable_snapshot(client: Any, bucket: str, prefix: str) -> dict[str, str]:
 
 
 def manifest_problems(client: Any, bucket: str, prefix: str) -> list[str]:
-    """What is wrong with a manifest-last artifact set: missing manifest, missing or changed artifacts."""
+    """What is wrong with a manifest-last artifact set: missing or still-writing manifest, missing or
+    changed artifacts."""
     manifest = storage.read_json(client, bucket, prefix + MANIFEST)
     if manifest is None:
         return [f"no {MANIFEST} under {prefix}"]
+    if manifest.get("status") == WRITING:
+        return [f"the set under {prefix} is still marked {WRITING!r} (never committed)"]
     problems = []
     for name, entry in manifest["artifacts"].items():
         _, key = storage.parse_s3_uri(entry["uri"])

@@ -13,7 +13,8 @@ from urllib.parse import unquote
 
 import pytest
 
-from driftwatch import demo_data, history, pipeline, registry, seeding, storage
+from driftwatch import demo_data, history, layout, pipeline, registry, seeding, storage
+from driftwatch.artifacts import MANIFEST, WRITING, read_manifest
 from tests.reliability.support import clean_frame, land, monitor_steps, pii_values, run_dag
 
 pytestmark = pytest.mark.integration
@@ -137,14 +138,23 @@ def record_requests(client: Any) -> list[tuple[str, str, str]]:
     return seen
 
 
-def test_iam_policy_allows_exactly_what_the_pipeline_does(bucket, demo_cfg, mail_dir, figures):
+def test_iam_policy_allows_exactly_what_the_pipeline_does(bucket, aws_connection, demo_cfg, mail_dir, figures):
     policy = json.loads(POLICY.read_text())
     arn = "arn:aws:s3:::driftwatch-demo/"
     for key in ("incoming/dt=2026-01-01/part-000.csv", "labels/dt=2026-01-01/labels.csv"):
         assert policy_allows(policy, "s3:GetObject", arn + key)
         for action in ("s3:PutObject", "s3:DeleteObject", "s3:DeleteObjectVersion", "s3:PutObjectAcl"):
             assert not policy_allows(policy, action, arn + key), f"{action} allowed on {key}"
-    assert not policy_allows(policy, "s3:DeleteObject", arn + "driftwatch/credit_default/history/dt=2026-01-01.json")
+    # Delete nothing: no Allow names a delete action (wildcards included), and every delete is denied.
+    granted = [a for st in policy["Statement"] if st["Effect"] == "Allow" for a in _listed(st["Action"])]
+    deleting = [a for a in granted if fnmatch.fnmatchcase("s3:DeleteObject", a) or a.startswith("s3:Delete")]
+    assert not deleting, f"the policy allows deleting: {deleting}"
+    for key in (
+        "driftwatch/credit_default/history/dt=2026-01-01.json",
+        "driftwatch/credit_default/reports/dt=2026-01-01/manifest.json",
+        "driftwatch/credit_default/quarantine/dt=2026-01-01/data/part-000.csv",
+    ):
+        assert not policy_allows(policy, "s3:DeleteObject", arn + key), f"DeleteObject allowed on {key}"
     assert not policy_allows(policy, "s3:PutObject", arn + "mlflow-artifacts/1/model.pkl")
     assert not policy_allows(policy, "s3:ListBucket", "arn:aws:s3:::driftwatch-demo", "")
     assert not policy_allows(policy, "s3:DeleteBucket", "arn:aws:s3:::driftwatch-demo")
@@ -158,22 +168,35 @@ def test_iam_policy_allows_exactly_what_the_pipeline_does(bucket, demo_cfg, mail
     summary = monitor_steps(bucket, demo_cfg, "2026-08-01")["summary"]
     pipeline.drift_step(bucket, demo_cfg, "2026-08-01", summary)
     monitor_steps(bucket, demo_cfg, "2026-08-02")
-    monitor_steps(bucket, demo_cfg, "2026-08-01")  # a rerun: the manifest is removed before rewriting
+    rerun_from = len(pipeline_requests)
+    monitor_steps(bucket, demo_cfg, "2026-08-01")  # a rerun: the manifest is overwritten, never deleted
+    reports = layout.report_prefix(demo_cfg, "2026-08-01")
+    rerun_puts = [r[1] for r in pipeline_requests[rerun_from:] if r[0] == "s3:PutObject" and reports in r[1]]
+    assert rerun_puts and rerun_puts[0].endswith("/" + MANIFEST), f"the rerun wrote {rerun_puts[:1]} first"
+    # Validation rewrote the set and drift has not committed it yet: no reader may take it as complete.
+    assert storage.read_json(bucket, demo_cfg.storage.bucket, reports + MANIFEST)["status"] == WRITING
+    assert read_manifest(bucket, demo_cfg.storage.bucket, reports) is None
+    from driftwatch_airflow.webapp import run_report_keys
+
+    run = {"conf": {"batch_date": "2026-08-01"}, "logical_date": None}
+    labels = list(run_report_keys([demo_cfg], f"monitor__{demo_cfg.name}", "rerun", run)[1])
+    assert labels and all(label.endswith("(report, incomplete)") for label in labels), labels
     pipeline.missing_batch_step(bucket, demo_cfg, "2026-08-03", waited_minutes=1)
     history.record_retraining_request(bucket, demo_cfg, "2026-08-01", "test", "run-1")
     bucket.meta.events.unregister("before-parameter-build.s3", unique_id="iam-recorder")
     denied = sorted({r for r in pipeline_requests if not policy_allows(policy, *r)})
     assert len(pipeline_requests) > 30 and not denied, denied
     actions = {r[0] for r in pipeline_requests}
-    assert {"s3:GetObject", "s3:PutObject", "s3:ListBucket", "s3:DeleteObject"} <= actions
-    deletes = {r[1] for r in pipeline_requests if r[0] == "s3:DeleteObject"}
-    assert all(d.endswith("/manifest.json") and "/reports/" in d for d in deletes), deletes
+    assert {"s3:GetObject", "s3:PutObject", "s3:ListBucket"} <= actions
+    deletes = sorted(r for r in pipeline_requests if r[0].startswith("s3:Delete"))
+    assert not deletes, f"the pipeline deleted objects: {deletes}"
     figures.add(
         "security",
         "least-privilege IAM policy (docs/iam-policy.json)",
         f"all {len(pipeline_requests)} S3 requests of a clean, a quarantined, a rerun and a missing batch are "
-        "allowed; writes/deletes on incoming/, labels/, reference/ denied; the only delete allowed is a stale "
-        "report manifest before a rerun",
+        "allowed, none of them a delete (a rerun overwrites its manifest with 'writing', which readers and the "
+        "run's Reports tab take for an incomplete set); writes on incoming/, labels/, reference/ and every "
+        "delete denied",
     )
 
 

@@ -78,11 +78,14 @@ def batch() -> pd.DataFrame:
     return make_frame(200, seed=2)
 
 
-def outcome_for(result, expectation: str, column: str, severity: str | None = None):
+def outcome_for(result, expectation: str, column: str, severity: str | None = None, described: str = ""):
     matches = [
         o
         for o in result.outcomes
-        if o.expectation == expectation and o.column == column and (severity is None or o.severity == severity)
+        if o.expectation == expectation
+        and o.column == column
+        and (severity is None or o.severity == severity)
+        and described in o.description
     ]
     assert len(matches) == 1, matches
     return matches[0]
@@ -146,7 +149,7 @@ def test_value_out_of_config_bounds_is_critical(cfg, reference, batch):
 
     assert not result.passed
     assert result.failure_reason() == "age out of range [18, 100] (3 rows)"
-    failed = outcome_for(result, "ExpectColumnValuesToBeBetween", "age", "critical")
+    failed = outcome_for(result, "ExpectColumnValuesToBeBetween", "age", "critical", described="(config)")
     assert failed.observed["unexpected_count"] == 3
     assert failed.observed["partial_unexpected"] == ["150", "150", "150"]
 
@@ -296,3 +299,37 @@ def test_build_expectations_does_not_import_great_expectations():
         "assert 'great_expectations' not in sys.modules\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO, env={"PYTHONPATH": str(REPO / "include")})
+
+
+def test_infinite_values_are_critical_and_counted(cfg, reference, batch):
+    batch["age"] = batch["age"].astype("float64")
+    batch.loc[[3, 9], "age"] = [np.inf, -np.inf]
+    batch.loc[5, "age"] = np.nan  # missing is not infinite: the null checks own it
+    result = validate_frame(batch, cfg, reference)
+    finite = outcome_for(result, "ExpectColumnValuesToBeBetween", "age", "critical", described="finite")
+    assert finite.failed
+    assert finite.observed["unexpected_count"] == 2
+    assert "age holds infinite values (2 rows)" in result.failure_reason()
+
+
+def test_gx_internals_that_validation_tunes_are_still_there():
+    """Validation skips GX's data fingerprint and empties its caches: a GX upgrade must not silently undo that."""
+    import great_expectations as gx
+    from great_expectations.execution_engine import pandas_execution_engine
+
+    from driftwatch import validation
+
+    assert isinstance(pandas_execution_engine.HASH_THRESHOLD, (int, float))
+    context = gx.get_context(mode="ephemeral")
+    asset = context.data_sources.add_pandas("probe").add_dataframe_asset("frame")
+    batch = asset.add_batch_definition_whole_dataframe("whole").get_batch(
+        batch_parameters={"dataframe": pd.DataFrame({"x": [1.0, 2.0, None]})}
+    )
+    assert not batch.validate(gx.expectations.ExpectColumnValuesToNotBeNull(column="x")).success
+    engine = batch.data.execution_engine
+    assert isinstance(engine._metric_cache, dict) and engine._metric_cache
+    assert engine.batch_manager.batch_data_cache
+    validation._release_batch(batch)
+    assert not engine._metric_cache
+    assert not engine.batch_manager.batch_data_cache
+    validation._forget_context()
