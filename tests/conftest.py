@@ -54,9 +54,8 @@ def s3_endpoint():
     server.stop()
 
 
-@pytest.fixture
-def s3(s3_endpoint):
-    """A boto3 client on a freshly reset moto server holding an empty demo bucket."""
+def fresh_bucket(s3_endpoint: str):
+    """Reset the moto server and return a boto3 client on it holding an empty demo bucket."""
     import boto3
     import requests
 
@@ -64,6 +63,12 @@ def s3(s3_endpoint):
     client = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1")
     client.create_bucket(Bucket="driftwatch-demo")
     return client
+
+
+@pytest.fixture
+def s3(s3_endpoint):
+    """A boto3 client on a freshly reset moto server holding an empty demo bucket."""
+    return fresh_bucket(s3_endpoint)
 
 
 @pytest.fixture

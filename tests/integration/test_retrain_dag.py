@@ -14,6 +14,7 @@ import pytest
 
 from devstack.smtp_sink import read_messages
 from driftwatch import demo_data, layout, pipeline, registry, retraining, seeding, storage
+from tests.conftest import fresh_bucket
 
 pytestmark = pytest.mark.integration
 
@@ -23,12 +24,7 @@ START = date(2026, 3, 1)
 @pytest.fixture(scope="module")
 def world(tmp_path_factory, s3_endpoint):
     """Shared state of the scenario: bucket, MLflow store and the batches."""
-    import boto3
-    import requests
-
-    requests.post(f"{s3_endpoint}/moto-api/reset", timeout=10).raise_for_status()
-    client = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1")
-    client.create_bucket(Bucket="driftwatch-demo")
+    client = fresh_bucket(s3_endpoint)
     root = tmp_path_factory.mktemp("mlflow")
     from driftwatch.config import load_config
     from tests.conftest import DEMO_CONFIG

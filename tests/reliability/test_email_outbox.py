@@ -15,6 +15,7 @@ import pytest
 
 from devstack.smtp_sink import read_messages
 from driftwatch import demo_data, history, layout, registry, seeding, storage
+from tests.conftest import fresh_bucket
 from tests.integration.test_registry import Env, register
 from tests.reliability.support import quick_retries, run_dag, try_numbers
 
@@ -24,12 +25,7 @@ pytestmark = pytest.mark.integration
 @pytest.fixture(scope="module")
 def world(tmp_path_factory, s3_endpoint):
     """A bucket with the reference data and an MLflow registry of its own, for this module only."""
-    import boto3
-    import requests
-
-    requests.post(f"{s3_endpoint}/moto-api/reset", timeout=10).raise_for_status()
-    client = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1")
-    client.create_bucket(Bucket="driftwatch-demo")
+    client = fresh_bucket(s3_endpoint)
     root = tmp_path_factory.mktemp("mlflow-outbox")
     tracking_uri = f"sqlite:///{root}/mlflow.db"
     return {"s3": client, "tracking_uri": tracking_uri, "artifacts": root / "artifacts"}
