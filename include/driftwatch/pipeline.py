@@ -6,6 +6,7 @@ derived from (model, batch date); only URIs, counts and small metric dicts are r
 
 from __future__ import annotations
 
+import logging
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -15,6 +16,8 @@ from driftwatch import history, ingest, layout, storage
 from driftwatch.artifacts import ArtifactSet
 from driftwatch.config import ModelConfig
 from driftwatch.storage import S3Client
+
+log = logging.getLogger(__name__)
 
 
 def _reports(client: S3Client, cfg: ModelConfig, batch_date: str, entries: dict[str, Any] | None = None) -> ArtifactSet:
@@ -181,12 +184,25 @@ def drift_step(
     if partitions is None:
         partitions = [profile_partition_step(client, cfg, part) for part in drift_partitions(cfg, summary)]
     stored = references.load_reference(client, cfg)
-    stale = sorted({p["reference_profile_id"] for p in partitions} - {stored.profile.profile_id})
+    stale = [p for p in partitions if p["reference_profile_id"] != stored.profile.profile_id]
     if stale:
-        raise RuntimeError(
-            f"the reference of {cfg.name} changed while its batch was being profiled (profile {', '.join(stale)} "
-            f"is no longer current): clear this run to profile the batch against {stored.data_uri}"
+        # A promotion moved the reference between profiling and this task (a retrain finished in
+        # between): the batch is profiled again here, against the reference now in force.
+        log.warning(
+            "the reference of %s changed while its batch was being profiled: profiling %d partition(s) again "
+            "against %s",
+            cfg.name,
+            len(stale),
+            stored.data_uri,
         )
+        plans = {plan["index"]: plan for plan in drift_partitions(cfg, summary)}
+        partitions = [profile_partition_step(client, cfg, plans[p["index"]]) if p in stale else p for p in partitions]
+        stored = references.load_reference(client, cfg)
+        if any(p["reference_profile_id"] != stored.profile.profile_id for p in partitions):
+            raise RuntimeError(
+                f"the reference of {cfg.name} changed again while its batch was being profiled: "
+                "the task's retry profiles it against the reference then in force"
+            )
     parts = [_read_partition(client, p) for p in sorted(partitions, key=lambda p: p["index"])]
     # Evidently embeds category values unescaped inside a <script> element of its HTML report.
     reference_sample = ingest.inert_markup(references.read_sample(client, stored), cfg)

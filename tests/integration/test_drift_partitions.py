@@ -59,3 +59,32 @@ def test_range_reader_reads_what_a_download_reads(s3):
     assert reader.tell() == 1000 and reader.read(24) == data[1000:1024]
     with pytest.raises(FileNotFoundError):
         storage.RangeReader(s3, "driftwatch-demo", "absent.bin")
+
+
+def test_a_reference_promoted_between_profiling_and_deciding_is_used(seeded, s3, demo_cfg, scenario):
+    """A retrain that promotes while a batch is half-way decides that batch against the new reference."""
+    from driftwatch import references
+
+    cfg = _with_partition_rows(demo_cfg, 100)
+    day = strongest_drift(scenario).batch_date.isoformat()
+    summary = pipeline.validate_step(s3, cfg, day)
+    assert summary["passed"], summary["reason"]
+    partitions = [pipeline.profile_partition_step(s3, cfg, part) for part in pipeline.drift_partitions(cfg, summary)]
+    before = references.load_reference(s3, cfg)
+    assert pipeline.drift_step(s3, cfg, day, summary, partitions=partitions)["drifted_share"] > 0
+
+    # The promotion: a new reference (this batch's own staged rows) and the pointer to it.
+    new_key = f"{cfg.storage.output_prefix}training/test-run/train.parquet"
+    staged = storage.read_bytes(s3, cfg.storage.bucket, layout.staged_key(cfg, day))
+    storage.write_bytes(s3, cfg.storage.bucket, new_key, staged, "application/vnd.apache.parquet")
+    storage.write_json(
+        s3, cfg.storage.bucket, layout.reference_pointer_key(cfg), {"uri": storage.s3_uri(cfg.storage.bucket, new_key)}
+    )
+    after = references.load_reference(s3, cfg)
+    assert after.profile.profile_id != before.profile.profile_id
+
+    decided = pipeline.drift_step(s3, cfg, day, summary, partitions=partitions)
+    assert decided["reference_uri"] == storage.s3_uri(cfg.storage.bucket, new_key)
+    # The batch against itself: nothing drifts, where the old reference saw drift.
+    assert decided["drifted_share"] == 0.0
+    assert decided == pipeline.drift_step(s3, cfg, day, summary)
