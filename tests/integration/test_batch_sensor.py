@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from airflow.sdk.exceptions import AirflowException, TaskDeferred
@@ -43,7 +44,9 @@ def test_missing_batch_defers_to_the_s3_trigger_which_fires_when_it_lands(s3, aw
         s3.put_object(Bucket=BUCKET, Key="incoming/dt=2026-12-01/part-0.parquet", Body=b"PAR1")
         return await asyncio.wait_for(waiting, timeout=20)
 
-    event = asyncio.run(first_event())
+    # A thread of its own: the browser tests' Playwright leaves an event loop running in this one.
+    with ThreadPoolExecutor(1) as worker:
+        event = worker.submit(asyncio.run, first_event()).result()
     assert event.payload["status"] == "success"
     assert sensor.execute_complete(context={}, event=event.payload) is None
 
