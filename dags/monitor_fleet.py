@@ -47,9 +47,11 @@ def _batch_date(params: dict[str, Any]) -> str:
     tags=["driftwatch", "monitor", "fleet"],
     default_args={"owner": "ml-platform", "retries": 2, "retry_delay": timedelta(seconds=30)},
     params={
+        # No "null" in the type: the trigger form marks the field required and Airflow refuses a
+        # run without it, rather than a task failing later.
         "batch_date": Param(
             None,
-            type=["null", "string"],
+            type="string",
             format="date",
             title="Batch date",
             description="The batch date (YYYY-MM-DD) to check for every selected model. Required.",

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import time
+from datetime import date, datetime, timedelta
 from typing import Any
+from urllib.parse import quote
 
 import requests
 
 TERMINAL_RUN_STATES = {"success", "failed"}
+BACKFILL_ATTEMPTS = 5
 
 
 class AirflowApiError(RuntimeError):
@@ -61,6 +64,12 @@ class AirflowApi:
     def create_backfill(
         self, dag_id: str, from_date: str, to_date: str, max_active_runs: int, reprocess: bool = False
     ) -> dict[str, Any]:
+        """Backfill a daily DAG over [from_date, to_date] (YYYY-MM-DD), and check it really took every date.
+
+        On SQLite a POST answered "database is locked" half-way can leave a committed backfill
+        without its runs; the retried POST then gets 409 for that empty backfill. Such a backfill
+        is cancelled and the POST made again.
+        """
         body = {
             "dag_id": dag_id,
             "from_date": f"{from_date}T00:00:00Z",
@@ -68,22 +77,53 @@ class AirflowApi:
             "max_active_runs": max_active_runs,
             "reprocess_behavior": "completed" if reprocess else "none",
         }
-        # A backfill left unfinished by a stopped stack blocks a new one (409): cancel it first.
-        for stale in self.call("GET", "/backfills", params={"dag_id": dag_id})["backfills"]:
-            if stale.get("completed_at") is None:
-                self.call("PUT", f"/backfills/{stale['id']}/cancel")
-        try:
-            return self.call("POST", "/backfills", json=body)
-        except AirflowApiError as err:
-            # A POST retried after SQLite's lock answer may already have created the backfill.
-            if "HTTP 409" not in str(err):
-                raise
-            return self.call("GET", "/backfills", params={"dag_id": dag_id})["backfills"][-1]
+        for _ in range(BACKFILL_ATTEMPTS):
+            # A backfill left unfinished (a stopped stack, or the empty one above) blocks a new one (409).
+            for stale in self.call("GET", "/backfills", params={"dag_id": dag_id})["backfills"]:
+                if stale.get("completed_at") is None:
+                    self.call("PUT", f"/backfills/{stale['id']}/cancel")
+            try:
+                backfill = self.call("POST", "/backfills", json=body)
+            except AirflowApiError as err:
+                # A POST retried after SQLite's lock answer may already have created the backfill.
+                if "HTTP 409" not in str(err):
+                    raise
+                backfill = self.call("GET", "/backfills", params={"dag_id": dag_id})["backfills"][-1]
+            missing = self.dates_not_taken(dag_id, backfill, from_date, to_date, reprocess)
+            if not missing:
+                return backfill
+        raise AirflowApiError(
+            f"backfill of {dag_id} over {from_date}..{to_date}: after {BACKFILL_ATTEMPTS} attempts, "
+            f"these dates still have no run of it: {missing}; see the api-server's log"
+        )
+
+    def dates_not_taken(
+        self, dag_id: str, backfill: dict[str, Any], from_date: str, to_date: str, reprocess: bool
+    ) -> list[str]:
+        """The dates of the range that the backfill did not take: no run at all or, when reprocessing,
+        a run that had already finished before the backfill was created (it was not cleared)."""
+        created = datetime.fromisoformat(backfill["created_at"])
+        runs = {r["logical_date"][:10]: r for r in self.dag_runs(dag_id) if r.get("logical_date")}
+        start, end = date.fromisoformat(from_date), date.fromisoformat(to_date)
+        missing = []
+        for day in (start + timedelta(days=i) for i in range((end - start).days + 1)):
+            run = runs.get(day.isoformat())
+            if run is None:
+                missing.append(day.isoformat())
+                continue
+            ended_before = run.get("end_date") and datetime.fromisoformat(run["end_date"]) < created
+            if reprocess and run["state"] in TERMINAL_RUN_STATES and ended_before:
+                missing.append(day.isoformat())
+        return missing
 
     def dag_runs(self, dag_id: str) -> list[dict[str, Any]]:
         return self.call("GET", f"/dags/{dag_id}/dagRuns", params={"limit": 100, "order_by": "logical_date"})[
             "dag_runs"
         ]
+
+    def clear_run(self, dag_id: str, run_id: str) -> None:
+        """Clear every task of a run, so that it runs again from the start."""
+        self.call("POST", f"/dags/{dag_id}/dagRuns/{quote(run_id, safe='')}/clear", json={"dry_run": False})
 
     def task_instances(self, dag_id: str, run_id: str) -> list[dict[str, Any]]:
         return self.call("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances")["task_instances"]

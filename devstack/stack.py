@@ -59,6 +59,8 @@ PORT_ENV = {name: f"DRIFTWATCH_{name.upper()}_PORT" for name in DEFAULT_PORTS}
 MARKER_VAR = "DRIFTWATCH_STACK"
 AIRFLOW_COMPONENTS = ("metadatabase", "scheduler", "triggerer", "dag_processor")
 STOP_GRACE_SECONDS = 15.0
+SCHEDULER_RESTARTS = 5  # crashes the airflow shim restarts the scheduler after (see _write_airflow_shim)
+SCHEDULER_RESTART_PAUSE = 5  # seconds between a crash and the restart
 
 
 class StackError(RuntimeError):
@@ -672,16 +674,38 @@ def _write_airflow_shim(p: Paths) -> None:
     ``--skip-serve-logs``; their log servers then bind every interface on 8793/8794
     (airflow/utils/serve_logs/core.py hard-codes the host). With LocalExecutor the API
     server reads task logs from local files, so the log servers are not needed.
+
+    The wrapper also restarts a crashed scheduler: on SQLite, a write race between the
+    api-server and the scheduler (a backfill POST answered "database is locked" half-way)
+    can end the scheduler with ObjectDeletedError, standalone never restarts it, and every
+    queued run then waits forever. A restarted scheduler adopts the runs, as in an HA setup.
     """
-    real = VENV_BIN / "airflow"
-    script = (
-        "#!/bin/sh\n"
-        "# Written by devstack/stack.py: keep Airflow's log servers off (they bind 0.0.0.0).\n"
-        'case "$1" in\n'
-        f'  scheduler|triggerer) exec {shlex.quote(str(real))} "$@" --skip-serve-logs ;;\n'
-        "esac\n"
-        f'exec {shlex.quote(str(real))} "$@"\n'
-    )
+    real = shlex.quote(str(VENV_BIN / "airflow"))
+    script = f"""#!/bin/sh
+# Written by devstack/stack.py (see _write_airflow_shim): Airflow's log servers stay off
+# (they bind 0.0.0.0), and a crashed scheduler is restarted up to {SCHEDULER_RESTARTS} times.
+case "$1" in
+  triggerer) exec {real} "$@" --skip-serve-logs ;;
+  scheduler)
+    trap 'kill -TERM "$child" 2>/dev/null; wait "$child"; exit 143' TERM INT
+    restarts=0
+    while :; do
+      {real} "$@" --skip-serve-logs &
+      child=$!
+      wait "$child"
+      rc=$?
+      [ "$rc" -eq 0 ] && exit 0
+      restarts=$((restarts + 1))
+      if [ "$restarts" -gt {SCHEDULER_RESTARTS} ]; then
+        echo "devstack: the scheduler keeps crashing (exit $rc); giving up, see the tracebacks above" >&2
+        exit "$rc"
+      fi
+      echo "devstack: the scheduler exited with $rc (traceback above); restart $restarts of {SCHEDULER_RESTARTS}" >&2
+      sleep {SCHEDULER_RESTART_PAUSE}
+    done ;;
+esac
+exec {real} "$@"
+"""
     shim = p.bin / "airflow"
     shim.write_text(script)
     shim.chmod(0o700)

@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 
+from tests import stackutil
 from tests.browser import stackctl
 
 CHROMIUM = "/usr/bin/chromium"
@@ -55,12 +56,12 @@ def stack() -> Iterator[dict[str, Any]]:
         state, _, ports_text = existing.partition(":")
         ports = [int(p) for p in ports_text.split(",")]
     else:
-        state, ports = tempfile.mkdtemp(prefix="driftwatch-browser-"), stackctl.free_ports(4)
-    env = stackctl.stack_env(Path(state), ports)
+        state, ports = tempfile.mkdtemp(prefix="driftwatch-browser-"), stackutil.free_ports()
+    env = stackutil.private_stack_env(Path(state), ports)
     try:
         began = time.monotonic()
         if not existing:
-            stackctl.run_stack("start", env)
+            stackutil.run_stack("start", env)
         started = time.monotonic()
         seeded = stackctl.seed_and_run(env, days=DAYS, rows_per_day=ROWS_PER_DAY, bootstrap=True, timeout=600)
         print(
@@ -69,6 +70,7 @@ def stack() -> Iterator[dict[str, Any]]:
         password = json.loads((Path(state) / "airflow" / "simple_auth_manager_passwords.json.generated").read_text())
         yield {
             "url": f"http://127.0.0.1:{ports[0]}",
+            "mlflow": f"http://127.0.0.1:{ports[3]}",
             "user": "admin",
             "password": password["admin"],
             "state": state,
@@ -76,7 +78,7 @@ def stack() -> Iterator[dict[str, Any]]:
         }
     finally:
         if not existing:
-            stackctl.run_stack("stop", env)
+            stackutil.run_stack("stop", env)
             shutil.rmtree(state, ignore_errors=True)
 
 

@@ -1,64 +1,22 @@
-"""Start, seed and stop a private embedded stack for the browser tests.
+"""Seed and run the browser tests' private stack (started and stopped with tests.stackutil).
 
-The stack gets its own state folder and free ports, so it never meets the developer's
-`make demo` stack (8080, 9555, 8025, 5500) or another engineer's tests.
+`seed_and_run` runs this module in a child process with the stack's environment, because
+devstack.stack reads its state folder and ports from the environment.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import socket
 import subprocess
 import sys
-import time
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[2]
-PORT_VARS = ("DRIFTWATCH_AIRFLOW_PORT", "DRIFTWATCH_S3_PORT", "DRIFTWATCH_SMTP_PORT", "DRIFTWATCH_MLFLOW_PORT")
-
-
-def free_ports(count: int) -> list[int]:
-    """Distinct free loopback ports (held open together so they differ)."""
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
-
-
-def stack_env(state_dir: Path, ports: list[int]) -> dict[str, str]:
-    """The environment `python -m devstack.stack` needs for this private stack."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "DRIFTWATCH_", "AWS_", "MLFLOW"))}
-    env.update({"DRIFTWATCH_STATE_DIR": str(state_dir), **dict(zip(PORT_VARS, map(str, ports), strict=True))})
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO / "include"), str(REPO / "plugins"), str(REPO)])
-    return env
-
-
-def run_stack(command: str, env: dict[str, str], timeout: float = 420) -> str:
-    """Run `python -m devstack.stack <command>`; raise with its output when it fails."""
-    proc = subprocess.run(
-        [sys.executable, "-m", "devstack.stack", command],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
-    if proc.returncode != 0:
-        raise RuntimeError(f"devstack.stack {command} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
-    return proc.stdout
+from tests.stackutil import REPO, wait_until
 
 
 def seed_and_run(env: dict[str, str], days: int, rows_per_day: int, bootstrap: bool, timeout: float) -> dict[str, Any]:
-    """Run `seed_main` in a child process with the stack's environment (devstack.stack reads
-    its state folder and ports from the environment); return its result."""
+    """Run `seed_main` in a child process with the stack's environment; return its result."""
     argv = [sys.executable, "-m", "tests.browser.stackctl", str(days), str(rows_per_day), str(int(bootstrap))]
     proc = subprocess.run(
         argv + [str(timeout)], cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout + 300
@@ -100,8 +58,7 @@ def seed_main(days: int, rows_per_day: int, bootstrap: bool, timeout: float) -> 
     api.create_backfill(monitor_id, run_dates[0], run_dates[-1], max_active_runs=2, reprocess=False)
     runs = demo.wait_for_runs(api, monitor_id, run_dates, timeout)
     if bootstrap:
-        if not wait_until(lambda: registry.champion(tracking, model), timeout, interval=3):
-            raise RuntimeError("no champion after the bootstrap retrain run")
+        wait_until(lambda: registry.champion(tracking, model), timeout, "a champion from the bootstrap run", 3)
         # Drift requests Asset-triggered retrains the tests do not need: keep them from starting.
         api.set_paused(retrain_id, True)
     plan = dict(zip(dates, demo_data.scenario_plan(days), strict=True))
@@ -112,16 +69,6 @@ def seed_main(days: int, rows_per_day: int, bootstrap: bool, timeout: float) -> 
         "runs": {d: r["dag_run_id"] for d, r in runs.items()},
         "states": {d: r["state"] for d, r in runs.items()},
     }
-
-
-def wait_until(check: Any, timeout: float, interval: float = 1.0) -> Any:
-    """Poll `check` until it returns something truthy."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(interval)
 
 
 if __name__ == "__main__":

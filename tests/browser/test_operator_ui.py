@@ -58,6 +58,14 @@ def test_step2_monitoring_page_shows_models_batches_and_trends(page, stack, shot
     expect(section.locator("svg.dw-drift-grid polyline").first).to_be_attached()
     expect(section.locator("table.dw-events")).to_contain_text("promote")
     page.screenshot(path=shots / "step2-monitoring.png", full_page=True)
+    # Airflow frames the page in a sandbox without allow-popups or allow-top-navigation: the
+    # registry links must still open MLflow in a new tab, and the DAG links the DAG's page.
+    with page.context.expect_page() as mlflow_tab:
+        section.get_by_role("link", name="model version").first.click()
+    expect(mlflow_tab.value).to_have_url(re.compile(rf"^{re.escape(stack['mlflow'])}/#/models/"))
+    mlflow_tab.value.close()
+    section.get_by_role("link", name="monitor", exact=True).click()
+    expect(page).to_have_url(re.compile(rf"/dags/{MONITOR}$"))
 
 
 def test_step3_drift_report_from_the_runs_reports_tab(page, stack, shots):
@@ -77,6 +85,9 @@ def test_step3_drift_report_from_the_runs_reports_tab(page, stack, shots):
     page.screenshot(path=shots / "step3-drift-report.png")
     elsewhere = [u for u in requested if not u.startswith((stack["url"], "data:", "blob:", "about:"))]
     assert not elsewhere, f"the UI or a report fetched from outside the stack: {elsewhere[:5]}"
+    # The tab's way back to the monitoring page leaves the sandboxed iframe too.
+    tab.get_by_role("link", name="Model monitoring").click()
+    expect(page).to_have_url(re.compile(r"/driftwatch/monitoring$"))
 
 
 def _token(stack: dict[str, Any]) -> str:
@@ -86,35 +97,56 @@ def _token(stack: dict[str, Any]) -> str:
     ).json()["access_token"]
 
 
-def _latest_manual_run(stack: dict[str, Any]) -> dict[str, Any] | None:
-    token = _token(stack)
-    runs = requests.get(
+def _manual_runs(stack: dict[str, Any]) -> list[dict[str, Any]]:
+    """The monitor DAG's manual runs, newest first."""
+    response = requests.get(
         f"{stack['url']}/api/v2/dags/{MONITOR}/dagRuns",
-        params={"run_type": "manual", "order_by": "-run_after", "limit": 1},
-        headers={"Authorization": f"Bearer {token}"},
+        params={"run_type": "manual", "order_by": "-run_after"},
+        headers={"Authorization": f"Bearer {_token(stack)}"},
         timeout=30,
-    ).json()["dag_runs"]
-    return runs[0] if runs else None
+    )
+    response.raise_for_status()
+    return response.json()["dag_runs"]
 
 
-def test_step4_trigger_form_with_a_threshold_override(page, stack, shots):
+def test_step4_trigger_form_refuses_a_wrong_value_then_starts_a_run_with_the_override(page, stack, shots):
+    before = {r["dag_run_id"] for r in _manual_runs(stack)}
     page.goto(f"/dags/{MONITOR}")
     page.get_by_role("button", name=re.compile("^Trigger")).first.click()
     dialog = page.get_by_role("dialog")
     field = dialog.get_by_label(re.compile("Drift share threshold override"))
-    # The Param's JSON schema says maximum 1: the form does not take 5.
+    trigger = dialog.get_by_role("button", name=re.compile("^Trigger")).last
+    # Out of range (the Param allows 0.01 to 1): the form keeps what was typed rather than
+    # clamping it, and Airflow refuses the run with a message naming the Param and the bound.
     field.fill("5")
     field.blur()
-    expect(field).not_to_have_value("5")
+    expect(field).to_have_value("5")
+    trigger.click()
+    refusal = dialog.get_by_text(
+        "Invalid input for param drift_share_threshold: 5 is greater than the maximum of 1.0"
+    ).first
+    expect(refusal).to_be_visible()
+    expect(dialog.get_by_text("400 Bad Request").first).to_be_visible()
     page.screenshot(path=shots / "step4-trigger-refused.png")
+    after = {r["dag_run_id"] for r in _manual_runs(stack)}
+    assert after == before, f"the refused trigger created a run: {sorted(after - before)}"
+    # The error toast covers the Trigger button and stays while the pointer rests on it.
+    page.mouse.move(5, 5)
+    expect(page.get_by_role("status").filter(has_text="Failed to Trigger Dag")).to_have_count(0, timeout=60_000)
+    # A wrong type cannot even be typed: the number field takes no letters.
+    field.fill("")
+    field.press_sequentially("high")
+    expect(field).to_have_value("")
+
     field.fill("0.5")
     field.blur()
     expect(field).to_have_value("0.5")
     page.screenshot(path=shots / "step4-trigger-form.png")
-    dialog.get_by_role("button", name=re.compile("^Trigger")).last.click()
+    trigger.click()
     expect(dialog).to_be_hidden()
-    run = _latest_manual_run(stack)
-    assert run is not None, "the form did not create a manual run"
+    new = [r for r in _manual_runs(stack) if r["dag_run_id"] not in before]
+    assert len(new) == 1, f"expected one new manual run, got {[r['dag_run_id'] for r in new]}"
+    run = new[0]
     assert run["conf"].get("drift_share_threshold") == 0.5, run["conf"]
     assert run["state"] in {"queued", "running", "success", "failed"}
     page.goto(f"/dags/{MONITOR}/runs/{quote(run['dag_run_id'], safe='')}/details")
@@ -126,6 +158,27 @@ def test_step4_trigger_form_with_a_threshold_override(page, stack, shots):
     expect(conf).to_be_in_viewport()
     page.screenshot(path=shots / "step4-run-started.png")
     page.set_viewport_size({"width": 1400, "height": 900})
+
+
+def test_step4_rest_api_refuses_wrong_params_with_the_same_message(stack):
+    """The form is one client of POST /dagRuns; a script gets the same refusal, and no run."""
+    before = {r["dag_run_id"] for r in _manual_runs(stack)}
+    auth = {"Authorization": f"Bearer {_token(stack)}"}
+    for conf, message in (
+        ({"drift_share_threshold": "high"}, "Invalid input for param drift_share_threshold: 'high' is not of type"),
+        ({"drift_share_threshold": 0}, "Invalid input for param drift_share_threshold: 0 is less than the minimum"),
+        ({"batch_date": "2026-02-30"}, "Invalid input for param batch_date: '2026-02-30' is not a 'date'"),
+    ):
+        response = requests.post(
+            f"{stack['url']}/api/v2/dags/{MONITOR}/dagRuns",
+            json={"logical_date": None, "conf": conf},
+            headers=auth,
+            timeout=30,
+        )
+        assert response.status_code == 400, (conf, response.status_code, response.text[:300])
+        assert message in response.json()["detail"], (conf, response.json()["detail"])
+    after = {r["dag_run_id"] for r in _manual_runs(stack)}
+    assert after == before, f"a refused trigger created a run: {sorted(after - before)}"
 
 
 def test_step5_reports_are_refused_without_authentication(browser, stack, shots):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -73,14 +74,118 @@ def test_dags_have_tags_docs_and_retries(dagbag):
             assert retries >= 2, f"{dag_id}.{task.task_id}: retries is {retries}, expected at least 2"
 
 
-def test_params_are_described(dagbag):
+def _types(schema: dict) -> set[str]:
+    kinds = schema.get("type", [])
+    return {kinds} if isinstance(kinds, str) else set(kinds)
+
+
+def _bound(schema: dict, key: str) -> float | None:
+    """A numeric bound, at the top of the schema or under allOf (where the form does not clamp it)."""
+    found = [s[key] for s in [schema, *schema.get("allOf", [])] if key in s]
+    return found[0] if found else None
+
+
+def _wrong_values(schema: dict) -> list[tuple[object, str]]:
+    """Values the Param must refuse, each with the words jsonschema's refusal contains."""
+    kinds, wrong = _types(schema), []
+    if kinds & {"number", "integer"}:
+        if (high := _bound(schema, "maximum")) is not None:
+            wrong.append((high + 1, "greater than the maximum"))
+        if (low := _bound(schema, "minimum")) is not None:
+            wrong.append((low - (1 if "integer" in kinds else 0.001), "less than the minimum"))
+    if "string" in kinds:
+        if schema.get("minLength", 0) > 1:
+            wrong.append(("x" * (schema["minLength"] - 1), "is too short"))
+        if "maxLength" in schema:
+            wrong.append(("x" * (schema["maxLength"] + 1), "is too long"))
+        if schema.get("format") == "date":
+            wrong.append(("2026-02-30", "is not a 'date'"))
+        if "pattern" in schema:
+            value = next(v for v in ("x!", "1a", " ") if not re.search(schema["pattern"], v))
+            wrong.append((value, "does not match"))
+    if "array" in kinds and "enum" in schema.get("items", {}):
+        wrong.append((["no_such_value"], "is not one of"))
+    return wrong
+
+
+def _valid_conf(params) -> dict:
+    """A conf that passes: the defaults, and a plain valid value for a required Param without one."""
+    from jsonschema import ValidationError
+
+    conf = {}
+    for name in params:
+        try:
+            params.get_param(name).resolve(raises=True)
+        except (ValidationError, ValueError):  # ValueError: no default at all
+            schema = params.get_param(name).schema
+            conf[name] = "2026-01-05" if schema.get("format") == "date" else "x" * max(schema.get("minLength", 1), 1)
+    params.deep_merge(conf).validate()
+    return conf
+
+
+def _all_params(dagbag):
+    assert dagbag.dags, "the DagBag is empty"
     for dag_id, dag in dagbag.dags.items():
         for name in dag.params:
-            param = dag.params.get_param(name)
-            schema = param.schema
-            assert param.description, f"{dag_id}: Param {name} has no description"
-            assert schema.get("title"), f"{dag_id}: Param {name} has no title"
-            assert "type" in schema, f"{dag_id}: Param {name} has no type"
+            yield dag_id, dag, name, dag.params.get_param(name)
+
+
+def test_params_have_title_description_type_and_bounds(dagbag):
+    for dag_id, _dag, name, param in _all_params(dagbag):
+        schema, where = param.schema, f"{dag_id}: Param {name}"
+        assert param.description, f"{where} has no description"
+        assert schema.get("title"), f"{where} has no title"
+        kinds = _types(schema)
+        assert kinds - {"null"}, f"{where} has no type"
+        if kinds & {"number", "integer"}:
+            assert _bound(schema, "minimum") is not None and _bound(schema, "maximum") is not None, (
+                f"{where} is a number without both bounds"
+            )
+            # Airflow's trigger form clamps a top-level minimum/maximum silently: 5 becomes 1.0.
+            assert not {"minimum", "maximum"} & set(schema), (
+                f"{where}: put its bounds under allOf, or the trigger form clamps a wrong value instead of refusing it"
+            )
+        if "string" in kinds:
+            assert {"format", "pattern", "enum", "maxLength"} & set(schema), f"{where} is a string with no bound"
+        if "array" in kinds:
+            assert "enum" in schema.get("items", {}) or "maxItems" in schema, f"{where} is an array with no bound"
+
+
+def test_params_refuse_wrong_values_with_a_message_naming_them(dagbag):
+    """The check Airflow runs when a run is created (form, REST API or CLI): the serialized DAG's
+    params merged with the run's conf, then validated."""
+    from airflow.exceptions import ParamValidationError
+    from airflow.serialization.serialized_objects import DagSerialization
+
+    checked = 0
+    for dag_id, dag, name, param in _all_params(dagbag):
+        served = DagSerialization.from_dict(DagSerialization.to_dict(dag)).params
+        valid = _valid_conf(served)
+        refusals = _wrong_values(param.schema)
+        if "object" not in _types(param.schema):
+            refusals.append(({"a": "dict"}, "is not of type"))
+        for value, words in refusals:
+            with pytest.raises(ParamValidationError) as refused:
+                served.deep_merge({**valid, name: value}).validate()
+            message = str(refused.value)
+            assert f"Invalid input for param {name}: " in message and words in message, (
+                f"{dag_id}: {name}={value!r} was refused with {message!r}, expected {words!r}"
+            )
+            checked += 1
+    assert checked >= 20, f"only {checked} wrong values were checked: did the Params lose their bounds?"
+
+
+def test_a_valid_threshold_override_passes_and_a_wrong_one_does_not(dagbag):
+    from airflow.exceptions import ParamValidationError
+    from airflow.serialization.serialized_objects import DagSerialization
+
+    served = DagSerialization.from_dict(DagSerialization.to_dict(dagbag.dags["monitor__credit_default"])).params
+    assert served.deep_merge({"drift_share_threshold": 0.5}).validate()["drift_share_threshold"] == 0.5
+    assert served.deep_merge({"drift_share_threshold": None}).validate()["drift_share_threshold"] is None
+    with pytest.raises(ParamValidationError, match=r"drift_share_threshold: 5 is greater than the maximum of 1\.0"):
+        served.deep_merge({"drift_share_threshold": 5}).validate()
+    with pytest.raises(ParamValidationError, match=r"drift_share_threshold: 'high' is not of type"):
+        served.deep_merge({"drift_share_threshold": "high"}).validate()
 
 
 @pytest.mark.parametrize("path", DAG_FILES, ids=lambda p: p.name)

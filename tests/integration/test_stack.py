@@ -13,11 +13,9 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 import urllib.request
 from collections.abc import Iterator
-from contextlib import ExitStack
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -25,13 +23,14 @@ from typing import Any
 import pytest
 
 from devstack import stack
+from devstack.airflow_api import AirflowApi
 from devstack.smtp_sink import read_messages
+from tests.stackutil import REPO, free_ports, private_stack_env, run_stack, wait_until
 
 skip_stack = pytest.mark.skipif(
     os.environ.get("DRIFTWATCH_SKIP_STACK_TEST") == "1", reason="DRIFTWATCH_SKIP_STACK_TEST=1"
 )
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 PROBE_DAG = """
 import pendulum
 from airflow.sdk import dag, task
@@ -62,25 +61,6 @@ devstack_probe()
 """
 
 
-def _free_ports(count: int) -> list[int]:
-    with ExitStack() as stack_:
-        socks = [stack_.enter_context(socket.socket()) for _ in range(count)]
-        for sock in socks:
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in socks]
-
-
-def _run_stack(command: str, env: dict[str, str], timeout: float) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "devstack.stack", command],
-        cwd=REPO_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-
-
 def _api(base: str, path: str, token: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
     request = urllib.request.Request(
         f"{base}{path}",
@@ -103,24 +83,12 @@ def _token(base: str, password: str) -> str:
         return json.loads(resp.read())["access_token"]
 
 
-def _wait_for(check: Any, timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if result := check():
-                return result
-        except OSError:  # the API may still be parsing the DAG: 404 until then
-            pass
-        time.sleep(1)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-
-
 def _run_probe(base: str, token: str) -> str:
     """Trigger the probe DAG once it is parsed; return the run's API path once it finished."""
-    _wait_for(lambda: _api(base, "/api/v2/dags/devstack_probe", token), 60, "the probe DAG to be parsed")
+    wait_until(lambda: _api(base, "/api/v2/dags/devstack_probe", token), 60, "the probe DAG to be parsed")
     run = _api(base, "/api/v2/dags/devstack_probe/dagRuns", token, {"logical_date": None})
     path = f"/api/v2/dags/devstack_probe/dagRuns/{run['dag_run_id']}"
-    _wait_for(lambda: _api(base, path, token)["state"] in ("success", "failed"), 90, "the probe run")
+    wait_until(lambda: _api(base, path, token)["state"] in ("success", "failed"), 90, "the probe run")
     return path
 
 
@@ -129,28 +97,22 @@ def stack_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[
     dags = tmp_path / "dags"
     dags.mkdir()
     (dags / "devstack_probe.py").write_text(PROBE_DAG)
-    airflow_port, s3_port, smtp_port = _free_ports(3)
-    overrides = {
-        "DRIFTWATCH_STATE_DIR": str(tmp_path / "state"),
-        "DRIFTWATCH_DAGS_FOLDER": str(dags),
-        "DRIFTWATCH_AIRFLOW_PORT": str(airflow_port),
-        "DRIFTWATCH_S3_PORT": str(s3_port),
-        "DRIFTWATCH_SMTP_PORT": str(smtp_port),
-    }
-    for key, value in overrides.items():
-        monkeypatch.setenv(key, value)
-    env = dict(os.environ)
+    env = private_stack_env(tmp_path / "state", free_ports(), dags_folder=dags)
+    # The test also reads the stack's endpoints, password and records in-process.
+    for key, value in env.items():
+        if key.startswith("DRIFTWATCH_"):
+            monkeypatch.setenv(key, value)
     try:
         yield env
     finally:
-        _run_stack("stop", env, timeout=60)
+        run_stack("stop", env, timeout=60, check=False)
 
 
 @pytest.mark.stack
 @skip_stack
 def test_start_run_a_task_stop_leaves_nothing(stack_env: dict[str, str]) -> None:
     began = time.monotonic()
-    started = _run_stack("start", stack_env, timeout=360)
+    started = run_stack("start", stack_env, timeout=360, check=False)
     assert started.returncode == 0, started.stdout + started.stderr
     start_seconds = time.monotonic() - began
 
@@ -159,10 +121,10 @@ def test_start_run_a_task_stop_leaves_nothing(stack_env: dict[str, str]) -> None
     with urllib.request.urlopen(f"{base}/api/v2/monitor/health", timeout=10) as resp:
         health = json.loads(resp.read())
     assert {health[c]["status"] for c in stack.AIRFLOW_COMPONENTS} == {"healthy"}
-    assert _run_stack("start", stack_env, timeout=60).stdout.startswith("already running")
+    assert run_stack("start", stack_env, timeout=60).stdout.startswith("already running")
 
     password = stack.admin_password()
-    assert password and password in _run_stack("status", stack_env, timeout=60).stdout
+    assert password and password in run_stack("status", stack_env, timeout=60).stdout
     assert oct(Path(stack.paths().secrets_file).stat().st_mode & 0o777) == "0o600"
 
     token = _token(base, password)
@@ -180,14 +142,14 @@ def test_start_run_a_task_stop_leaves_nothing(stack_env: dict[str, str]) -> None
     state = stack.paths().state
     ports = [stack.current_ports().airflow, stack.current_ports().s3, stack.current_ports().smtp]
     stop_began = time.monotonic()
-    stopped = _run_stack("stop", stack_env, timeout=90)
+    stopped = run_stack("stop", stack_env, timeout=90, check=False)
     assert stopped.returncode == 0, stopped.stdout + stopped.stderr
     stop_seconds = time.monotonic() - stop_began
 
     assert "killed" not in stopped.stdout, stopped.stdout
     assert [p for p in stack.find_leftovers(state) if p.ours] == []
     assert all(stack._port_free(port) for port in ports)
-    assert _run_stack("status", stack_env, timeout=60).returncode == 3
+    assert run_stack("status", stack_env, timeout=60, check=False).returncode == 3
     print(f"stack start {start_seconds:.1f} s, stop {stop_seconds:.1f} s, total {time.monotonic() - began:.1f} s")
 
 
@@ -206,11 +168,11 @@ def state_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def test_airflow_env_points_everything_at_the_stack(state_dir: Path) -> None:
     env = stack.airflow_env()
     assert env["AIRFLOW_HOME"] == str(state_dir / "airflow")
-    assert env["AIRFLOW__CORE__DAGS_FOLDER"] == str(REPO_ROOT / "dags")
+    assert env["AIRFLOW__CORE__DAGS_FOLDER"] == str(REPO / "dags")
     assert env["AIRFLOW__API__HOST"] == "127.0.0.1" and env["AIRFLOW__API__PORT"] == "18080"
     assert env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] == "http://127.0.0.1:18080/execution/"
     assert env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS"] == "admin:admin"
-    assert env["PYTHONPATH"].split(os.pathsep) == [str(REPO_ROOT / "include"), str(REPO_ROOT / "plugins")]
+    assert env["PYTHONPATH"].split(os.pathsep) == [str(REPO / "include"), str(REPO / "plugins")]
     aws = json.loads(env["AIRFLOW_CONN_AWS_DEFAULT"])
     assert aws["login"] == env["AWS_ACCESS_KEY_ID"] and aws["password"] == env["AWS_SECRET_ACCESS_KEY"]
     assert aws["extra"]["endpoint_url"] == env["AWS_ENDPOINT_URL_S3"] == "http://127.0.0.1:19555"
@@ -257,6 +219,67 @@ def test_a_taken_port_is_named_in_the_error(state_dir: Path, monkeypatch: pytest
             stack.check_ports(stack.configured_ports())
 
 
+FAKE_AIRFLOW = """#!/bin/sh
+# Stands in for the real airflow binary: records its argv, crashes while a counter lasts.
+echo "$@" >> "$(dirname "$0")/calls"
+if [ "$1" = scheduler ]; then
+  crashes=$(cat "$(dirname "$0")/crashes")
+  if [ "$crashes" -gt 0 ]; then echo $((crashes - 1)) > "$(dirname "$0")/crashes"; exit 1; fi
+  trap 'echo terminated >> "$(dirname "$0")/calls"; exit 0' TERM
+  while :; do sleep 0.1; done
+fi
+"""
+
+
+@pytest.fixture
+def shim(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The airflow shim stack.start() writes, in front of a fake airflow binary."""
+    fake_bin = tmp_path / "venv-bin"
+    fake_bin.mkdir()
+    (fake_bin / "airflow").write_text(FAKE_AIRFLOW)
+    (fake_bin / "airflow").chmod(0o700)
+    monkeypatch.setattr(stack, "VENV_BIN", fake_bin)
+    monkeypatch.setattr(stack, "SCHEDULER_RESTART_PAUSE", 0)
+    shim_dir = tmp_path / "bin"
+    shim_dir.mkdir()
+    stack._write_airflow_shim(type("P", (), {"bin": shim_dir})())
+    return shim_dir / "airflow"
+
+
+def _calls(shim: Path) -> list[str]:
+    calls = shim.parent.parent / "venv-bin" / "calls"
+    return calls.read_text().splitlines() if calls.exists() else []
+
+
+def test_shim_restarts_a_crashed_scheduler_and_forwards_sigterm(shim: Path) -> None:
+    (shim.parent.parent / "venv-bin" / "crashes").write_text("2")
+    proc = subprocess.Popen([str(shim), "scheduler"], stderr=subprocess.PIPE, text=True)
+    try:
+        wait_until(lambda: len(_calls(shim)) == 3, 10, "two restarts of the crashed scheduler", interval=0.1)
+        assert _calls(shim) == ["scheduler --skip-serve-logs"] * 3
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 143
+        _, stderr = proc.communicate(timeout=5)
+    finally:
+        proc.kill()
+    assert _calls(shim)[-1] == "terminated", "SIGTERM did not reach the scheduler"
+    assert "the scheduler exited with 1 (traceback above); restart 2 of 5" in stderr, stderr
+
+
+def test_shim_gives_up_on_a_scheduler_that_keeps_crashing(shim: Path) -> None:
+    (shim.parent.parent / "venv-bin" / "crashes").write_text("99")
+    proc = subprocess.run([str(shim), "scheduler"], capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 1
+    assert len(_calls(shim)) == stack.SCHEDULER_RESTARTS + 1
+    assert "keeps crashing (exit 1); giving up" in proc.stderr, proc.stderr
+
+
+def test_shim_keeps_log_servers_off_and_passes_other_commands_through(shim: Path) -> None:
+    subprocess.run([str(shim), "triggerer"], check=True, timeout=10)
+    subprocess.run([str(shim), "api-server", "--port", "1"], check=True, timeout=10)
+    assert _calls(shim) == ["triggerer --skip-serve-logs", "api-server --port 1"]
+
+
 def test_stop_kills_escaped_stack_processes_and_spares_others(state_dir: Path) -> None:
     assert stack.stop() == []  # never started: nothing to do
     marker = {**os.environ, stack.MARKER_VAR: str(state_dir)}
@@ -274,3 +297,33 @@ def test_stop_kills_escaped_stack_processes_and_spares_others(state_dir: Path) -
         for proc in (escaped, bystander):
             proc.kill()
             proc.wait()
+
+
+class _RecordedRuns(AirflowApi):
+    """The API client over a fixed list of DAG runs, as GET /dagRuns returned them."""
+
+    def __init__(self, runs: list[dict[str, Any]]) -> None:
+        self.runs = runs
+
+    def dag_runs(self, dag_id: str) -> list[dict[str, Any]]:
+        return self.runs
+
+
+def _run(day: str, state: str, end: str | None) -> dict[str, Any]:
+    return {"logical_date": f"{day}T00:00:00Z", "state": state, "end_date": end}
+
+
+def test_a_backfill_left_without_its_runs_is_detected() -> None:
+    """A POST answered "database is locked" half-way committed the backfill but not its runs."""
+    backfill = {"id": 2, "created_at": "2026-12-02T19:49:43Z"}
+    before = "2026-12-02T19:13:17Z"
+    finished = _RecordedRuns([_run("2026-11-18", "success", before), _run("2026-11-19", "success", before)])
+    assert finished.dates_not_taken("m", backfill, "2026-11-18", "2026-11-20", reprocess=True) == [
+        "2026-11-18",
+        "2026-11-19",
+        "2026-11-20",
+    ]
+    # Without reprocessing, runs that exist already count as taken; a date without any run does not.
+    assert finished.dates_not_taken("m", backfill, "2026-11-18", "2026-11-20", reprocess=False) == ["2026-11-20"]
+    cleared = _RecordedRuns([_run("2026-11-18", "queued", before), _run("2026-11-19", "success", "2026-12-02T19:55Z")])
+    assert cleared.dates_not_taken("m", backfill, "2026-11-18", "2026-11-19", reprocess=True) == []

@@ -1,0 +1,79 @@
+"""A private embedded stack for tests: its own state folder and free ports, driven by the CLI.
+
+Shared by the stack test (tests/integration/test_stack.py) and the browser tests
+(tests/browser/), so that neither meets the developer's `make demo` stack (8080, 9555, 8025,
+5500) nor another engineer's tests.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+PORT_VARS = ("DRIFTWATCH_AIRFLOW_PORT", "DRIFTWATCH_S3_PORT", "DRIFTWATCH_SMTP_PORT", "DRIFTWATCH_MLFLOW_PORT")
+
+
+def free_ports(count: int = len(PORT_VARS)) -> list[int]:
+    """Distinct free loopback ports (held open together so they differ)."""
+    with ExitStack() as held:
+        socks = [held.enter_context(socket.socket()) for _ in range(count)]
+        for sock in socks:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in socks]
+
+
+def private_stack_env(state_dir: Path, ports: list[int], dags_folder: Path | None = None) -> dict[str, str]:
+    """The environment `python -m devstack.stack` needs for a private stack.
+
+    The caller's Airflow, AWS, MLflow and driftwatch settings are dropped: a pytest run sets
+    some of its own (a temp AIRFLOW_HOME, a sqlite MLflow) that must not reach the stack.
+    """
+    prefixes = ("AIRFLOW", "DRIFTWATCH_", "AWS_", "MLFLOW")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(prefixes)}
+    env.update({"DRIFTWATCH_STATE_DIR": str(state_dir), **dict(zip(PORT_VARS, map(str, ports), strict=True))})
+    if dags_folder is not None:
+        env["DRIFTWATCH_DAGS_FOLDER"] = str(dags_folder)
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO / "include"), str(REPO / "plugins"), str(REPO)])
+    return env
+
+
+def run_stack(
+    command: str, env: dict[str, str], timeout: float = 420, check: bool = True
+) -> subprocess.CompletedProcess:
+    """Run `python -m devstack.stack <command>`; with check, raise with its output when it fails."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "devstack.stack", command],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    if check and proc.returncode != 0:
+        raise RuntimeError(f"devstack.stack {command} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def wait_until(check: Callable[[], Any], timeout: float, what: str, interval: float = 1.0) -> Any:
+    """Poll `check` until it returns something truthy, and return that; raise TimeoutError naming
+    `what` when it never does. OSError counts as not yet (an API still starting, a DAG not parsed:
+    urllib raises HTTPError, an OSError, on its 404)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if result := check():
+                return result
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(interval)
