@@ -63,16 +63,23 @@ def validate_step(client: S3Client, cfg: ModelConfig, batch_date: str) -> dict[s
             result = validation.validate_frame(data, cfg, reference)
         except ingest.IngestError as err:
             # An unreadable batch is quarantined too: its objects are copied, never touched.
-            objects = [storage.s3_uri(cfg.storage.bucket, o.key) for o in err.objects]
+            # A damaged page found while validating carries no objects: the batch's are known by then.
+            objects = [storage.s3_uri(cfg.storage.bucket, o.key) for o in err.objects] or objects
             result = validation.unreadable_result(err.reason, err.detail)
+        staged_path = None
+        if result.passed and staging is not None:
+            try:
+                staged_path = staging.result()
+            except ingest.IngestError as err:  # e.g. files whose column types cannot be stacked
+                result = validation.unreadable_result(err.reason, err.detail)
         reports.put_json("validation.json", result.to_dict())
         reports.put_text(
             "validation.html",
             validation.render_validation_html(result, model=cfg.name, batch_date=batch_date, sources=objects),
         )
         staged_uri = None
-        if result.passed and staging is not None:
-            staged_uri = ingest.upload_staged(client, cfg, layout.staged_key(cfg, batch_date), staging.result())
+        if staged_path is not None:
+            staged_uri = ingest.upload_staged(client, cfg, layout.staged_key(cfg, batch_date), staged_path)
     return {
         "batch_date": batch_date,
         "passed": result.passed,
