@@ -401,7 +401,7 @@ def child_validate_task(spec: dict[str, Any]) -> dict[str, Any]:
     def parse() -> ingest.ParquetColumns:
         # The task copies the object to a local spool file first; here, the local file in place.
         batch = ingest.ParquetColumns((Path(spec["current"]),), tuple(categories))
-        batch = ingest.drop_pii(batch, cfg)
+        batch = ingest.drop_unused_columns(batch, cfg)
         ingest.check_columns(batch.columns, cfg)
         return batch
 

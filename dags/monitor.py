@@ -35,31 +35,18 @@ batch, the drift and performance trends, quarantines and the champion's history.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
-from airflow.sdk import Asset, Param, dag, task
+from airflow.sdk import Param, dag, task
 
-from driftwatch import layout
 from driftwatch.config import ModelConfig, load_configs
-from driftwatch_airflow.hooks import mlflow_tracking_uri, s3_client, send_email
+from driftwatch_airflow import dagkit
+from driftwatch_airflow.dagkit import batch_date_of, fail_fast
 from driftwatch_airflow.sensors import S3BatchSensor
 
 
-def batch_date_of(params: dict[str, Any], ds: str | None) -> str:
-    """The batch this run handles: the batch_date Param, else the run's data interval start."""
-    value = params.get("batch_date") or ds
-    if not value:
-        raise ValueError("this run has no data interval: set the batch_date Param (YYYY-MM-DD) to pick a batch")
-    return layout.batch_date_str(value)
-
-
 def build_monitor_dag(cfg: ModelConfig) -> Any:
-    retraining_requested = Asset(
-        name=layout.drift_asset_name(cfg),
-        uri=layout.drift_asset_uri(cfg),
-        extra={"requests": layout.retraining_requests_uri(cfg)},
-    )
+    retraining_requested = dagkit.retraining_asset(cfg)
     doc = __doc__.format(
         model=cfg.name,
         bucket=cfg.storage.bucket,
@@ -83,25 +70,15 @@ def build_monitor_dag(cfg: ModelConfig) -> Any:
         description=f"Validate and drift-check each batch of {cfg.name}",
         doc_md=doc,
         schedule=cfg.monitor.schedule,
-        start_date=datetime.combine(cfg.monitor.start_date, time(), tzinfo=UTC),
+        start_date=dagkit.start_date(cfg),
         catchup=False,
         max_active_runs=4,
         tags=["driftwatch", "monitor", cfg.name],
-        default_args={
-            "owner": cfg.owner,
-            "retries": cfg.monitor.retries,
-            "retry_delay": timedelta(seconds=cfg.monitor.retry_delay_seconds),
-            "retry_exponential_backoff": True,
-            "max_retry_delay": timedelta(minutes=10),
-        },
+        default_args=dagkit.default_args(cfg),
         user_defined_macros={"batch_date_of": batch_date_of},
         params={
-            "batch_date": Param(
-                None,
-                type=["null", "string"],
-                format="date",
-                title="Batch date",
-                description="Process the batch of this date (YYYY-MM-DD) instead of the run's own data interval.",
+            "batch_date": dagkit.batch_date_param(
+                "Process the batch of this date (YYYY-MM-DD) instead of the run's own data interval."
             ),
             # The bounds sit under allOf: Airflow's trigger form turns a top-level minimum/maximum
             # into a number widget that silently clamps what was typed (5 becomes 1). Under allOf
@@ -143,23 +120,25 @@ def build_monitor_dag(cfg: ModelConfig) -> Any:
         )
 
         @task(multiple_outputs=False, trigger_rule="all_skipped")
+        @fail_fast
         def record_missing_batch(params: dict[str, Any], ds: str | None = None) -> dict[str, Any]:
             """The batch did not arrive in time: record "missing batch" in the history and email the owners."""
             from driftwatch.pipeline import missing_batch_email, missing_batch_step
 
-            client = s3_client(cfg.storage.aws_conn_id)
+            client = dagkit.s3(cfg)
             outcome = missing_batch_step(
                 client, cfg, batch_date_of(params, ds), waited_minutes=cfg.monitor.sensor_timeout_minutes
             )
             message = missing_batch_email(cfg, outcome["batch_date"], outcome["reason"])
-            return {**outcome, "emailed": send_email(cfg.alerts.smtp_conn_id, message, outbox=(client, cfg))}
+            return {**outcome, "emailed": dagkit.email(cfg, message, client)}
 
         @task(multiple_outputs=False)
+        @fail_fast
         def validate_batch(params: dict[str, Any], ds: str | None = None) -> dict[str, Any]:
             """Read the batch, drop PII, validate it with GX, stage it when valid."""
             from driftwatch.pipeline import validate_step
 
-            return validate_step(s3_client(cfg.storage.aws_conn_id), cfg, batch_date_of(params, ds))
+            return validate_step(dagkit.s3(cfg), cfg, batch_date_of(params, ds))
 
         @task.branch
         def route(summary: dict[str, Any]) -> str:
@@ -167,19 +146,21 @@ def build_monitor_dag(cfg: ModelConfig) -> Any:
             return "plan_drift" if summary["passed"] else "quarantine_batch"
 
         @task(multiple_outputs=False)
+        @fail_fast
         def quarantine_batch(summary: dict[str, Any]) -> dict[str, Any]:
             """Copy the batch and its report under quarantine/, record it and email the owners."""
             from driftwatch.alerts import quarantine_email
             from driftwatch.pipeline import quarantine_step
 
-            client = s3_client(cfg.storage.aws_conn_id)
+            client = dagkit.s3(cfg)
             outcome = quarantine_step(client, cfg, summary["batch_date"], summary)
             message = quarantine_email(
                 cfg, summary["batch_date"], outcome["reason"], outcome["failures"], outcome["links"]
             )
-            return {**outcome, "emailed": send_email(cfg.alerts.smtp_conn_id, message, outbox=(client, cfg))}
+            return {**outcome, "emailed": dagkit.email(cfg, message, client)}
 
         @task
+        @fail_fast
         def plan_drift(summary: dict[str, Any]) -> list[dict[str, Any]]:
             """Split the staged batch into partitions of at most drift.partition_rows rows (usually one)."""
             from driftwatch.pipeline import drift_partitions
@@ -187,13 +168,15 @@ def build_monitor_dag(cfg: ModelConfig) -> Any:
             return drift_partitions(cfg, summary)
 
         @task(multiple_outputs=False)
+        @fail_fast
         def profile_partition(part: dict[str, Any]) -> dict[str, Any]:
             """Profile one partition against the reference profile (mapped: partitions run in parallel)."""
             from driftwatch.pipeline import profile_partition_step
 
-            return profile_partition_step(s3_client(cfg.storage.aws_conn_id), cfg, part)
+            return profile_partition_step(dagkit.s3(cfg), cfg, part)
 
         @task(multiple_outputs=False)
+        @fail_fast
         def compute_drift(
             summary: dict[str, Any], partitions: list[dict[str, Any]], params: dict[str, Any]
         ) -> dict[str, Any]:
@@ -201,7 +184,7 @@ def build_monitor_dag(cfg: ModelConfig) -> Any:
             from driftwatch.pipeline import drift_step
 
             return drift_step(
-                s3_client(cfg.storage.aws_conn_id),
+                dagkit.s3(cfg),
                 cfg,
                 summary["batch_date"],
                 summary,
@@ -211,18 +194,20 @@ def build_monitor_dag(cfg: ModelConfig) -> Any:
             )
 
         @task(multiple_outputs=False)
+        @fail_fast
         def score_batch(summary: dict[str, Any]) -> dict[str, Any]:
             """Score the batch with models:/<name>@champion; measure live performance where labels arrived."""
             from driftwatch.scoring import score_step
 
             return score_step(
-                s3_client(cfg.storage.aws_conn_id),
+                dagkit.s3(cfg),
                 cfg,
-                mlflow_tracking_uri(cfg.registry.mlflow_conn_id),
+                dagkit.tracking_uri(cfg),
                 summary["batch_date"],
             )
 
         @task(multiple_outputs=False)
+        @fail_fast
         def decide(drift: dict[str, Any], scored: dict[str, Any]) -> dict[str, Any]:
             """One retraining decision from data drift, live performance and the force Param."""
             from driftwatch.scoring import retraining_decision
@@ -235,17 +220,19 @@ def build_monitor_dag(cfg: ModelConfig) -> Any:
             return bool(decision["retrain"])
 
         @task(multiple_outputs=False)
+        @fail_fast
         def alert_drift(decision: dict[str, Any]) -> list[str]:
             """Email the drift table, a trend chart of recent batches and where the report is."""
             from driftwatch import history
             from driftwatch.alerts import drift_email, report_links
 
-            client = s3_client(cfg.storage.aws_conn_id)
+            client = dagkit.s3(cfg)
             trend = history.read_history(client, cfg, last=14)
             message = drift_email(cfg, decision["batch_date"], decision, report_links(cfg, decision["links"]), trend)
-            return send_email(cfg.alerts.smtp_conn_id, message, outbox=(client, cfg))
+            return dagkit.email(cfg, message, client)
 
         @task(outlets=[retraining_requested])
+        @fail_fast
         def request_retraining(
             decision: dict[str, Any], params: dict[str, Any], run_id: str | None = None, outlet_events: Any = None
         ) -> str:
@@ -254,7 +241,7 @@ def build_monitor_dag(cfg: ModelConfig) -> Any:
 
             from driftwatch import history
 
-            client, day = s3_client(cfg.storage.aws_conn_id), decision["batch_date"]
+            client, day = dagkit.s3(cfg), decision["batch_date"]
             earlier = history.earlier_retraining_request(client, cfg, day, decision["reason"], run_id or "")
             if earlier and not params.get("force_retrain"):
                 # A skipped task emits no Asset event: a rerun must not start a second retrain run.

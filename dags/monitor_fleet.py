@@ -27,15 +27,8 @@ from typing import Any
 from airflow.sdk import Param, dag, task
 
 from driftwatch.config import load_configs
-from driftwatch_airflow.hooks import s3_client
-
-
-def _batch_date(params: dict[str, Any]) -> str:
-    from driftwatch import layout
-
-    if not params.get("batch_date"):
-        raise ValueError("monitor_fleet needs the batch_date Param (YYYY-MM-DD): trigger it with that field set")
-    return layout.batch_date_str(params["batch_date"])
+from driftwatch_airflow import dagkit
+from driftwatch_airflow.dagkit import batch_date_of, fail_fast
 
 
 @dag(
@@ -68,27 +61,22 @@ def _batch_date(params: dict[str, Any]) -> str:
 )
 def monitor_fleet() -> None:
     @task
+    @fail_fast
     def list_models(params: dict[str, Any]) -> list[str]:
         """The configured model names, filtered by the models Param; checks the batch date early."""
-        _batch_date(params)
-        names, wanted = [c.name for c in load_configs()], list(params.get("models") or [])
-        if unknown := sorted(set(wanted) - set(names)):
-            raise ValueError(f"unknown model(s) {unknown}; configured: {names}")
-        return [n for n in names if not wanted or n in wanted]
+        from driftwatch.config import select_models
+
+        batch_date_of(params, None)
+        return select_models(load_configs(), list(params.get("models") or []))
 
     @task(multiple_outputs=False)
+    @fail_fast
     def monitor_model(model: str, params: dict[str, Any]) -> dict[str, Any]:
         """Validate one model's batch, then quarantine it or compute drift and the decision."""
-        from driftwatch.pipeline import drift_step, quarantine_step, validate_step
+        from driftwatch.pipeline import check_batch
 
-        cfg, day = next(c for c in load_configs() if c.name == model), _batch_date(params)
-        client = s3_client(cfg.storage.aws_conn_id)
-        summary = validate_step(client, cfg, day)
-        if not summary["passed"]:
-            quarantine_step(client, cfg, day, summary)
-            return {"model": model, "passed": False, "drifted_share": None, "retrain": False}
-        drift = drift_step(client, cfg, day, summary)
-        return {"model": model, "passed": True, "drifted_share": drift["drifted_share"], "retrain": drift["retrain"]}
+        cfg = next(c for c in load_configs() if c.name == model)
+        return check_batch(dagkit.s3(cfg), cfg, batch_date_of(params, None))
 
     monitor_model.expand(model=list_models())
 

@@ -35,23 +35,19 @@ Promotions and rejections, with their reasons, are listed on the **Model monitor
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, time, timedelta
+from datetime import timedelta
 from typing import Any
 
 from airflow.providers.standard.operators.hitl import ApprovalOperator
-from airflow.sdk import Asset, Param, dag, task
+from airflow.sdk import Param, dag, task
 
-from driftwatch import layout
 from driftwatch.config import ModelConfig, load_configs
-from driftwatch_airflow.hooks import mlflow_tracking_uri, s3_client, send_email
+from driftwatch_airflow import dagkit
+from driftwatch_airflow.dagkit import fail_fast
 
 
 def build_retrain_dag(cfg: ModelConfig) -> Any:
-    retraining_requested = Asset(
-        name=layout.drift_asset_name(cfg),
-        uri=layout.drift_asset_uri(cfg),
-        extra={"requests": layout.retraining_requests_uri(cfg)},
-    )
+    retraining_requested = dagkit.retraining_asset(cfg)
     doc = __doc__.format(
         model=cfg.name,
         registered=cfg.registry.registered_model,
@@ -64,24 +60,16 @@ def build_retrain_dag(cfg: ModelConfig) -> Any:
         output=cfg.storage.output_prefix,
     )
 
-    def tracking_uri() -> str:
-        return mlflow_tracking_uri(cfg.registry.mlflow_conn_id)
-
     @dag(
         dag_id=f"retrain__{cfg.name}",
         description=f"Train, evaluate and promote {cfg.name} when drift is reported",
         doc_md=doc,
         schedule=[retraining_requested],
-        start_date=datetime.combine(cfg.monitor.start_date, time(), tzinfo=UTC),
+        start_date=dagkit.start_date(cfg),
         catchup=False,
         max_active_runs=1,
         tags=["driftwatch", "retrain", cfg.name],
-        default_args={
-            "owner": cfg.owner,
-            "retries": cfg.monitor.retries,
-            "retry_delay": timedelta(seconds=cfg.monitor.retry_delay_seconds),
-            "retry_exponential_backoff": True,
-        },
+        default_args=dagkit.default_args(cfg),
         params={
             "reason": Param(
                 "manual retraining",
@@ -132,13 +120,14 @@ def build_retrain_dag(cfg: ModelConfig) -> Any:
     )
     def retrain() -> None:
         @task(multiple_outputs=False)
+        @fail_fast
         def plan(params: dict[str, Any], run_id: str, triggering_asset_events: Any = None) -> dict[str, Any]:
             """Why this run trains, from which data, and against which champion."""
             from driftwatch import registry
             from driftwatch.retraining import as_of_date
 
             events = [dict(e.extra or {}) for evs in (triggering_asset_events or {}).values() for e in evs]
-            champion = registry.champion(tracking_uri(), cfg.registry.registered_model)
+            champion = registry.champion(dagkit.tracking_uri(cfg), cfg.registry.registered_model)
             reasons = [e.get("reason", "") for e in events if e.get("reason")] or [params["reason"]]
             return {
                 "run_key": run_id,
@@ -153,12 +142,13 @@ def build_retrain_dag(cfg: ModelConfig) -> Any:
             }
 
         @task(multiple_outputs=False)
+        @fail_fast
         def assemble_data(plan: dict[str, Any]) -> dict[str, Any]:
             """Training set and time-based holdout, stored in S3 with their digests."""
             from driftwatch.retraining import assemble_data as assemble
 
             return assemble(
-                s3_client(cfg.storage.aws_conn_id),
+                dagkit.s3(cfg),
                 cfg,
                 run_key=plan["run_key"],
                 bootstrap=plan["bootstrap"],
@@ -167,27 +157,31 @@ def build_retrain_dag(cfg: ModelConfig) -> Any:
             )
 
         @task(multiple_outputs=False)
+        @fail_fast
         def train_challenger(plan: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
             """Fit the pipeline and register it in MLflow with its full lineage."""
             from driftwatch.retraining import train_and_register
 
-            return train_and_register(s3_client(cfg.storage.aws_conn_id), cfg, tracking_uri(), plan, data)
+            return train_and_register(dagkit.s3(cfg), cfg, dagkit.tracking_uri(cfg), plan, data)
 
         @task(multiple_outputs=False)
+        @fail_fast
         def evaluate(plan: dict[str, Any], data: dict[str, Any], candidate: dict[str, Any]) -> dict[str, Any]:
             """Champion and challenger on the same holdout, the gate, and the side-by-side report."""
             from driftwatch.retraining import evaluate_candidate
 
-            return evaluate_candidate(s3_client(cfg.storage.aws_conn_id), cfg, tracking_uri(), plan, data, candidate)
+            return evaluate_candidate(dagkit.s3(cfg), cfg, dagkit.tracking_uri(cfg), plan, data, candidate)
 
         @task(multiple_outputs=False)
+        @fail_fast
         def smoke_test(data: dict[str, Any], candidate: dict[str, Any]) -> dict[str, Any]:
             """Load the registered version by its models:/ URI in a fresh process and predict."""
             from driftwatch.retraining import smoke_test_candidate
 
-            return smoke_test_candidate(s3_client(cfg.storage.aws_conn_id), cfg, tracking_uri(), data, candidate)
+            return smoke_test_candidate(dagkit.s3(cfg), cfg, dagkit.tracking_uri(cfg), data, candidate)
 
         @task.branch
+        @fail_fast
         def route(plan: dict[str, Any], evaluation: dict[str, Any], smoke: dict[str, Any]) -> str:
             """Ask a person first only when a promotion is on the table and approval is required."""
             promotable = plan["promote"] and evaluation["passed"] and smoke["passed"]
@@ -201,6 +195,7 @@ def build_retrain_dag(cfg: ModelConfig) -> Any:
         )
 
         @task(multiple_outputs=False, trigger_rule="none_failed_min_one_success")
+        @fail_fast
         def apply_decision(
             plan: dict[str, Any],
             data: dict[str, Any],
@@ -213,9 +208,9 @@ def build_retrain_dag(cfg: ModelConfig) -> Any:
             from driftwatch.retraining import apply_decision as decide
 
             return decide(
-                s3_client(cfg.storage.aws_conn_id),
+                dagkit.s3(cfg),
                 cfg,
-                tracking_uri(),
+                dagkit.tracking_uri(cfg),
                 plan,
                 data,
                 candidate,
@@ -225,6 +220,7 @@ def build_retrain_dag(cfg: ModelConfig) -> Any:
             )
 
         @task(trigger_rule="none_failed_min_one_success")
+        @fail_fast
         def notify(plan: dict[str, Any], candidate: dict[str, Any], evaluation: dict[str, Any], ti: Any = None) -> list:
             """Email the side-by-side table and what was decided."""
             from driftwatch.alerts import evaluation_email
@@ -235,7 +231,7 @@ def build_retrain_dag(cfg: ModelConfig) -> Any:
             }
             message = evaluation_email(cfg, plan, candidate, evaluation, outcome)
             # The outbox keeps an undelivered email in S3 and stops a cleared rerun sending it twice.
-            return send_email(cfg.alerts.smtp_conn_id, message, outbox=(s3_client(cfg.storage.aws_conn_id), cfg))
+            return dagkit.email(cfg, message)
 
         planned = plan()
         data = assemble_data(planned)

@@ -18,13 +18,13 @@ rollback and its reason appear in the champion history on the **Model monitoring
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
 from airflow.sdk import Param, dag, task
 
 from driftwatch.config import ModelConfig, load_configs
-from driftwatch_airflow.hooks import mlflow_tracking_uri, s3_client, send_email
+from driftwatch_airflow import dagkit
+from driftwatch_airflow.dagkit import fail_fast
 
 
 def build_rollback_dag(cfg: ModelConfig) -> Any:
@@ -35,11 +35,11 @@ def build_rollback_dag(cfg: ModelConfig) -> Any:
             model=cfg.name, registered=cfg.registry.registered_model, recipients=", ".join(cfg.alerts.recipients)
         ),
         schedule=None,
-        start_date=datetime.combine(cfg.monitor.start_date, time(), tzinfo=UTC),
+        start_date=dagkit.start_date(cfg),
         catchup=False,
         max_active_runs=1,
         tags=["driftwatch", "rollback", cfg.name],
-        default_args={"owner": cfg.owner, "retries": 2, "retry_delay": timedelta(seconds=15)},
+        default_args=dagkit.default_args(cfg),
         params={
             "version": Param(
                 None,
@@ -60,28 +60,29 @@ def build_rollback_dag(cfg: ModelConfig) -> Any:
     )
     def rollback() -> None:
         @task(multiple_outputs=False)
+        @fail_fast
         def move_alias(params: dict[str, Any], run_id: str, dag_run: Any = None) -> dict[str, Any]:
             """Move the champion alias back, record who and why, restore that version's reference."""
             from driftwatch.retraining import rollback_champion
 
             user = getattr(dag_run, "triggering_user_name", None) or "unknown user"
             return rollback_champion(
-                s3_client(cfg.storage.aws_conn_id),
+                dagkit.s3(cfg),
                 cfg,
-                mlflow_tracking_uri(cfg.registry.mlflow_conn_id),
+                dagkit.tracking_uri(cfg),
                 to_version=params.get("version"),
                 actor=f"{user} (airflow run {run_id})",
                 reason=params["reason"],
             )
 
         @task
+        @fail_fast
         def notify(outcome: dict[str, Any]) -> list[str]:
             """Email who rolled back, between which versions, and why."""
             from driftwatch.alerts import rollback_email
 
             # The outbox keeps an undelivered email in S3 and stops a cleared rerun sending it twice.
-            outbox = (s3_client(cfg.storage.aws_conn_id), cfg)
-            return send_email(cfg.alerts.smtp_conn_id, rollback_email(cfg, outcome), outbox=outbox)
+            return dagkit.email(cfg, rollback_email(cfg, outcome))
 
         notify(move_alias())
 

@@ -15,6 +15,8 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from driftwatch.errors import PermanentError
+
 NUMERIC_DRIFT_METHODS = ("wasserstein", "ks", "psi", "jensenshannon", "kl_div", "hellinger")
 CATEGORICAL_DRIFT_METHODS = ("jensenshannon", "chisquare", "psi", "kl_div", "hellinger")
 DriftMethod = Literal["wasserstein", "ks", "psi", "jensenshannon", "chisquare", "kl_div", "hellinger"]
@@ -26,7 +28,19 @@ _BUCKET = r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$"
 _EMAIL = re.compile(r"^[^@\s<>]+@[^@\s<>]+$")
 
 
-class ConfigError(ValueError):
+def _yaml_scalar_text(value: Any) -> Any:
+    """A YAML number or boolean as the text a batch holds (1, not 1.0; True); anything else unchanged.
+
+    dtypes.text_value does the same for data; it is not imported here, to keep pandas out of DAG parsing.
+    """
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value) if isinstance(value, int | float) else value
+
+
+class ConfigError(PermanentError, ValueError):
     """A model config file is missing, unreadable or invalid; the message names the field."""
 
 
@@ -44,6 +58,15 @@ class Feature(_Strict):
     allowed_values: list[str] | None = Field(
         default=None, description="Closed category set: values outside it are critical."
     )
+
+    @field_validator("allowed_values", mode="before")
+    @classmethod
+    def _values_as_text(cls, values: Any) -> Any:
+        # YAML reads [1, 2] and [true, false] as numbers and booleans; batches compare them as text.
+        if not isinstance(values, list):
+            return values
+        return [_yaml_scalar_text(v) for v in values]
+
     max_null_fraction: float | None = Field(default=None, ge=0.0, le=1.0)
     drift_method: DriftMethod | None = None
     drift_threshold: float | None = Field(default=None, gt=0.0)
@@ -69,7 +92,16 @@ class Feature(_Strict):
 class Target(_Strict):
     name: str = Field(min_length=1)
     task: Literal["classification", "regression"] = "classification"
-    positive_label: str | int | None = None
+    # bool first: YAML's `true` must stay a boolean, not become the integer 1.
+    positive_label: bool | int | str | None = Field(
+        default=None, description="The class that counts as positive; default: the larger class label."
+    )
+
+    @model_validator(mode="after")
+    def _positive_label_fits_task(self) -> Target:
+        if self.task == "regression" and self.positive_label is not None:
+            raise ValueError("positive_label applies to classification only: remove it, or set task: classification")
+        return self
 
 
 class DatasetSchema(_Strict):
@@ -80,6 +112,10 @@ class DatasetSchema(_Strict):
     target: Target
     features: list[Feature] = Field(min_length=1)
     pii_columns: list[str] = Field(default_factory=list)
+    ignored_columns: list[str] = Field(
+        default_factory=list,
+        description="Columns a batch may carry that the model does not use: dropped at ingest, never validated.",
+    )
 
     @model_validator(mode="after")
     def _check_columns_are_distinct(self) -> DatasetSchema:
@@ -94,7 +130,15 @@ class DatasetSchema(_Strict):
         leaked = sorted(set(self.pii_columns) & (set(names) | special))
         if leaked:
             raise ValueError(f"PII columns cannot be features, id, timestamp or target: {leaked}")
+        used = sorted(set(self.ignored_columns) & (set(names) | special | set(self.pii_columns)))
+        if used:
+            raise ValueError(f"ignored_columns cannot be features, id, timestamp, target or PII: {used}")
         return self
+
+    @property
+    def unused_columns(self) -> list[str]:
+        """Columns dropped at ingest: the PII and the ignored ones."""
+        return [*self.pii_columns, *self.ignored_columns]
 
     @property
     def feature_names(self) -> list[str]:
@@ -242,6 +286,15 @@ class TrainingConfig(_Strict):
     class_weight: Literal["balanced"] | None = Field(default="balanced", description="Classification only.")
     window_days: int = Field(default=7, ge=1, description="Most recent validated, labelled batches to train on.")
     holdout_days: int = Field(default=2, ge=1, description="The latest labelled days, kept as the time-based test set.")
+    holdout_fraction: float = Field(
+        default=0.2,
+        gt=0.0,
+        le=0.5,
+        description=(
+            "Share of the reference held out (seeded, stratified) when the first model is trained on a "
+            "reference without a timestamp column."
+        ),
+    )
     min_training_rows: int = Field(default=200, ge=10)
     include_reference: bool = Field(default=False, description="Also train on the champion's reference data.")
     seed: int = 42
@@ -406,3 +459,12 @@ def load_configs(directory: str | os.PathLike[str] | None = None) -> list[ModelC
     if errors:
         raise ConfigError("\n".join(errors))
     return configs
+
+
+def select_models(configs: list[ModelConfig], wanted: list[str]) -> list[str]:
+    """The names of the configured models that `wanted` selects (all when it is empty)."""
+    names = [c.name for c in configs]
+    unknown = sorted(set(wanted) - set(names))
+    if unknown:
+        raise ConfigError(f"unknown model(s) {unknown}; configured: {names}")
+    return [n for n in names if not wanted or n in wanted]

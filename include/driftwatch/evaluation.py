@@ -21,78 +21,18 @@ import pandas as pd
 from sklearn import metrics as skm
 from sklearn.pipeline import Pipeline
 
-from driftwatch.config import CLASSIFICATION_METRICS, LOWER_IS_BETTER, REGRESSION_METRICS, ModelConfig
+from driftwatch.config import LOWER_IS_BETTER, ModelConfig
+from driftwatch.labels import target_values
+from driftwatch.metrics import THRESHOLD, finite, metric_values
 from driftwatch.training import feature_frame, is_classification, positive_class, predict_scores
 
-THRESHOLD = 0.5
 MISSING_SLICE = "(missing)"
 # Comparisons allow for float rounding, so that 0.805 - 0.800 counts as an improvement of 0.005.
 _EPS = 1e-9
 
 
-def _num(value: Any) -> float | None:
-    """A finite float, else None."""
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if math.isfinite(number) else None
-
-
 def _label(value: Any) -> str:
     return str(value.item() if isinstance(value, np.generic) else value)
-
-
-def _classification_metrics(y_pos: np.ndarray, scores: np.ndarray) -> tuple[dict, dict]:
-    """Binary metrics from positive-class indicators and scores; (values, reasons for None)."""
-    values: dict[str, float | None] = dict.fromkeys(CLASSIFICATION_METRICS)
-    reasons: dict[str, str] = {}
-    if len(y_pos) == 0:
-        return values, dict.fromkeys(CLASSIFICATION_METRICS, "no rows")
-    predicted = scores >= THRESHOLD
-    both = 0 < y_pos.sum() < len(y_pos)
-    with warnings.catch_warnings():
-        # Ill-defined metrics are reported as None with a reason; sklearn's warnings add nothing.
-        warnings.simplefilter("ignore")
-        if both:
-            values["roc_auc"] = _num(skm.roc_auc_score(y_pos, scores))
-        else:
-            reasons["roc_auc"] = "undefined: the rows hold one class only"
-        if y_pos.any():
-            values["average_precision"] = _num(skm.average_precision_score(y_pos, scores))
-        else:
-            reasons["average_precision"] = "undefined: no positive rows"
-        values["f1"] = _num(skm.f1_score(y_pos, predicted, zero_division=np.nan))
-        if values["f1"] is None:
-            reasons["f1"] = "undefined: no positive rows and no positive predictions"
-        values["accuracy"] = _num(skm.accuracy_score(y_pos, predicted))
-        if both:
-            values["balanced_accuracy"] = _num(skm.balanced_accuracy_score(y_pos, predicted))
-        else:
-            reasons["balanced_accuracy"] = "undefined: the rows hold one class only"
-        values["log_loss"] = _num(skm.log_loss(y_pos, np.clip(scores, 0.0, 1.0), labels=[False, True]))
-    return values, reasons
-
-
-def _regression_metrics(y: np.ndarray, predicted: np.ndarray) -> tuple[dict, dict]:
-    """rmse, mae and r2; (values, reasons for None)."""
-    values: dict[str, float | None] = dict.fromkeys(REGRESSION_METRICS)
-    if len(y) == 0:
-        return values, dict.fromkeys(REGRESSION_METRICS, "no rows")
-    reasons: dict[str, str] = {}
-    values["rmse"] = _num(skm.root_mean_squared_error(y, predicted))
-    values["mae"] = _num(skm.mean_absolute_error(y, predicted))
-    if len(y) < 2 or np.all(y == y[0]):
-        reasons["r2"] = "undefined: fewer than two rows or a constant target"
-    else:
-        values["r2"] = _num(skm.r2_score(y, predicted))
-    return values, reasons
-
-
-def _metrics(y: np.ndarray, scores: np.ndarray, positive: Any, classification: bool) -> tuple[dict, dict]:
-    if classification:
-        return _classification_metrics(y == positive, scores)
-    return _regression_metrics(y.astype("float64"), scores)
 
 
 def _per_class(y: np.ndarray, predicted: np.ndarray, labels: list[Any]) -> tuple[list[dict], dict]:
@@ -109,9 +49,9 @@ def _per_class(y: np.ndarray, predicted: np.ndarray, labels: list[Any]) -> tuple
     rows = [
         {
             "label": _label(label),
-            "precision": _num(precision[i]),
-            "recall": _num(recall[i]),
-            "f1": _num(f1[i]),
+            "precision": finite(precision[i]),
+            "recall": finite(recall[i]),
+            "f1": finite(f1[i]),
             "support": int(support[i]),
         }
         for i, label in enumerate(labels)
@@ -131,14 +71,13 @@ def evaluate(model: Pipeline, holdout: pd.DataFrame, cfg: ModelConfig) -> dict:
     target = cfg.dataset.target.name
     if target not in holdout.columns:
         raise ValueError(f"holdout has no target column {target!r}")
-    labelled = holdout[holdout[target].notna()]
-    y = labelled[target].to_numpy()
-    if not classification:
-        y = pd.to_numeric(labelled[target]).to_numpy(dtype="float64")
+    values = target_values(holdout[target], cfg)
+    labelled = holdout[values.notna()]
+    y = values[values.notna()].to_numpy()
     scores = predict_scores(model, labelled, cfg) if len(labelled) else np.empty(0)
     positive = positive_class(model, cfg) if classification else None
 
-    values, reasons = _metrics(y, scores, positive, classification)
+    values, reasons = metric_values(y, scores, positive, classification)
     name = cfg.evaluation.primary_metric
     primary: dict[str, Any] = {"name": name, "value": values.get(name), "lower_is_better": name in LOWER_IS_BETTER}
     if primary["value"] is None:
@@ -161,7 +100,7 @@ def evaluate(model: Pipeline, holdout: pd.DataFrame, cfg: ModelConfig) -> dict:
         result["positive_label"] = _label(positive)
         result["per_class"], result["confusion_matrix"] = _per_class(y, predicted, labels)
     else:
-        result["target_mean"] = _num(np.mean(y)) if len(y) else None
+        result["target_mean"] = finite(np.mean(y)) if len(y) else None
 
     slices: dict[str, dict[str, dict[str, Any]]] = {}
     features = feature_frame(labelled, cfg) if cfg.evaluation.slice_columns else None
@@ -170,7 +109,7 @@ def evaluate(model: Pipeline, holdout: pd.DataFrame, cfg: ModelConfig) -> dict:
         slices[column] = {}
         for value in sorted(set(keys)):
             mask = keys == value
-            slice_values, slice_reasons = _metrics(y[mask], scores[mask], positive, classification)
+            slice_values, slice_reasons = metric_values(y[mask], scores[mask], positive, classification)
             entry: dict[str, Any] = {"rows": int(mask.sum()), "value": slice_values.get(name)}
             if entry["value"] is None:
                 entry["reason"] = slice_reasons.get(name, "not computable")
@@ -214,7 +153,7 @@ def _metric_value(evaluation: dict, name: str) -> float | None:
     value = (evaluation.get("metrics") or {}).get(name)
     if value is None and (evaluation.get("primary") or {}).get("name") == name:
         value = evaluation["primary"].get("value")
-    return _num(value)
+    return finite(value)
 
 
 def _gain(challenger: float, champion: float, lower_is_better: bool) -> float:
@@ -287,7 +226,7 @@ def _check_slices(name: str, challenger: dict, champion: dict | None, cfg: Model
             a, b = ours[value], theirs[value]
             if min(a.get("rows", 0), b.get("rows", 0)) < ev.min_slice_rows:
                 continue
-            new, old = _num(a.get("value")), _num(b.get("value"))
+            new, old = finite(a.get("value")), finite(b.get("value"))
             if new is None or old is None:
                 continue
             compared += 1
@@ -353,7 +292,7 @@ def _cell(value: Any) -> str:
 
 def _delta(new: Any, old: Any, lower: bool) -> str:
     """Challenger minus champion, coloured by whether that is better for the metric."""
-    new, old = _num(new), _num(old)
+    new, old = finite(new), finite(old)
     if new is None or old is None:
         return '<span class="muted">—</span>'
     diff = new - old

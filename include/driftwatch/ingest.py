@@ -14,6 +14,7 @@ import pandas as pd
 
 from driftwatch import layout, storage
 from driftwatch.config import ModelConfig
+from driftwatch.dtypes import text_values
 from driftwatch.storage import ObjectInfo, S3Client
 
 # Zero-byte markers such as _SUCCESS are written by Spark and Glue next to the data.
@@ -227,15 +228,22 @@ def _open_parquet(source: Any, categories: Sequence[str]) -> Any:
     return pq.ParquetFile(source, read_dictionary=strings, pre_buffer=True)
 
 
-def parse_object(data: bytes | Any, fmt: str, key: str, categories: Sequence[str] = ()) -> pd.DataFrame:
-    """Parse one object (its bytes, or for Parquet a seekable file); every failure becomes an IngestError."""
+def parse_object(
+    data: bytes | Any, fmt: str, key: str, categories: Sequence[str] = (), text_columns: Sequence[str] = ()
+) -> pd.DataFrame:
+    """Parse one object (its bytes, or for Parquet a seekable file); every failure becomes an IngestError.
+
+    CSV columns named in `text_columns` (ids, categories) are read as the text written, so that an
+    id 007 keeps its zeros and a category 1 in a column with nulls does not become 1.0.
+    """
     if isinstance(data, (bytes, bytearray)) and not data:
         raise IngestError("empty file", key)
     try:
         if fmt == "parquet":
             return read_parquet(data, categories)
         _check_csv_bytes(data, key)
-        frame = pd.read_csv(io.BytesIO(data), encoding="utf-8", low_memory=False)
+        text = dict.fromkeys(text_columns, str)
+        frame = pd.read_csv(io.BytesIO(data), encoding="utf-8", low_memory=False, dtype=text or None)
         _check_delimiter(frame, key)
         return frame
     except IngestError:
@@ -282,7 +290,7 @@ def _parse_objects(client: S3Client, cfg: ModelConfig, objects: list[ObjectInfo]
             data: Any = storage.RangeReader(client, cfg.storage.bucket, obj.key)
         else:
             data = storage.read_bytes(client, cfg.storage.bucket, obj.key, max_bytes=cfg.storage.max_batch_bytes)
-        frames.append(parse_object(data, fmt, obj.key, categories=cfg.dataset.categorical_features))
+        frames.append(parse_object(data, fmt, obj.key, cfg.dataset.categorical_features, text_columns(cfg)))
     return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
 
 
@@ -297,13 +305,19 @@ def _spool_parquet(client: S3Client, cfg: ModelConfig, objects: list[ObjectInfo]
         except (ValueError, OSError) as err:  # pyarrow's ArrowInvalid is a ValueError
             raise IngestError("unreadable parquet", f"{obj.key}: {str(err)[:300]}") from None
         paths.append(path)
-    return ParquetColumns(tuple(paths), tuple(cfg.dataset.categorical_features), frozenset(cfg.dataset.pii_columns))
+    return ParquetColumns(tuple(paths), tuple(cfg.dataset.categorical_features), frozenset(cfg.dataset.unused_columns))
 
 
 def check_columns(columns: Sequence[Any], cfg: ModelConfig) -> None:
     """Refuse columns the schema does not know: a renamed or unexpected column could carry anything."""
     schema = cfg.dataset
-    known = {schema.id_column, schema.timestamp_column, schema.target.name, *schema.feature_names, *schema.pii_columns}
+    known = {
+        schema.id_column,
+        schema.timestamp_column,
+        schema.target.name,
+        *schema.feature_names,
+        *schema.unused_columns,
+    }
     unexpected = [str(c) for c in columns if c not in known]
     if not unexpected:
         return
@@ -322,11 +336,11 @@ def normalize_types(frame: pd.DataFrame, cfg: ModelConfig, leave: Sequence[str] 
     schema = cfg.dataset
     out = frame.copy(deep=False)  # every changed column is replaced, never written into
     for name in schema.numeric_features:
-        out[name] = pd.to_numeric(out[name], errors="coerce").astype("float64", copy=False)
+        if name in out.columns:
+            out[name] = pd.to_numeric(out[name], errors="coerce").astype("float64", copy=False)
     for name in [*schema.categorical_features, schema.id_column]:
-        if name in leave:
-            continue
-        out[name] = out[name].astype("string").astype(object).where(out[name].notna(), None)
+        if name in out.columns and name not in leave:
+            out[name] = text_values(out[name])
     if schema.timestamp_column and schema.timestamp_column in out.columns:
         out[schema.timestamp_column] = pd.to_datetime(out[schema.timestamp_column], errors="coerce", utc=True)
     return out
@@ -354,20 +368,29 @@ def _inert(value: Any) -> Any:
     return value.translate(_INERT_MARKUP) if isinstance(value, str) else value
 
 
-def drop_pii(frame: Any, cfg: ModelConfig) -> Any:
-    """Remove the configured PII columns, so that nothing downstream can report them."""
+def drop_unused_columns(frame: Any, cfg: ModelConfig) -> Any:
+    """Remove the PII and ignored columns, so that nothing downstream can report, stage or score them."""
+    unused = cfg.dataset.unused_columns
     if isinstance(frame, ParquetColumns):
-        return dataclasses.replace(frame, dropped=frame.dropped | set(cfg.dataset.pii_columns))
-    present = [c for c in cfg.dataset.pii_columns if c in frame.columns]
+        return dataclasses.replace(frame, dropped=frame.dropped | set(unused))
+    present = [c for c in unused if c in frame.columns]
     return frame.drop(columns=present) if present else frame
 
 
-def read_table(client: S3Client, bucket: str, key: str, max_bytes: int | None = None) -> pd.DataFrame:
-    """Read a whole CSV or Parquet object that the pipeline itself manages (reference, staged)."""
+def text_columns(cfg: ModelConfig) -> list[str]:
+    """The columns compared as text across sources: the id and the categorical features."""
+    return [cfg.dataset.id_column, *cfg.dataset.categorical_features]
+
+
+def read_table(
+    client: S3Client, bucket: str, key: str, max_bytes: int | None = None, text_columns: Sequence[str] = ()
+) -> pd.DataFrame:
+    """Read a whole CSV or Parquet object (reference, labels, staged, predictions)."""
     fmt = layout.batch_format(key)
     if fmt is None:
         raise ValueError(f"s3://{bucket}/{key}: expected a .csv or .parquet key")
-    return parse_object(storage.read_bytes(client, bucket, key, max_bytes=max_bytes), fmt, key)
+    data = storage.read_bytes(client, bucket, key, max_bytes=max_bytes)
+    return parse_object(data, fmt, key, text_columns=text_columns)
 
 
 def to_parquet_bytes(frame: pd.DataFrame) -> bytes:
@@ -467,19 +490,3 @@ def upload_staged(client: S3Client, cfg: ModelConfig, key: str, path: Path) -> s
     """Upload a staged file written by write_staged_file; it is streamed in parts, never held in memory."""
     with open(path, "rb") as staged:
         return storage.upload_file(client, cfg.storage.bucket, key, staged, PARQUET_TYPE)
-
-
-def load_reference(client: S3Client, cfg: ModelConfig) -> tuple[pd.DataFrame, str]:
-    """The champion's reference data (via the pointer a promotion writes), else the configured one."""
-    from driftwatch.references import reference_data_uri
-
-    uri = reference_data_uri(client, cfg)
-    bucket, key = storage.parse_s3_uri(uri)
-    try:
-        frame = read_table(client, bucket, key)
-    except FileNotFoundError:
-        raise FileNotFoundError(
-            f"reference data for model {cfg.name} not found at {uri}: "
-            "seed it (make demo does) or fix storage.reference_key"
-        ) from None
-    return normalize_types(drop_pii(frame, cfg), cfg), uri

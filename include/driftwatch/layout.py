@@ -52,6 +52,11 @@ def staged_row_group_rows(cfg: ModelConfig) -> int:
     return min(STAGED_ROW_GROUP_ROWS, cfg.drift.partition_rows)
 
 
+def predictions_key(cfg: ModelConfig, batch_date: str) -> str:
+    """The champion's scores of one staged batch, with the id and the model version."""
+    return f"{cfg.storage.output_prefix}predictions/dt={batch_date}/predictions.parquet"
+
+
 def partition_prefix(cfg: ModelConfig, batch_date: str) -> str:
     """Per-partition batch profiles and report samples, merged by the drift step."""
     return f"{report_prefix(cfg, batch_date)}partitions/"

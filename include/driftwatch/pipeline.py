@@ -46,7 +46,7 @@ def validate_step(client: S3Client, cfg: ModelConfig, batch_date: str) -> dict[s
     # Until drift or quarantine commits the set, readers see it as being written (a rerun included).
     reports.begin(batch_date=batch_date)
     # The stored profile holds the reference's ranges and categories: no rescan of the reference.
-    stored = references.load_reference(client, cfg)
+    stored = references.load_profile(client, cfg)
     reference, reference_uri = stored.profile, stored.data_uri
     objects: list[str] = []
     # Parquet batches are copied to local files and read a column group at a time: memory holds
@@ -56,7 +56,7 @@ def validate_step(client: S3Client, cfg: ModelConfig, batch_date: str) -> dict[s
         try:
             batch = ingest.read_batch(client, cfg, batch_date, spool=Path(spool))
             objects = [storage.s3_uri(cfg.storage.bucket, o.key) for o in batch.objects]
-            data = ingest.drop_pii(batch.data, cfg)
+            data = ingest.drop_unused_columns(batch.data, cfg)
             # The staged copy is written on the second core while GX validates on the first; it
             # leaves the machine only if the batch passes, and a failed write of a failed batch is moot.
             staging = background.submit(ingest.write_staged_file, Path(spool) / "staged.parquet", data, cfg)
@@ -144,7 +144,7 @@ def profile_partition_step(client: S3Client, cfg: ModelConfig, part: dict[str, A
     from driftwatch import drift_check, references
 
     bucket = cfg.storage.bucket
-    stored = references.load_reference(client, cfg)
+    stored = references.load_profile(client, cfg)
     source = storage.RangeReader(client, *storage.parse_s3_uri(part["staged_uri"]))
     partition = drift_check.Partition.from_dict(part)
     seed = drift_check.sample_seed(part["batch_date"])
@@ -190,7 +190,7 @@ def drift_step(
     bucket = cfg.storage.bucket
     if partitions is None:
         partitions = [profile_partition_step(client, cfg, part) for part in drift_partitions(cfg, summary)]
-    stored = references.load_reference(client, cfg)
+    stored = references.load_profile(client, cfg)
     stale = [p for p in partitions if p["reference_profile_id"] != stored.profile.profile_id]
     if stale:
         # A promotion moved the reference between profiling and this task (a retrain finished in
@@ -204,7 +204,7 @@ def drift_step(
         )
         plans = {plan["index"]: plan for plan in drift_partitions(cfg, summary)}
         partitions = [profile_partition_step(client, cfg, plans[p["index"]]) if p in stale else p for p in partitions]
-        stored = references.load_reference(client, cfg)
+        stored = references.load_profile(client, cfg)
         if any(p["reference_profile_id"] != stored.profile.profile_id for p in partitions):
             raise RuntimeError(
                 f"the reference of {cfg.name} changed again while its batch was being profiled: "
@@ -272,6 +272,16 @@ def _retrain_reason(result: Any, force_retrain: bool) -> str:
         names = ", ".join(f.name for f in result.drifted_features[:5])
         return f"data drift: {result.drifted_share:.0%} of features drifted ({names})"
     return "forced from the trigger form" if force_retrain else ""
+
+
+def check_batch(client: S3Client, cfg: ModelConfig, batch_date: str) -> dict[str, Any]:
+    """Validate one batch, then quarantine it or decide drift; no email, no Asset event (the fleet path)."""
+    summary = validate_step(client, cfg, batch_date)
+    if not summary["passed"]:
+        quarantine_step(client, cfg, batch_date, summary)
+        return {"model": cfg.name, "passed": False, "drifted_share": None, "retrain": False}
+    drift = drift_step(client, cfg, batch_date, summary)
+    return {"model": cfg.name, "passed": True, "drifted_share": drift["drifted_share"], "retrain": drift["retrain"]}
 
 
 def missing_batch_step(client: S3Client, cfg: ModelConfig, batch_date: str, waited_minutes: int) -> dict[str, Any]:

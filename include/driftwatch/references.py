@@ -77,7 +77,7 @@ def profile_prefix(cfg: ModelConfig, digest: str) -> str:
 
 def _feature_frame(client: S3Client, cfg: ModelConfig, data_uri: str) -> pd.DataFrame:
     bucket, key = storage.parse_s3_uri(data_uri)
-    frame = ingest.read_table(client, bucket, key)
+    frame = ingest.normalize_types(ingest.read_table(client, bucket, key, text_columns=ingest.text_columns(cfg)), cfg)
     missing = [name for name in cfg.dataset.feature_names if name not in frame.columns]
     if missing:
         raise ValueError(f"reference data {data_uri} lacks feature column(s): {', '.join(missing)}")
@@ -103,9 +103,23 @@ def _load(client: S3Client, cfg: ModelConfig, prefix: str) -> ReferenceProfile |
     return profile
 
 
-def load_reference(client: S3Client, cfg: ModelConfig) -> StoredReference:
+def load_profile(client: S3Client, cfg: ModelConfig) -> StoredReference:
     """The current reference's profile, building and storing it (with its sample) on first use."""
     return ensure_profile(client, cfg, reference_data_uri(client, cfg))
+
+
+def load_reference_frame(client: S3Client, cfg: ModelConfig) -> tuple[pd.DataFrame, str]:
+    """The current reference's rows (PII dropped, schema types) and their URI, for training on them."""
+    uri = reference_data_uri(client, cfg)
+    bucket, key = storage.parse_s3_uri(uri)
+    try:
+        frame = ingest.read_table(client, bucket, key, text_columns=ingest.text_columns(cfg))
+    except FileNotFoundError:
+        raise FileNotFoundError(
+            f"reference data for model {cfg.name} not found at {uri}: "
+            "seed it (make demo does) or fix storage.reference_key"
+        ) from None
+    return ingest.normalize_types(ingest.drop_unused_columns(frame, cfg), cfg), uri
 
 
 def ensure_profile(client: S3Client, cfg: ModelConfig, data_uri: str) -> StoredReference:

@@ -12,14 +12,11 @@ from typing import Any
 
 import pandas as pd
 
-from driftwatch import history, ingest, layout, storage
+from driftwatch import history, ingest, labels, layout, storage
 from driftwatch.artifacts import ArtifactSet
 from driftwatch.config import ModelConfig
+from driftwatch.errors import NotEnoughData
 from driftwatch.storage import S3Client
-
-
-class NotEnoughData(ValueError):
-    """Too few validated, labelled batches to train or evaluate a challenger."""
 
 
 def training_prefix(cfg: ModelConfig, run_key: str) -> str:
@@ -30,15 +27,6 @@ def _safe_key(run_key: str) -> str:
     return "".join(c if c.isalnum() or c in "-_.=" else "_" for c in run_key)
 
 
-def read_labels(client: S3Client, cfg: ModelConfig, batch_date: str) -> pd.DataFrame | None:
-    """The labels landed for one batch date, or None when none have arrived yet."""
-    objects = storage.list_objects(client, cfg.storage.bucket, layout.labels_prefix(cfg, batch_date))
-    frames = [
-        ingest.read_table(client, cfg.storage.bucket, o.key) for o in objects if layout.batch_format(o.key) is not None
-    ]
-    return pd.concat(frames, ignore_index=True) if frames else None
-
-
 def labelled_batches(
     client: S3Client, cfg: ModelConfig, as_of: str, window_days: int
 ) -> tuple[dict[str, pd.DataFrame], list[str]]:
@@ -46,32 +34,34 @@ def labelled_batches(
 
     Returns the labelled frames by date and the dates skipped for lack of labels.
     """
-    from driftwatch.training import join_labels
-
     records = [r for r in history.read_history(client, cfg) if r["status"] == "passed" and r["batch_date"] <= as_of]
     frames: dict[str, pd.DataFrame] = {}
     skipped: list[str] = []
     for record in sorted(records, key=lambda r: r["batch_date"], reverse=True):
         day = record["batch_date"]
-        labels = read_labels(client, cfg, day)
-        if labels is None:
+        found = labels.read_labels(client, cfg, day)
+        if found is None:
             skipped.append(day)
             continue
         staged = ingest.read_table(client, cfg.storage.bucket, layout.staged_key(cfg, day))
-        frames[day], _ = join_labels(staged, labels, cfg)
+        frames[day], _ = labels.join_labels(staged, found, cfg)
         if len(frames) == window_days:
             break
     return frames, skipped
 
 
-def _bootstrap_frames(reference: pd.DataFrame, cfg: ModelConfig) -> dict[str, pd.DataFrame]:
-    """Split the reference by day of its timestamp column, so the holdout is its latest days."""
+def _time_ordered(reference: pd.DataFrame, cfg: ModelConfig) -> dict[str, pd.DataFrame] | str:
+    """The reference split by day of its timestamp, or why it cannot be (then the holdout is random)."""
     column = cfg.dataset.timestamp_column
-    if column is None or column not in reference.columns:
-        raise NotEnoughData("bootstrap needs the reference's timestamp column to hold out its latest days")
-    stamps = pd.to_datetime(reference[column], errors="coerce")
+    if column is None:
+        return "the schema has no timestamp_column"
+    if column not in reference.columns:
+        return f"the reference has no timestamp column {column!r}"
+    stamps = pd.to_datetime(reference[column], errors="coerce", utc=True)
+    days = stamps.dt.date.astype(str)[stamps.notna()]
+    if days.nunique() <= cfg.training.holdout_days:
+        return f"the reference's {column!r} spans {days.nunique()} day(s), not more than holdout_days"
     dated = reference[stamps.notna()]
-    days = stamps[stamps.notna()].dt.date.astype(str)
     return {day: part.reset_index(drop=True) for day, part in dated.groupby(days)}
 
 
@@ -92,29 +82,34 @@ def assemble_data(
     as_of: str,
     window_days: int | None = None,
 ) -> dict[str, Any]:
-    """Build the training set and the time-based holdout, and store both as Parquet."""
-    from driftwatch.training import split_by_time
+    """Build the training set and the holdout (time-based, or random for an undated reference); store both."""
+    from driftwatch import references, training
 
     window = window_days or cfg.training.window_days
+    skipped: list[str] = []
     if bootstrap:
-        reference, reference_uri = ingest.load_reference(client, cfg)
-        frames, skipped = _bootstrap_frames(reference, cfg), []
-        window = len(frames)
+        reference, reference_uri = references.load_reference_frame(client, cfg)
         sources = [reference_uri]
+        by_day = _time_ordered(reference, cfg)
+        if isinstance(by_day, str):
+            train, holdout, split = training.split_random(reference, cfg, reason=by_day)
+        else:
+            windowed = cfg.model_copy(update={"training": cfg.training.model_copy(update={"window_days": len(by_day)})})
+            train, holdout, split = training.split_by_time(by_day, windowed)
     else:
         frames, skipped = labelled_batches(client, cfg, as_of, window)
         sources = [storage.s3_uri(cfg.storage.bucket, layout.staged_key(cfg, d)) for d in sorted(frames)]
-    if len(frames) <= cfg.training.holdout_days:
-        raise NotEnoughData(
-            f"{len(frames)} validated, labelled batch(es) up to {as_of} (unlabelled: {skipped or 'none'}); "
-            f"need more than holdout_days={cfg.training.holdout_days}"
-        )
-    windowed = cfg.model_copy(update={"training": cfg.training.model_copy(update={"window_days": window})})
-    train, holdout, split = split_by_time(frames, windowed)
-    if cfg.training.include_reference and not bootstrap:
-        reference, reference_uri = ingest.load_reference(client, cfg)
-        train = pd.concat([reference, train], ignore_index=True)
-        sources.append(reference_uri)
+        if len(frames) <= cfg.training.holdout_days:
+            raise NotEnoughData(
+                f"{len(frames)} validated, labelled batch(es) up to {as_of} (unlabelled: {skipped or 'none'}); "
+                f"need more than training.holdout_days={cfg.training.holdout_days}: wait for labels, or lower it"
+            )
+        windowed = cfg.model_copy(update={"training": cfg.training.model_copy(update={"window_days": window})})
+        train, holdout, split = training.split_by_time(frames, windowed)
+        if cfg.training.include_reference:
+            reference, reference_uri = references.load_reference_frame(client, cfg)
+            train = pd.concat([reference, train], ignore_index=True)
+            sources.append(reference_uri)
     artifacts = ArtifactSet(client, cfg.storage.bucket, training_prefix(cfg, _safe_key(run_key)))
     result = {
         "mode": "bootstrap" if bootstrap else "retrain",
@@ -200,6 +195,9 @@ def train_and_register(
         "seed": cfg.training.seed,
         "window_days": plan["window_days"],
         "holdout_days": cfg.training.holdout_days,
+        # A random holdout (a reference without timestamps) is said on the run, with its reason.
+        "holdout_method": data["split"].get("method", "time"),
+        **({"holdout_reason": data["split"]["reason"]} if data["split"].get("reason") else {}),
         **{f"hp.{k}": v for k, v in cfg.training.hyperparameters.items()},
     }
     metrics = {k: v for k, v in fit.items() if isinstance(v, int | float) and not isinstance(v, bool)}
@@ -251,7 +249,13 @@ def evaluate_candidate(
         challenger_version=candidate["version"],
         champion_version=plan["champion"],
     )
-    report = {"challenger": challenger, "champion": champion, "gate": decision.to_dict(), "plan": plan}
+    report = {
+        "challenger": challenger,
+        "champion": champion,
+        "gate": decision.to_dict(),
+        "plan": plan,
+        "split": data.get("split", {}),
+    }
     artifacts = ArtifactSet(
         client, cfg.storage.bucket, f"{cfg.storage.output_prefix}evaluations/{_safe_key(plan['run_key'])}/"
     )

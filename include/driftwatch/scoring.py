@@ -6,7 +6,6 @@ relationship between inputs and target has moved.
 
 from __future__ import annotations
 
-import math
 from datetime import date, timedelta
 from typing import Any
 
@@ -16,10 +15,6 @@ import pandas as pd
 from driftwatch import history, ingest, layout
 from driftwatch.config import ModelConfig
 from driftwatch.storage import S3Client
-
-
-def predictions_key(cfg: ModelConfig, batch_date: str) -> str:
-    return f"{cfg.storage.output_prefix}predictions/dt={batch_date}/predictions.parquet"
 
 
 def output_stats(scores: np.ndarray, task: str) -> dict[str, Any]:
@@ -44,7 +39,7 @@ def score_batch(client: S3Client, cfg: ModelConfig, batch_date: str, model: Any,
     predictions = pd.DataFrame(
         {cfg.dataset.id_column: staged[cfg.dataset.id_column].to_numpy(), "score": scores, "model_version": version}
     )
-    uri = ingest.write_parquet(client, cfg.storage.bucket, predictions_key(cfg, batch_date), predictions)
+    uri = ingest.write_parquet(client, cfg.storage.bucket, layout.predictions_key(cfg, batch_date), predictions)
     stats = output_stats(scores, cfg.dataset.target.task)
     _update_record(client, cfg, batch_date, {"scoring": {"model_version": version, "predictions_uri": uri, **stats}})
     return {"scored": True, "model_version": version, "predictions_uri": uri, **stats}
@@ -57,41 +52,32 @@ def _update_record(client: S3Client, cfg: ModelConfig, batch_date: str, fields: 
     history.write_record(client, cfg, batch_date, {**record, **fields})
 
 
-def metric_value(name: str, y_true: np.ndarray, scores: np.ndarray) -> float | None:
-    """One primary metric on live data; None when it cannot be computed (e.g. a single class)."""
-    from sklearn import metrics
+def metric_value(cfg: ModelConfig, labels: np.ndarray, scores: np.ndarray, positive: Any) -> float | None:
+    """The primary metric on live rows (labels as the pipeline normalises them); None when undefined."""
+    from driftwatch.metrics import metric_values
 
-    y_true, scores = np.asarray(y_true), np.asarray(scores, dtype="float64")
-    mask = np.isfinite(scores)
-    y_true, scores = y_true[mask], scores[mask]
-    if y_true.size == 0:
-        return None
-    labels = (scores >= 0.5).astype(int)
-    single_class = np.unique(y_true).size < 2
-    computations = {
-        "roc_auc": lambda: None if single_class else metrics.roc_auc_score(y_true, scores),
-        "average_precision": lambda: None if single_class else metrics.average_precision_score(y_true, scores),
-        "f1": lambda: metrics.f1_score(y_true, labels, zero_division=0),
-        "accuracy": lambda: metrics.accuracy_score(y_true, labels),
-        "balanced_accuracy": lambda: metrics.balanced_accuracy_score(y_true, labels),
-        "log_loss": lambda: metrics.log_loss(y_true, np.clip(scores, 1e-15, 1 - 1e-15), labels=[0, 1]),
-        "rmse": lambda: math.sqrt(metrics.mean_squared_error(y_true, scores)),
-        "mae": lambda: metrics.mean_absolute_error(y_true, scores),
-        "r2": lambda: metrics.r2_score(y_true, scores),
-    }
-    value = computations[name]()
-    return None if value is None else float(value)
+    scores = np.asarray(scores, dtype="float64")
+    keep = np.isfinite(scores)
+    classification = cfg.dataset.target.task == "classification"
+    y = np.asarray(labels, dtype=object if classification else "float64")[keep]
+    values, _ = metric_values(y, scores[keep], positive, classification)
+    return values.get(cfg.evaluation.primary_metric)
 
 
 def live_performance(
-    client: S3Client, cfg: ModelConfig, batch_date: str, evaluated: float | None, lookback_days: int = 7
+    client: S3Client,
+    cfg: ModelConfig,
+    batch_date: str,
+    evaluated: float | None,
+    positive: Any = None,
+    lookback_days: int = 7,
 ) -> dict[str, Any]:
     """Measure the champion on every recent batch whose labels have arrived and that is not measured yet.
 
     Returns the measurements made and whether the latest one fell below the evaluated value
-    by more than the configured tolerance.
+    by more than the configured tolerance. `positive` is the model's positive class.
     """
-    from driftwatch.retraining import read_labels
+    from driftwatch import labels
 
     metric, tolerance = cfg.evaluation.primary_metric, cfg.evaluation.live_tolerance
     measured: list[dict[str, Any]] = []
@@ -101,16 +87,17 @@ def live_performance(
         record = history.read_record(client, cfg, day)
         if not record or "scoring" not in record or record.get("live"):
             continue
-        labels = read_labels(client, cfg, day)
-        if labels is None:
+        found = labels.read_labels(client, cfg, day)
+        if found is None:
             continue
-        predictions = ingest.read_table(client, cfg.storage.bucket, predictions_key(cfg, day))
-        joined = predictions.merge(labels, on=cfg.dataset.id_column, how="inner")
-        value = metric_value(metric, joined[cfg.dataset.target.name].to_numpy(), joined["score"].to_numpy())
+        predictions = ingest.read_table(client, cfg.storage.bucket, layout.predictions_key(cfg, day))
+        joined, info = labels.join_labels(predictions, found, cfg)
+        value = metric_value(cfg, joined[cfg.dataset.target.name].to_numpy(), joined["score"].to_numpy(), positive)
         live = {
             "metric": metric,
             "value": value,
             "rows": len(joined),
+            "labels": info.to_dict(),
             "model_version": record["scoring"]["model_version"],
             "evaluated": evaluated,
             "degraded": _degraded(value, evaluated, tolerance, cfg.evaluation.lower_is_better),
@@ -136,7 +123,7 @@ def _degraded(value: float | None, evaluated: float | None, tolerance: float, lo
 
 def score_step(client: S3Client, cfg: ModelConfig, tracking_uri: str, batch_date: str) -> dict[str, Any]:
     """Score a valid batch with the current champion, then measure live performance where labels arrived."""
-    from driftwatch import registry
+    from driftwatch import registry, training
     from driftwatch.registry import EVALUATED_TAG
 
     name = cfg.registry.registered_model
@@ -146,7 +133,8 @@ def score_step(client: S3Client, cfg: ModelConfig, tracking_uri: str, batch_date
     model = registry.load_model(tracking_uri, f"models:/{name}/{champion['version']}")
     scored = score_batch(client, cfg, batch_date, model, str(champion["version"]))
     evaluated = (champion.get("tags") or {}).get(EVALUATED_TAG)
-    live = live_performance(client, cfg, batch_date, float(evaluated) if evaluated is not None else None)
+    positive = training.positive_class(model, cfg) if training.is_classification(cfg) else None
+    live = live_performance(client, cfg, batch_date, float(evaluated) if evaluated is not None else None, positive)
     return {**scored, "live": live}
 
 

@@ -29,7 +29,10 @@ from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-from driftwatch.config import ModelConfig
+from driftwatch.config import ConfigError, ModelConfig
+from driftwatch.dtypes import positive_text
+from driftwatch.errors import NotEnoughData, SchemaMismatch
+from driftwatch.labels import target_values
 
 ESTIMATORS: dict[str, type[BaseEstimator]] = {
     "logistic_regression": LogisticRegression,
@@ -64,7 +67,7 @@ def feature_frame(df: pd.DataFrame, cfg: ModelConfig) -> pd.DataFrame:
     names = cfg.dataset.feature_names
     missing = [n for n in names if n not in df.columns]
     if missing:
-        raise ValueError(f"missing feature column(s): {', '.join(missing)}")
+        raise SchemaMismatch(f"missing feature column(s): {', '.join(missing)} (schema.features)")
     out: dict[str, pd.Series] = {}
     for spec in cfg.dataset.features:
         column = df[spec.name]
@@ -72,7 +75,10 @@ def feature_frame(df: pd.DataFrame, cfg: ModelConfig) -> pd.DataFrame:
             try:
                 values = pd.to_numeric(column).astype("float64")
             except (TypeError, ValueError) as err:
-                raise ValueError(f"numeric feature {spec.name!r} holds non-numeric values: {err}") from None
+                raise SchemaMismatch(
+                    f"numeric feature {spec.name!r} holds non-numeric values ({err}): fix the data, or declare "
+                    "the feature type: categorical"
+                ) from None
             out[spec.name] = values.replace([np.inf, -np.inf], np.nan)
         else:
             raw = column.astype(object)
@@ -82,50 +88,6 @@ def feature_frame(df: pd.DataFrame, cfg: ModelConfig) -> pd.DataFrame:
                 np.where(missing_mask, np.nan, raw.astype(str)), index=df.index, dtype=object, name=spec.name
             )
     return pd.DataFrame(out, index=df.index)
-
-
-def _key(series: pd.Series, as_str: bool) -> pd.Series:
-    return series.astype(str) if as_str else series
-
-
-def join_labels(features: pd.DataFrame, labels: pd.DataFrame, cfg: ModelConfig) -> tuple[pd.DataFrame, dict]:
-    """Inner-join labels onto features by the id column; report what did not match.
-
-    Duplicate label ids keep the last occurrence (a corrected label arrives later); labels with a
-    missing target are dropped. A target column already in `features` is replaced by the labels'.
-    """
-    id_col, target = cfg.dataset.id_column, cfg.dataset.target.name
-    if id_col not in features.columns:
-        raise ValueError(f"features have no id column {id_col!r}")
-    absent = [c for c in (id_col, target) if c not in labels.columns]
-    if absent:
-        raise ValueError(f"labels lack column(s): {', '.join(absent)}")
-
-    # Ids read from CSV and Parquet can disagree on dtype (int vs str); compare them as text then.
-    as_str = features[id_col].dtype != labels[id_col].dtype
-    lab = labels[[id_col, target]].copy()
-    lab["_key"] = _key(lab[id_col], as_str)
-    duplicates = int(lab["_key"].duplicated(keep="last").sum())
-    lab = lab.drop_duplicates("_key", keep="last")
-    missing_target = int(lab[target].isna().sum())
-    lab = lab[lab[target].notna()]
-
-    feat = features.drop(columns=[target], errors="ignore").copy()
-    feat["_key"] = _key(feat[id_col], as_str)
-    joined = feat.merge(lab[["_key", target]], on="_key", how="inner", validate="many_to_one")
-    joined = joined.drop(columns="_key").reset_index(drop=True)
-
-    feature_keys, label_keys = set(feat["_key"]), set(lab["_key"])
-    info = {
-        "rows": len(features),
-        "label_rows": len(labels),
-        "matched": len(joined),
-        "unmatched_features": int((~feat["_key"].isin(label_keys)).sum()),
-        "unmatched_labels": len(label_keys - feature_keys),
-        "duplicate_label_ids": duplicates,
-        "missing_target": missing_target,
-    }
-    return joined, info
 
 
 def _parse_date(text: str) -> date:
@@ -144,7 +106,7 @@ def split_by_time(frames: dict[str, pd.DataFrame], cfg: ModelConfig) -> tuple[pd
     tr = cfg.training
     dates = sorted(frames, key=_parse_date)
     if len(dates) < tr.holdout_days + 1:
-        raise ValueError(
+        raise NotEnoughData(
             f"need at least {tr.holdout_days + 1} labelled batch dates ({tr.holdout_days} for the holdout "
             f"and 1 for training), got {len(dates)}"
         )
@@ -158,16 +120,55 @@ def split_by_time(frames: dict[str, pd.DataFrame], cfg: ModelConfig) -> tuple[pd
 
     train, holdout = concat(train_dates), concat(holdout_dates)
     if len(train) < tr.min_training_rows:
-        raise ValueError(
+        raise NotEnoughData(
             f"only {len(train)} training rows from {len(train_dates)} date(s) ({', '.join(train_dates)}); "
             f"training.min_training_rows is {tr.min_training_rows}"
         )
     if holdout.empty:
-        raise ValueError(f"the holdout dates ({', '.join(holdout_dates)}) hold no rows")
+        raise NotEnoughData(f"the holdout dates ({', '.join(holdout_dates)}) hold no rows")
     info = {
+        "method": "time",
         "train_dates": train_dates,
         "holdout_dates": holdout_dates,
         "unused_dates": unused,
+        "train_rows": len(train),
+        "holdout_rows": len(holdout),
+    }
+    return train, holdout, info
+
+
+def split_random(frame: pd.DataFrame, cfg: ModelConfig, reason: str) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+    """Hold out a seeded random `training.holdout_fraction` of rows, stratified by class where it can be.
+
+    For data with no time order (a reference without a timestamp column): `reason` says why, and
+    goes into the split info that the evaluation report and the MLflow run show.
+    """
+    from sklearn.model_selection import train_test_split
+
+    tr = cfg.training
+    target = _target(frame, cfg) if cfg.dataset.target.name in frame.columns else None
+    labelled = frame.loc[target.notna()] if target is not None else frame
+    stratify = None
+    if target is not None and is_classification(cfg):
+        classes = target.loc[labelled.index]
+        # Stratifying needs two rows of every class on each side of the split.
+        if classes.nunique() >= 2 and classes.value_counts().min() * tr.holdout_fraction >= 2:
+            stratify = classes
+    if len(labelled) * tr.holdout_fraction < 1:
+        raise NotEnoughData(f"{len(labelled)} labelled reference rows: too few to hold out {tr.holdout_fraction:.0%}")
+    train, holdout = train_test_split(labelled, test_size=tr.holdout_fraction, random_state=tr.seed, stratify=stratify)
+    train, holdout = train.sort_index().reset_index(drop=True), holdout.sort_index().reset_index(drop=True)
+    if len(train) < tr.min_training_rows:
+        raise NotEnoughData(
+            f"only {len(train)} training rows after holding out {tr.holdout_fraction:.0%} of the reference; "
+            f"training.min_training_rows is {tr.min_training_rows}"
+        )
+    info = {
+        "method": "random",
+        "reason": reason,
+        "holdout_fraction": tr.holdout_fraction,
+        "stratified": stratify is not None,
+        "seed": tr.seed,
         "train_rows": len(train),
         "holdout_rows": len(holdout),
     }
@@ -186,11 +187,12 @@ def _estimator(cfg: ModelConfig) -> BaseEstimator:
     accepted = set(cls().get_params())
     for name, source in _RESERVED_HYPERPARAMETERS.items():
         if name in tr.hyperparameters:
-            raise ValueError(f"hyperparameter {name!r} of {tr.estimator}: set it with {source} instead")
+            raise ConfigError(f"training.hyperparameters.{name} of {tr.estimator}: set it with {source} instead")
     unknown = sorted(set(tr.hyperparameters) - accepted)
     if unknown:
-        raise ValueError(
-            f"unknown hyperparameter(s) {', '.join(map(repr, unknown))} for estimator {tr.estimator} "
+        raise ConfigError(
+            f"training.hyperparameters: unknown hyperparameter(s) {', '.join(map(repr, unknown))} "
+            f"for estimator {tr.estimator} "
             f"({cls.__name__}); accepted: {', '.join(sorted(accepted))}"
         )
     params: dict[str, Any] = dict(_ESTIMATOR_DEFAULTS.get(tr.estimator, {}))
@@ -236,14 +238,8 @@ def build_pipeline(cfg: ModelConfig) -> Pipeline:
 def _target(frame: pd.DataFrame, cfg: ModelConfig) -> pd.Series:
     name = cfg.dataset.target.name
     if name not in frame.columns:
-        raise ValueError(f"training data has no target column {name!r}")
-    target = frame[name]
-    if not is_classification(cfg):
-        try:
-            return pd.to_numeric(target).astype("float64")
-        except (TypeError, ValueError) as err:
-            raise ValueError(f"regression target {name!r} holds non-numeric values: {err}") from None
-    return target
+        raise SchemaMismatch(f"training data has no target column {name!r} (schema.target.name)")
+    return target_values(frame[name], cfg)
 
 
 def _plain(value: Any) -> Any:
@@ -260,8 +256,10 @@ def train(cfg: ModelConfig, frame: pd.DataFrame) -> tuple[Pipeline, dict]:
     keep = target.notna() & ~target.isin([np.inf, -np.inf])
     dropped = int((~keep).sum())
     X, y = feature_frame(frame.loc[keep], cfg), target.loc[keep]
+    if is_classification(cfg) and y.dtype == "float64":  # integer classes that had missing rows
+        y = y.astype("int64")
     if y.empty:
-        raise ValueError(f"no training rows with a target value ({dropped} rows without one)")
+        raise NotEnoughData(f"no training rows with a target value ({dropped} rows without one)")
     info: dict[str, Any] = {
         "estimator": cfg.training.estimator,
         "rows": len(y),
@@ -271,13 +269,14 @@ def train(cfg: ModelConfig, frame: pd.DataFrame) -> tuple[Pipeline, dict]:
     if is_classification(cfg):
         counts = y.value_counts().sort_index()
         if len(counts) < 2:
-            raise ValueError(
+            raise NotEnoughData(
                 f"target {cfg.dataset.target.name!r} has a single class ({_plain(counts.index[0])!r}) in "
                 f"{len(y)} training rows; a classifier needs both classes"
             )
         if len(counts) > 2:
-            raise ValueError(
-                f"target {cfg.dataset.target.name!r} has {len(counts)} classes; only binary classification is supported"
+            raise SchemaMismatch(
+                f"target {cfg.dataset.target.name!r} has {len(counts)} classes; only binary classification is "
+                "supported: map the classes to two, or use task: regression"
             )
         info["class_counts"] = {str(_plain(k)): int(v) for k, v in counts.items()}
     else:
@@ -297,19 +296,24 @@ def train(cfg: ModelConfig, frame: pd.DataFrame) -> tuple[Pipeline, dict]:
 
 
 def positive_class(model: Pipeline, cfg: ModelConfig) -> Any:
-    """The fitted class that counts as positive: target.positive_label, else the larger class."""
+    """The fitted class that counts as positive: target.positive_label, else the larger class label."""
     classes = list(model.classes_)
-    wanted = cfg.dataset.target.positive_label
+    wanted = positive_text(cfg.dataset.target.positive_label)
     if wanted is None:
         return classes[-1]
-    for candidate in classes:
-        if candidate == wanted:
-            return candidate
-    # An int label in the config against labels read as text (or the reverse).
-    for candidate in classes:
-        if str(candidate) == str(wanted):
-            return candidate
-    raise ValueError(f"positive_label {wanted!r} is not one of the model's classes {[_plain(c) for c in classes]}")
+    by_text = {str(c): c for c in classes}
+    # A boolean label in the config against 0/1 labels in the data (or the reverse) names the same class.
+    aliases = {"True": "1", "1": "True", "False": "0", "0": "False"}
+    for candidate in (wanted, wanted.lower(), aliases.get(wanted)):
+        if candidate in by_text:
+            return by_text[candidate]
+    lowered = {str(c).lower(): c for c in classes}
+    if wanted.lower() in lowered:
+        return lowered[wanted.lower()]
+    raise SchemaMismatch(
+        f"schema.target.positive_label {cfg.dataset.target.positive_label!r} is not one of the classes in the "
+        f"labels ({', '.join(map(repr, by_text))}): set it to one of them"
+    )
 
 
 def predict_scores(model: Pipeline, X: pd.DataFrame, cfg: ModelConfig) -> np.ndarray:

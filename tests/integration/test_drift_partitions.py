@@ -70,7 +70,7 @@ def test_a_reference_promoted_between_profiling_and_deciding_is_used(seeded, s3,
     summary = pipeline.validate_step(s3, cfg, day)
     assert summary["passed"], summary["reason"]
     partitions = [pipeline.profile_partition_step(s3, cfg, part) for part in pipeline.drift_partitions(cfg, summary)]
-    before = references.load_reference(s3, cfg)
+    before = references.load_profile(s3, cfg)
     assert pipeline.drift_step(s3, cfg, day, summary, partitions=partitions)["drifted_share"] > 0
 
     # The promotion: a new reference (this batch's own staged rows) and the pointer to it.
@@ -80,7 +80,7 @@ def test_a_reference_promoted_between_profiling_and_deciding_is_used(seeded, s3,
     storage.write_json(
         s3, cfg.storage.bucket, layout.reference_pointer_key(cfg), {"uri": storage.s3_uri(cfg.storage.bucket, new_key)}
     )
-    after = references.load_reference(s3, cfg)
+    after = references.load_profile(s3, cfg)
     assert after.profile.profile_id != before.profile.profile_id
 
     decided = pipeline.drift_step(s3, cfg, day, summary, partitions=partitions)

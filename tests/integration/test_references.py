@@ -19,12 +19,12 @@ def _keys(s3, prefix: str) -> list[str]:
 
 def test_built_on_first_use_then_read_back(s3, demo_cfg):
     seeding.write_reference(s3, demo_cfg, demo_data.generate_reference(seed=3, rows=1500))
-    first = references.load_reference(s3, demo_cfg)
+    first = references.load_profile(s3, demo_cfg)
     assert first.built
     prefix = storage.parse_s3_uri(first.prefix_uri)[1]
     assert sorted(k.rsplit("/", 1)[-1] for k in _keys(s3, prefix)) == [MANIFEST, "profile.json", "sample.parquet"]
 
-    again = references.load_reference(s3, demo_cfg)
+    again = references.load_profile(s3, demo_cfg)
     assert not again.built
     assert again.profile.profile_id == first.profile.profile_id
     assert again.prefix_uri == first.prefix_uri
@@ -32,7 +32,7 @@ def test_built_on_first_use_then_read_back(s3, demo_cfg):
 
 def test_sample_holds_only_the_configured_features(s3, demo_cfg):
     seeding.write_reference(s3, demo_cfg, demo_data.generate_reference(seed=3, rows=1500))
-    stored = references.load_reference(s3, demo_cfg)
+    stored = references.load_profile(s3, demo_cfg)
     sample = references.read_sample(s3, stored)
     assert list(sample.columns) == demo_cfg.dataset.feature_names  # no id, target, timestamp or PII
     assert len(sample) == 1500  # smaller than report_sample_rows: the whole reference
@@ -43,42 +43,42 @@ def test_sample_holds_only_the_configured_features(s3, demo_cfg):
 
 def test_a_new_reference_gets_a_new_profile(s3, demo_cfg):
     seeding.write_reference(s3, demo_cfg, demo_data.generate_reference(seed=3, rows=1500))
-    first = references.load_reference(s3, demo_cfg)
+    first = references.load_profile(s3, demo_cfg)
     # A promotion points the monitor at the new champion's training data.
     train = demo_data.generate_reference(seed=4, rows=900)
     key = f"{demo_cfg.storage.output_prefix}training/v2/train.parquet"
     uri = storage.write_bytes(s3, "driftwatch-demo", key, demo_data.to_bytes(train, "parquet"), "application/x")
     storage.write_json(s3, "driftwatch-demo", layout.reference_pointer_key(demo_cfg), {"uri": uri})
-    promoted = references.load_reference(s3, demo_cfg)
+    promoted = references.load_profile(s3, demo_cfg)
     assert promoted.built and promoted.data_uri == uri
     assert promoted.prefix_uri != first.prefix_uri
     assert promoted.profile.rows == 900
     # Rewriting the same key in place changes its ETag, so the stale profile is not reused.
     storage.write_bytes(s3, "driftwatch-demo", key, demo_data.to_bytes(train.head(800), "parquet"), "application/x")
-    rewritten = references.load_reference(s3, demo_cfg)
+    rewritten = references.load_profile(s3, demo_cfg)
     assert rewritten.built and rewritten.profile.rows == 800
 
 
 def test_a_build_that_died_before_its_manifest_is_redone(s3, demo_cfg):
     seeding.write_reference(s3, demo_cfg, demo_data.generate_reference(seed=3, rows=1500))
-    stored = references.load_reference(s3, demo_cfg)
+    stored = references.load_profile(s3, demo_cfg)
     bucket, prefix = storage.parse_s3_uri(stored.prefix_uri)
     s3.delete_object(Bucket=bucket, Key=prefix + MANIFEST)  # the pipeline itself deletes nothing
     storage.write_bytes(s3, bucket, prefix + "profile.json", b"{half", "application/json")
-    rebuilt = references.load_reference(s3, demo_cfg)
+    rebuilt = references.load_profile(s3, demo_cfg)
     assert rebuilt.built
     assert rebuilt.profile.profile_id == stored.profile.profile_id
 
 
 def test_missing_reference_names_where_it_was_expected(s3, demo_cfg):
     with pytest.raises(FileNotFoundError, match=r"reference data for model credit_default not found at s3://"):
-        references.load_reference(s3, demo_cfg)
+        references.load_profile(s3, demo_cfg)
 
 
 def test_validation_from_the_profile_equals_validation_from_the_data(s3, demo_cfg):
     reference = demo_data.generate_reference(seed=3, rows=1500)
     seeding.write_reference(s3, demo_cfg, reference)
-    stored = references.load_reference(s3, demo_cfg)
+    stored = references.load_profile(s3, demo_cfg)
     batch = demo_data.generate_scenario(demo_cfg.monitor.start_date, days=5, seed=3, rows_per_day=300)
     for day in batch:
         frame = pd.read_parquet(io.BytesIO(demo_data.to_bytes(day.features, "parquet")))

@@ -45,9 +45,9 @@ def test_size_limit_is_checked_before_reading():
         ingest.check_batch_size(objects, 1000)
 
 
-def test_drop_pii_removes_only_configured_columns(demo_cfg):
+def test_drop_unused_columns_removes_only_configured_columns(demo_cfg):
     frame = pd.DataFrame({"email": ["a@b.c"], "applicant_name": ["A"], "age": [30]})
-    assert list(ingest.drop_pii(frame, demo_cfg).columns) == ["age"]
+    assert list(ingest.drop_unused_columns(frame, demo_cfg).columns) == ["age"]
 
 
 def test_batch_date_normalisation():

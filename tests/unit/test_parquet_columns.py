@@ -28,7 +28,7 @@ def _write(path: Path, frame: pd.DataFrame, row_group: int = 70) -> Path:
 
 
 def _columns(cfg, *paths: Path) -> ingest.ParquetColumns:
-    return ingest.drop_pii(ingest.ParquetColumns(tuple(paths), tuple(cfg.dataset.categorical_features)), cfg)
+    return ingest.drop_unused_columns(ingest.ParquetColumns(tuple(paths), tuple(cfg.dataset.categorical_features)), cfg)
 
 
 def _outcomes(result) -> dict:
@@ -39,7 +39,7 @@ def _outcomes(result) -> dict:
 
 def _in_memory(cfg, *paths: Path) -> pd.DataFrame:
     frames = [ingest.read_parquet(p.read_bytes(), cfg.dataset.categorical_features) for p in paths]
-    return ingest.drop_pii(pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0], cfg)
+    return ingest.drop_unused_columns(pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0], cfg)
 
 
 def _spoil(frame: pd.DataFrame) -> pd.DataFrame:

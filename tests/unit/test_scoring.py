@@ -15,12 +15,17 @@ def test_output_stats_counts_nan_outputs_and_positive_rate():
     assert 0.1 <= stats["p10"] <= stats["p50"] <= stats["p90"] <= 0.9
 
 
-def test_metric_value_handles_single_class_and_nans():
+def test_metric_value_handles_single_class_and_nans(demo_cfg):
+    roc, acc = (
+        demo_cfg.model_copy(update={"evaluation": demo_cfg.evaluation.model_copy(update={"primary_metric": m})})
+        for m in ("roc_auc", "accuracy")
+    )
     y = np.array([0, 1, 0, 1])
-    assert scoring.metric_value("roc_auc", y, np.array([0.1, 0.9, 0.2, 0.8])) == 1.0
-    assert scoring.metric_value("roc_auc", np.array([1, 1]), np.array([0.3, 0.4])) is None
-    assert scoring.metric_value("accuracy", y, np.array([0.1, np.nan, 0.2, 0.8])) == 1.0
-    assert scoring.metric_value("rmse", np.array([1.0, 3.0]), np.array([1.0, 1.0])) == pytest.approx(2**0.5)
+    assert scoring.metric_value(roc, y, np.array([0.1, 0.9, 0.2, 0.8]), positive=1) == 1.0
+    assert scoring.metric_value(roc, np.array([1, 1]), np.array([0.3, 0.4]), positive=1) is None
+    assert scoring.metric_value(acc, y, np.array([0.1, np.nan, 0.2, 0.8]), positive=1) == 1.0
+    yes_no = np.array(["no", "yes", "no", "yes"], dtype=object)
+    assert scoring.metric_value(roc, yes_no, np.array([0.1, 0.9, 0.2, 0.8]), positive="yes") == 1.0
 
 
 @pytest.mark.parametrize(

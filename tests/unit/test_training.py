@@ -11,13 +11,12 @@ import pandas as pd
 import pytest
 import yaml
 
-from driftwatch import demo_data
+from driftwatch import demo_data, labels
 from driftwatch.config import ModelConfig, load_config, parse_config
 from driftwatch.evaluation import evaluate
 from driftwatch.training import (
     build_pipeline,
     feature_frame,
-    join_labels,
     predict_scores,
     split_by_time,
     train,
@@ -157,32 +156,10 @@ def test_regression_config_path(reference):
         assert step.random_state == reg.training.seed and "class_weight" not in step.get_params()
 
 
-def test_join_labels_reports_unmatched_and_duplicates(cfg, batches):
-    batch = batches[0]
-    features = batch.features.iloc[:100]
-    labels = batch.labels.iloc[10:120].copy()
-    # A corrected label for the same id arrives later: the last one wins.
-    fix = labels.iloc[[0]].assign(defaulted=1 - labels.iloc[0]["defaulted"])
-    labels = pd.concat([labels, fix, labels.iloc[[1]].assign(defaulted=None)], ignore_index=True)
-    joined, info = join_labels(features, labels, cfg)
-    assert info["rows"] == 100 and info["label_rows"] == 112
-    assert info["duplicate_label_ids"] == 2
-    assert info["missing_target"] == 1
-    assert info["matched"] == len(joined) == 89  # ids 11..100 minus the one whose last label is missing
-    assert info["unmatched_features"] == 11 and info["unmatched_labels"] == 20
-    corrected = joined.set_index("application_id").loc[fix.iloc[0]["application_id"], "defaulted"]
-    assert corrected == fix.iloc[0]["defaulted"]
-
-
-def test_join_labels_matches_ids_of_different_dtypes(cfg):
-    features = pd.DataFrame({"application_id": [1, 2, 3], "age": [30, 40, 50]})
-    labels = pd.DataFrame({"application_id": ["1", "3", "9"], "defaulted": [0, 1, 1]})
-    joined, info = join_labels(features, labels, cfg)
-    assert joined["application_id"].tolist() == [1, 3] and info["unmatched_labels"] == 1
-
-
 def labelled_frames(cfg: ModelConfig, batches, kinds=("stable", "covariate_drift", "concept_drift")) -> dict:
-    return {b.batch_date.isoformat(): join_labels(b.features, b.labels, cfg)[0] for b in batches if b.kind in kinds}
+    return {
+        b.batch_date.isoformat(): labels.join_labels(b.features, b.labels, cfg)[0] for b in batches if b.kind in kinds
+    }
 
 
 def test_split_by_time_holds_out_the_latest_dates(cfg, batches):

@@ -1,0 +1,102 @@
+"""What every driftwatch DAG shares: one retry policy, the start date, the retraining Asset, the batch date.
+
+DAG files build their DAGs from these, so a policy is changed in one place. Nothing heavy is
+imported here: DAG files import this module while they are parsed.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from datetime import UTC, datetime, time, timedelta
+from typing import Any, TypeVar
+
+from airflow.sdk import Asset, Param
+from airflow.sdk.exceptions import AirflowFailException
+
+from driftwatch import layout
+from driftwatch.config import ModelConfig
+from driftwatch.errors import PermanentError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def default_args(cfg: ModelConfig) -> dict[str, Any]:
+    """The one retry policy: retries (for I/O) with exponential backoff, from the model's monitor section."""
+    return {
+        "owner": cfg.owner,
+        "retries": cfg.monitor.retries,
+        "retry_delay": timedelta(seconds=cfg.monitor.retry_delay_seconds),
+        "retry_exponential_backoff": True,
+        "max_retry_delay": timedelta(minutes=10),
+    }
+
+
+def start_date(cfg: ModelConfig) -> datetime:
+    """Midnight UTC of the model's monitor.start_date."""
+    return datetime.combine(cfg.monitor.start_date, time(), tzinfo=UTC)
+
+
+def retraining_asset(cfg: ModelConfig) -> Asset:
+    """The Asset whose events the monitor emits and the retrain DAG is scheduled on."""
+    return Asset(
+        name=layout.drift_asset_name(cfg),
+        uri=layout.drift_asset_uri(cfg),
+        extra={"requests": layout.retraining_requests_uri(cfg)},
+    )
+
+
+def batch_date_param(description: str) -> Param:
+    """The optional `batch_date` Param: a YYYY-MM-DD date, or empty for the run's own data interval."""
+    return Param(None, type=["null", "string"], format="date", title="Batch date", description=description)
+
+
+def batch_date_of(params: dict[str, Any], ds: str | None) -> str:
+    """The batch this run handles: the batch_date Param, else the run's data interval start."""
+    value = params.get("batch_date") or ds
+    if not value:
+        raise AirflowFailException(
+            "this run has no data interval: set the batch_date Param (YYYY-MM-DD) to pick a batch"
+        )
+    try:
+        return layout.batch_date_str(value)
+    except ValueError as err:
+        raise AirflowFailException(str(err)) from None
+
+
+def fail_fast(function: F) -> F:
+    """Fail the task on its first attempt when the error is one a retry cannot fix (config, schema, data).
+
+    Retries stay for I/O: a schema bug would otherwise cost every retry's delay per batch and
+    hide behind "up_for_retry". The message is the domain error's own, which names the fix.
+    """
+
+    @functools.wraps(function)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return function(*args, **kwargs)
+        except PermanentError as err:
+            raise AirflowFailException(f"{type(err).__name__}: {err} (not retried: retrying cannot fix this)") from err
+
+    return run  # type: ignore[return-value]
+
+
+def s3(cfg: ModelConfig) -> Any:
+    """The model's S3 client, from its storage.aws_conn_id connection."""
+    from driftwatch_airflow.hooks import s3_client
+
+    return s3_client(cfg.storage.aws_conn_id)
+
+
+def tracking_uri(cfg: ModelConfig) -> str:
+    """The model's MLflow tracking URI, from its registry.mlflow_conn_id connection."""
+    from driftwatch_airflow.hooks import mlflow_tracking_uri
+
+    return mlflow_tracking_uri(cfg.registry.mlflow_conn_id)
+
+
+def email(cfg: ModelConfig, message: Any, client: Any = None) -> list[str]:
+    """Send an alert through the model's SMTP connection, with the S3 outbox (dedup, undelivered record)."""
+    from driftwatch_airflow.hooks import send_email
+
+    return send_email(cfg.alerts.smtp_conn_id, message, outbox=(client or s3(cfg), cfg))
