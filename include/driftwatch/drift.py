@@ -251,7 +251,7 @@ def _prepare(frame: pd.DataFrame, cfg: ModelConfig, which: str) -> pd.DataFrame:
         values = values.astype("float64").replace([np.inf, -np.inf], np.nan)
         columns[name] = pd.Series(values.to_numpy(), dtype="float64")
     for name in cfg.dataset.categorical_features:
-        columns[name] = pd.Series([_category(v) for v in frame[name]], dtype="object")
+        columns[name] = pd.Series([category_text(v) for v in frame[name]], dtype="object")
     prepared = pd.DataFrame(columns, columns=features, index=pd.RangeIndex(len(frame)))
 
     empty = [name for name in features if not prepared[name].notna().any()]
@@ -263,7 +263,7 @@ def _prepare(frame: pd.DataFrame, cfg: ModelConfig, which: str) -> pd.DataFrame:
     return prepared
 
 
-def _category(value: Any) -> Any:
+def category_text(value: Any) -> Any:
     """A category label as a string, so 1, 1.0 and '1' from CSV vs Parquet compare equal; NaN stays NaN."""
     if value is None or (not isinstance(value, str) and pd.isna(value)):
         return np.nan

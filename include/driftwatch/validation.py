@@ -165,7 +165,7 @@ def _as_labels(series: pd.Series) -> pd.Series:
     GX's null and set checks on a categorical run on its integer codes, several times faster
     than on a million strings; nulls stay null.
     """
-    from driftwatch.drift import _category
+    from driftwatch.drift import category_text
 
     try:
         if isinstance(series.dtype, pd.CategoricalDtype):
@@ -174,7 +174,7 @@ def _as_labels(series: pd.Series) -> pd.Series:
             codes, uniques = pd.factorize(series, use_na_sentinel=True)
     except TypeError:  # unhashable cells (lists, dicts): compare their text
         return _as_labels(series.astype(str).where(series.notna()))
-    labels = [_category(value) for value in uniques]
+    labels = [category_text(value) for value in uniques]
     distinct = list(dict.fromkeys(label for label in labels if isinstance(label, str)))
     position = {label: i for i, label in enumerate(distinct)}
     # Code -1 (null) indexes the appended -1, so nulls stay null.
@@ -291,7 +291,7 @@ def reference_facts(cfg: ModelConfig, reference: pd.DataFrame | ReferenceProfile
     The profile holds the same facts as the data it was built from, so the monitor validates a
     batch without reading the whole reference again. Labels are normalised as drift.py does.
     """
-    from driftwatch.drift import _category
+    from driftwatch.drift import category_text
     from driftwatch.profile import CategoricalReference, NumericReference, ReferenceProfile
 
     facts: ReferenceFacts = {}
@@ -311,7 +311,7 @@ def reference_facts(cfg: ModelConfig, reference: pd.DataFrame | ReferenceProfile
             if not values.empty:
                 facts[feat.name] = (float(values.min()), float(values.max()))
         else:
-            labels = {_category(v) for v in column.dropna().unique()}
+            labels = {category_text(v) for v in column.dropna().unique()}
             if labels:
                 facts[feat.name] = sorted(label for label in labels if isinstance(label, str))
     return facts

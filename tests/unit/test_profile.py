@@ -466,7 +466,7 @@ def test_profile_batch_accepts_column_mappings():
 
 
 def test_threads_do_not_change_the_result(monkeypatch):
-    monkeypatch.setattr(fast, "PARALLEL_ROWS", 1)
+    monkeypatch.setattr(fast.batch, "PARALLEL_ROWS", 1)
     cfg = make_cfg("hellinger", "psi")
     reference, current = make_frame(20_000, 45), make_frame(15_000, 46, 0.1)
     ref_profile = fast.build_profile(reference, cfg, exact_values=0)
