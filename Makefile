@@ -6,7 +6,7 @@ SHELL := /bin/bash
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed-$(shell sha256sum requirements.txt | cut -c1-12)
+STAMP := $(VENV)/.installed-$(shell cat requirements.txt pyproject.toml | sha256sum | cut -c1-12)
 # This machine's pip config points at local mirrors that may be empty; their warnings are noise.
 # include/ holds the domain package; Airflow gets the same path from the stack environment.
 export PYTHONPATH := $(CURDIR)/include:$(CURDIR)/plugins
@@ -17,11 +17,12 @@ PIP_QUIET := 2>&1 | { grep -v "^WARNING: Location 'file:" || true; }
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
 
-$(STAMP): requirements.txt
+$(STAMP): requirements.txt pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "Python 3.11 is required (set PYTHON=/path/to/python3.11)")'
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@echo "Installing pinned requirements into $(VENV) (about 2 minutes the first time)..."
 	@$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt $(PIP_QUIET)
+	@$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e . $(PIP_QUIET)
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 

@@ -50,21 +50,6 @@ def labelled_batches(
     return frames, skipped
 
 
-def _time_ordered(reference: pd.DataFrame, cfg: ModelConfig) -> dict[str, pd.DataFrame] | str:
-    """The reference split by day of its timestamp, or why it cannot be (then the holdout is random)."""
-    column = cfg.dataset.timestamp_column
-    if column is None:
-        return "the schema has no timestamp_column"
-    if column not in reference.columns:
-        return f"the reference has no timestamp column {column!r}"
-    stamps = pd.to_datetime(reference[column], errors="coerce", utc=True)
-    days = stamps.dt.date.astype(str)[stamps.notna()]
-    if days.nunique() <= cfg.training.holdout_days:
-        return f"the reference's {column!r} spans {days.nunique()} day(s), not more than holdout_days"
-    dated = reference[stamps.notna()]
-    return {day: part.reset_index(drop=True) for day, part in dated.groupby(days)}
-
-
 def _store_frame(artifacts: ArtifactSet, name: str, frame: pd.DataFrame) -> dict[str, Any]:
     buffer = io.BytesIO()
     frame.to_parquet(buffer, index=False)
@@ -90,12 +75,7 @@ def assemble_data(
     if bootstrap:
         reference, reference_uri = references.load_reference_frame(client, cfg)
         sources = [reference_uri]
-        by_day = _time_ordered(reference, cfg)
-        if isinstance(by_day, str):
-            train, holdout, split = training.split_random(reference, cfg, reason=by_day)
-        else:
-            windowed = cfg.model_copy(update={"training": cfg.training.model_copy(update={"window_days": len(by_day)})})
-            train, holdout, split = training.split_by_time(by_day, windowed)
+        train, holdout, split = training.split_reference(reference, cfg)
     else:
         frames, skipped = labelled_batches(client, cfg, as_of, window)
         sources = [storage.s3_uri(cfg.storage.bucket, layout.staged_key(cfg, d)) for d in sorted(frames)]

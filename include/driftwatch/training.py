@@ -175,6 +175,30 @@ def split_random(frame: pd.DataFrame, cfg: ModelConfig, reason: str) -> tuple[pd
     return train, holdout, info
 
 
+def _reference_days(reference: pd.DataFrame, cfg: ModelConfig) -> dict[str, pd.DataFrame] | str:
+    """The reference split by day of its timestamp, or why it cannot be (then the holdout is random)."""
+    column = cfg.dataset.timestamp_column
+    if column is None:
+        return "the schema has no timestamp_column"
+    if column not in reference.columns:
+        return f"the reference has no timestamp column {column!r}"
+    stamps = pd.to_datetime(reference[column], errors="coerce", utc=True)
+    days = stamps.dt.date.astype(str)[stamps.notna()]
+    if days.nunique() <= cfg.training.holdout_days:
+        return f"the reference's {column!r} spans {days.nunique()} day(s), not more than holdout_days"
+    dated = reference[stamps.notna()]
+    return {day: part.reset_index(drop=True) for day, part in dated.groupby(days)}
+
+
+def split_reference(reference: pd.DataFrame, cfg: ModelConfig) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+    """Split the first model's reference: its latest days held out, or a random share when it has no dates."""
+    by_day = _reference_days(reference, cfg)
+    if isinstance(by_day, str):
+        return split_random(reference, cfg, reason=by_day)
+    windowed = cfg.model_copy(update={"training": cfg.training.model_copy(update={"window_days": len(by_day)})})
+    return split_by_time(by_day, windowed)
+
+
 def is_classification(cfg: ModelConfig) -> bool:
     """Whether the configured target is a classification target."""
     return cfg.dataset.target.task == "classification"
