@@ -221,3 +221,23 @@ def test_dataset_runs_end_to_end(case, airflow_db, s3, aws_connection, mail_dir,
     assert report["split"]["method"] == "time" and report["split"]["holdout_dates"] == [DAY2.isoformat()]
     assert report["split"]["train_rows"] == labelled1
     assert report["challenger"]["primary"]["value"] is not None and report["champion"] is not None
+
+
+def test_a_permanent_error_fails_on_its_first_attempt(
+    airflow_db, s3, aws_connection, mail_dir, mlflow_store, config_dir
+):
+    """A reference with one class cannot train a classifier: the task fails at once, not after every retry."""
+    from retrain import build_retrain_dag
+
+    case = gen.Case("one_class_reference")
+    reference = gen.reference_frame(case, rows=1000).assign(**{gen.TARGET: 1})
+    draft = gen.reference_frame(case, rows=1000)  # drafted from a healthy file, then fed a broken one
+    cfg = onboard(case, draft, config_dir)
+    assert cfg.monitor.retries >= 2, "the test needs retries to be on to prove they are skipped"
+    registry.ensure_experiment(mlflow_store[0], cfg.registry.experiment, artifact_location=str(mlflow_store[1]))
+    storage.write_bytes(s3, cfg.storage.bucket, cfg.storage.reference_key, gen.file_bytes(reference, "parquet"), "x")
+
+    result = build_retrain_dag(cfg).test(run_conf={"reason": "bootstrap"})
+    failed = {ti.task_id: ti for ti in result.get_task_instances()}["train_challenger"]
+    assert failed.state == "failed", f"{failed.state}: a deterministic error must not wait for a retry"
+    assert failed.try_number == 1
