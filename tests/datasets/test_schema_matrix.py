@@ -19,6 +19,7 @@ from devstack.smtp_sink import read_messages
 from driftwatch import layout, onboarding, registry, storage
 from driftwatch.config import parse_config
 from tests.datasets import generator as gen
+from tests.helpers import asset_events
 
 pytestmark = pytest.mark.integration
 
@@ -107,20 +108,6 @@ def record(s3, cfg, day: date) -> dict:
     return storage.read_json(s3, cfg.storage.bucket, layout.history_key(cfg, day.isoformat()))
 
 
-def retraining_events(cfg) -> list[dict]:
-    from airflow.models.asset import AssetEvent, AssetModel
-    from airflow.utils.session import create_session
-
-    with create_session() as session:
-        rows = (
-            session.query(AssetEvent)
-            .join(AssetModel, AssetEvent.asset_id == AssetModel.id)
-            .filter(AssetModel.name == layout.drift_asset_name(cfg))
-            .all()
-        )
-        return [dict(r.extra or {}) for r in rows]
-
-
 def drift_alerts(mail_dir) -> list[str]:
     """Subjects of the drift alerts sent (every subject starts with "[driftwatch]")."""
     subjects = [str(m["Subject"]).replace("[driftwatch]", "") for m in read_messages(mail_dir)]
@@ -202,7 +189,7 @@ def test_dataset_runs_end_to_end(case, airflow_db, s3, aws_connection, mail_dir,
     labels2 = gen.quirky_labels(case, labels2, seed=22)
     land_batch(s3, cfg, case, DAY2, features2)
     land_labels(s3, cfg, case, DAY2, labels2)
-    before = len(retraining_events(cfg))
+    before = len(asset_events(cfg))
     states = run(build_monitor_dag(cfg), logical_date=at_midnight(DAY2))
     assert states["alert_drift"] == "success" and states["request_retraining"] == "success", states
     day2 = record(s3, cfg, DAY2)
@@ -211,7 +198,7 @@ def test_dataset_runs_end_to_end(case, airflow_db, s3, aws_connection, mail_dir,
     assert record(s3, cfg, DAY1)["live"]["rows"] == labelled1
     drift_mails = drift_alerts(mail_dir)
     assert len(drift_mails) == 1 and DAY2.isoformat() in drift_mails[0]
-    events = retraining_events(cfg)
+    events = asset_events(cfg)
     assert len(events) == before + 1 and events[-1]["batch_date"] == DAY2.isoformat()
 
     # 4. The retrain it requests: trained on day 1, judged on day 2, promoted or rejected with reasons.

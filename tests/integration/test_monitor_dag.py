@@ -9,6 +9,7 @@ import pytest
 
 from devstack.smtp_sink import read_messages
 from driftwatch import layout, seeding, storage
+from tests.helpers import asset_events
 
 pytestmark = pytest.mark.integration
 
@@ -34,20 +35,6 @@ def first_of(scenario, kind):
 
 def strongest_drift(scenario):
     return max((b for b in scenario if b.kind == "covariate_drift"), key=lambda b: b.drift_strength)
-
-
-def asset_events(cfg):
-    from airflow.models.asset import AssetEvent, AssetModel
-    from airflow.utils.session import create_session
-
-    with create_session() as session:
-        rows = (
-            session.query(AssetEvent)
-            .join(AssetModel, AssetEvent.asset_id == AssetModel.id)
-            .filter(AssetModel.name == layout.drift_asset_name(cfg))
-            .all()
-        )
-        return [dict(r.extra or {}) for r in rows]
 
 
 def report_text(s3, cfg, day: str, name: str) -> str:

@@ -52,7 +52,8 @@ def test_init_makes_integer_codes_and_booleans_categories(tmp_path):
     assert cfg.dataset.target.positive_label is True and cfg.dataset.timestamp_column == "event_time"
 
 
-def test_check_lists_every_problem_of_a_broken_batch(bank, tmp_path, capsys):
+def drafted(bank, tmp_path):
+    """The config init drafts for the bank reference."""
     out = tmp_path / "bank.yaml"
     cli.main(
         [
@@ -69,6 +70,11 @@ def test_check_lists_every_problem_of_a_broken_batch(bank, tmp_path, capsys):
             str(out),
         ]
     )
+    return out
+
+
+def test_check_lists_every_problem_of_a_broken_batch(bank, tmp_path, capsys):
+    out = drafted(bank, tmp_path)
     broken = gen.make_frames(gen.BANK, rows=200, seed=5)[0].drop(columns=["score"]).assign(plan="platinum")
     (tmp_path / "broken.csv").write_bytes(gen.file_bytes(broken, "csv"))
     code = cli.main(
@@ -91,22 +97,7 @@ def test_check_lists_every_problem_of_a_broken_batch(bank, tmp_path, capsys):
 
 
 def test_check_of_a_good_batch_says_what_the_monitor_would_do(bank, tmp_path, capsys):
-    out = tmp_path / "bank.yaml"
-    cli.main(
-        [
-            "init",
-            "--reference",
-            str(bank / "reference.csv"),
-            "--target",
-            "outcome",
-            "--id",
-            "record_id",
-            "--name",
-            "bank",
-            "--out",
-            str(out),
-        ]
-    )
+    out = drafted(bank, tmp_path)
     raw = yaml.safe_load(out.read_text())
     raw["schema"]["ignored_columns"] = list(gen.EXTRAS)
     out.write_text(yaml.safe_dump(raw))
