@@ -1,4 +1,4 @@
-"""Alert emails: an HTML part with inline CSS and a plain-text alternative.
+"""Alert emails: an HTML part with inline CSS (driftwatch.reports.emails) and a plain-text alternative.
 
 Every value that comes from data (feature names, reasons, observed values) is escaped,
 because column names and values in a batch are attacker-controlled. Subjects name the model,
@@ -15,19 +15,17 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from email.message import EmailMessage
 from email.utils import formatdate
-from html import escape
 from typing import Any
 
 from driftwatch import monitoring
 from driftwatch.config import ModelConfig
+from driftwatch.reports import charts, emails
+from driftwatch.reports.markup import escape
+from driftwatch.reports.style import EMAIL_IMAGE
 
 BASE_URL_ENV = "DRIFTWATCH_REPORT_BASE_URL"
 TREND_CID = "drift-trend@driftwatch"
 TREND_BATCHES = 14
-
-_TABLE = "border-collapse:collapse;font-family:Arial,sans-serif;font-size:13px"
-_CELL = "border:1px solid #d0d7de;padding:4px 8px;text-align:left"
-_HEAD = _CELL + ";background:#f6f8fa"
 
 
 def dedup_key(model: str, batch_date: str, kind: str) -> str:
@@ -39,35 +37,10 @@ def _message_id(key: str) -> str:
     return f"<{hashlib.sha256(key.encode()).hexdigest()[:32]}@driftwatch>"
 
 
-def _html_table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
-    head = "".join(f'<th style="{_HEAD}">{escape(h)}</th>' for h in headers)
-    body = "".join(
-        "<tr>" + "".join(f'<td style="{_CELL}">{escape(_fmt(v))}</td>' for v in row) + "</tr>" for row in rows
-    )
-    return f'<table style="{_TABLE}"><tr>{head}</tr>{body}</table>'
-
-
 def _text_table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
     lines = [" | ".join(headers)]
-    lines += [" | ".join(_fmt(v) for v in row) for row in rows]
+    lines += [" | ".join(emails.cell_text(v) for v in row) for row in rows]
     return "\n".join(lines)
-
-
-def _fmt(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return "" if value is None else str(value)
-
-
-def _links_html(links: Mapping[str, str]) -> str:
-    """Web addresses as links, anything else (s3:// URIs) as code."""
-    items = "".join(
-        f'<li>{escape(label)}: <a href="{escape(uri)}">{escape(uri)}</a></li>'
-        if uri.startswith(("http://", "https://"))
-        else f"<li>{escape(label)}: <code>{escape(uri)}</code></li>"
-        for label, uri in links.items()
-    )
-    return f'<ul style="padding-left:18px">{items}</ul>'
 
 
 def _links_text(links: Mapping[str, str]) -> str:
@@ -96,11 +69,9 @@ def _message(cfg: ModelConfig, subject: str, kind: str, batch_date: str, text: s
     return msg
 
 
-def _page(title: str, body: str) -> str:
-    return (
-        '<html><body style="font-family:Arial,sans-serif;font-size:14px;color:#1f2328">'
-        f'<h2 style="margin:0 0 8px 0">{escape(title)}</h2>{body}</body></html>'
-    )
+# pipeline.missing_batch_email still builds its email from `_page` and `_message`: keep both until
+# it calls missing_batch_email below.
+_page = emails.page
 
 
 def quarantine_email(
@@ -120,12 +91,24 @@ def quarantine_email(
         "quarantined. No drift was computed and nothing was retrained. The original objects are untouched."
     )
     text = f"{intro}\n\nReason: {reason}\n\n{_text_table(headers, rows)}\n\nWhere to look:\n{_links_text(links)}\n"
-    html = _page(
+    html = emails.page(
         f"{cfg.name} {batch_date}: batch quarantined",
         f"<p>{escape(intro)}</p><p><b>Reason:</b> {escape(reason)}</p>"
-        f"{_html_table(headers, rows)}<p>Where to look:</p>{_links_html(links)}",
+        f"{emails.table(headers, rows)}<p>Where to look:</p>{emails.links(links)}",
     )
     return _message(cfg, subject, "quarantine", batch_date, text, html)
+
+
+def missing_batch_email(cfg: ModelConfig, batch_date: str, reason: str) -> EmailMessage:
+    """The alert for a batch that did not arrive: nothing was done for that date."""
+    subject = f"[driftwatch] {cfg.name} {batch_date}: missing batch"
+    text = (
+        f"The batch of {batch_date} for model {cfg.name} did not arrive: {reason}. Nothing was validated, "
+        "scored or retrained for this date; the following days are not affected. When the batch lands, "
+        "clear this run (or trigger the monitor with batch_date) to process it."
+    )
+    html = emails.page(f"{cfg.name} {batch_date}: missing batch", f"<p>{escape(text)}</p>")
+    return _message(cfg, subject, "missing", batch_date, text + "\n", html)
 
 
 def drift_email(
@@ -162,21 +145,21 @@ def drift_email(
     ]
     live_headers = ("batch", "metric", "live", "evaluated", "degraded")
     text = f"{intro}\n\nDrifted features:\n{_text_table(headers, rows)}\n"
-    html_body = f"<p>{escape(intro)}</p><p>Drifted features:</p>{_html_table(headers, rows)}"
+    html_body = f"<p>{escape(intro)}</p><p>Drifted features:</p>{emails.table(headers, rows)}"
     if live_rows:
         text += f"\nLive performance of the champion:\n{_text_table(live_headers, live_rows)}\n"
-        html_body += f"<p>Live performance of the champion:</p>{_html_table(live_headers, live_rows)}"
+        html_body += f"<p>Live performance of the champion:</p>{emails.table(live_headers, live_rows)}"
     chart = _trend_chart(trend or [], batch_date, threshold)
     if chart:
         caption = escape(chart[1])
         html_body += (
             f'<p>Drift share, last {caption}:</p><img src="cid:{TREND_CID}" width="360" height="90" '
-            f'alt="drift share per batch" style="border:1px solid #d0d7de">'
+            f'alt="drift share per batch" style="{EMAIL_IMAGE}">'
         )
         text += f"\nDrift share, last {chart[1]}.\n"
     text += f"\nWhere to look:\n{_links_text(links)}\n"
-    html = _page(
-        f"{cfg.name} {batch_date}: retraining requested", html_body + f"<p>Where to look:</p>{_links_html(links)}"
+    html = emails.page(
+        f"{cfg.name} {batch_date}: retraining requested", html_body + f"<p>Where to look:</p>{emails.links(links)}"
     )
     msg = _message(cfg, subject, "drift", batch_date, text, html)
     if chart:
@@ -194,7 +177,7 @@ def _trend_chart(records: Sequence[Mapping[str, Any]], batch_date: str, threshol
     shares = shares[-TREND_BATCHES:]
     if len(shares) < 2:
         return None
-    png = monitoring.bar_chart_png([s for _, s in shares], threshold=threshold)
+    png = charts.bar_chart_png([s for _, s in shares], threshold=threshold)
     values = ", ".join(f"{d[5:]} {'quarantined' if s is None else f'{s:.0%}'}" for d, s in shares)
     caption = f"{len(shares)} batches (red: at or over the {threshold:.0%} threshold; dashed: threshold): {values}"
     return png, caption
@@ -265,14 +248,14 @@ def evaluation_email(
         + f"\n{_text_table(metric_headers, metric_rows)}\n\nGate:\n{_text_table(check_headers, check_rows)}\n"
         + f"\nWhere to look:\n{_links_text(links)}\n"
     )
-    html = _page(
+    html = emails.page(
         f"{cfg.name}: challenger v{version} {action}",
         f"<p>{escape(intro)}</p>"
         + (f"<p><b>Reasons:</b> {escape('; '.join(reasons))}</p>" if reasons else "")
-        + _html_table(metric_headers, metric_rows)
+        + emails.table(metric_headers, metric_rows)
         + "<p>Gate:</p>"
-        + _html_table(check_headers, check_rows)
-        + f"<p>Where to look:</p>{_links_html(links)}",
+        + emails.table(check_headers, check_rows)
+        + f"<p>Where to look:</p>{emails.links(links)}",
     )
     return _message(cfg, subject, f"retrain-{plan['run_key']}", str(plan.get("as_of", "")), text, html)
 
@@ -288,7 +271,7 @@ def rollback_email(cfg: ModelConfig, outcome: Mapping[str, Any]) -> EmailMessage
         f"to version {outcome['to_version']}. Reason: {outcome['reason']}"
     )
     links = report_links(cfg, {})
-    html = _page(f"{cfg.name}: rollback", f"<p>{escape(intro)}</p>" + (_links_html(links) if links else ""))
+    html = emails.page(f"{cfg.name}: rollback", f"<p>{escape(intro)}</p>" + (emails.links(links) if links else ""))
     intro += f"\n\n{_links_text(links)}" if links else ""
     key = f"rollback-{outcome['from_version']}-{outcome['to_version']}-{outcome.get('at', '')}"
     return _message(cfg, subject, key, str(outcome.get("at", ""))[:10], intro + "\n", html)

@@ -10,7 +10,6 @@ holdout: the caller evaluates the champion on the challenger's holdout.
 
 from __future__ import annotations
 
-import html
 import math
 import warnings
 from dataclasses import asdict, dataclass, field
@@ -24,6 +23,7 @@ from sklearn.pipeline import Pipeline
 from driftwatch.config import LOWER_IS_BETTER, ModelConfig
 from driftwatch.labels import target_values
 from driftwatch.metrics import THRESHOLD, finite, metric_values
+from driftwatch.reports import evaluation as evaluation_report
 from driftwatch.training import feature_frame, is_classification, positive_class, predict_scores
 
 MISSING_SLICE = "(missing)"
@@ -263,123 +263,6 @@ def gate(challenger: dict, champion: dict | None, cfg: ModelConfig) -> GateDecis
 
 # --- HTML report -------------------------------------------------------------------------------
 
-_CSS = """
-body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:24px;color:#1f2328;max-width:1100px}
-h1{font-size:22px;margin-bottom:4px}h2{font-size:17px;margin-top:28px;border-bottom:1px solid #d0d7de}
-h3{font-size:14px;margin:14px 0 6px}
-table{border-collapse:collapse;margin:6px 0 12px;font-size:13px}
-th,td{border:1px solid #d0d7de;padding:4px 10px;text-align:right}
-th{background:#f6f8fa}td.l,th.l{text-align:left}
-.pass{color:#1a7f37;font-weight:600}.fail{color:#cf222e;font-weight:600}.muted{color:#6e7781}
-.verdict{display:inline-block;padding:6px 14px;border-radius:6px;font-weight:700;color:#fff}
-.verdict.pass{background:#1a7f37}.verdict.fail{background:#cf222e}
-.better{color:#1a7f37}.worse{color:#cf222e}
-.pair{display:flex;gap:32px;flex-wrap:wrap}
-"""
-
-
-def _e(value: Any) -> str:
-    return html.escape(str(value), quote=True)
-
-
-def _cell(value: Any) -> str:
-    if value is None:
-        return '<span class="muted">—</span>'
-    if isinstance(value, float):
-        return _e(f"{value:.4f}")
-    return _e(value)
-
-
-def _delta(new: Any, old: Any, lower: bool) -> str:
-    """Challenger minus champion, coloured by whether that is better for the metric."""
-    new, old = finite(new), finite(old)
-    if new is None or old is None:
-        return '<span class="muted">—</span>'
-    diff = new - old
-    css = "muted" if diff == 0 else ("better" if (diff < 0) == lower else "worse")
-    return f'<span class="{css}">{_e(f"{diff:+.4f}")}</span>'
-
-
-def _table(header: list[str], rows: list[list[str]], left: int = 1) -> str:
-    """An HTML table from already-escaped cells; the first `left` columns are left-aligned."""
-    head = "".join(f'<th class="l">{h}</th>' if i < left else f"<th>{h}</th>" for i, h in enumerate(header))
-    body = "".join(
-        "<tr>"
-        + "".join(f'<td class="l">{c}</td>' if i < left else f"<td>{c}</td>" for i, c in enumerate(row))
-        + "</tr>"
-        for row in rows
-    )
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-
-
-def _metrics_section(challenger: dict, champion: dict | None) -> str:
-    champ = champion or {}
-    names = list(challenger.get("metrics") or {})
-    names += [n for n in champ.get("metrics") or {} if n not in names]
-    primary = (challenger.get("primary") or {}).get("name")
-    rows = []
-    for n in names:
-        new, old = (challenger.get("metrics") or {}).get(n), (champ.get("metrics") or {}).get(n)
-        label = f"<strong>{_e(n)}</strong> (primary)" if n == primary else _e(n)
-        note = (challenger.get("unavailable") or {}).get(n, "")
-        rows.append([label, _cell(old), _cell(new), _delta(new, old, n in LOWER_IS_BETTER), _e(note)])
-    return _table(["metric", "champion", "challenger", "delta", "note"], rows)
-
-
-def _per_class_section(challenger: dict, champion: dict | None) -> str:
-    champ_rows = {r["label"]: r for r in (champion or {}).get("per_class") or []}
-    rows = []
-    for row in challenger.get("per_class") or []:
-        old = champ_rows.get(row["label"], {})
-        rows.append(
-            [_e(row["label"])]
-            + [f"{_cell(old.get(k))} → {_cell(row.get(k))}" for k in ("precision", "recall", "f1")]
-            + [_cell(row.get("support"))]
-        )
-    if not rows:
-        return ""
-    return "<h2>Per class (champion → challenger)</h2>" + _table(
-        ["class", "precision", "recall", "f1", "support"], rows
-    )
-
-
-def _confusion(evaluation: dict | None, title: str) -> str:
-    cm = (evaluation or {}).get("confusion_matrix")
-    if not cm:
-        return f'<div><h3>{_e(title)}</h3><p class="muted">no confusion matrix</p></div>'
-    labels = [_e(x) for x in cm["labels"]]
-    rows = [[f"true {lab}"] + [_cell(v) for v in row] for lab, row in zip(labels, cm["matrix"], strict=True)]
-    return f"<div><h3>{_e(title)}</h3>" + _table(["", *[f"pred {lab}" for lab in labels]], rows) + "</div>"
-
-
-def _slices_section(challenger: dict, champion: dict | None) -> str:
-    primary = challenger.get("primary") or {}
-    lower = bool(primary.get("lower_is_better"))
-    champ_slices = (champion or {}).get("slices") or {}
-    parts = []
-    for column, values in (challenger.get("slices") or {}).items():
-        theirs = champ_slices.get(column, {})
-        rows = []
-        for value in sorted(set(values) | set(theirs)):
-            new, old = values.get(value, {}), theirs.get(value, {})
-            rows.append(
-                [
-                    _e(value),
-                    _cell(new.get("rows", old.get("rows"))),
-                    _cell(old.get("value")),
-                    _cell(new.get("value")),
-                    _delta(new.get("value"), old.get("value"), lower),
-                    _e(new.get("reason", "")),
-                ]
-            )
-        parts.append(
-            f"<h3>{_e(column)}</h3>"
-            + _table(["value", "rows", f"champion {_e(primary.get('name', ''))}", "challenger", "delta", "note"], rows)
-        )
-    if not parts:
-        return ""
-    return "<h2>Slices</h2>" + "".join(parts)
-
 
 def render_evaluation_html(
     challenger: dict,
@@ -390,52 +273,16 @@ def render_evaluation_html(
     challenger_version: str,
     champion_version: str | None,
 ) -> str:
-    """A self-contained report (inline CSS, no scripts or external resources) of one gate decision."""
-    verdict = "PROMOTE" if decision.passed else "REJECT"
-    css = "pass" if decision.passed else "fail"
-    champ_label = f"champion {champion_version}" if champion_version else "no champion (bootstrap)"
-    primary = challenger.get("primary") or {}
-    champ_primary = _metric_value(champion, primary.get("name", "")) if champion else None
-    checks = [
-        [
-            _e(c.name),
-            f'<span class="{"pass" if c.passed else "fail"}">{"pass" if c.passed else "FAIL"}</span>',
-            _e(c.detail),
-        ]
-        for c in decision.checks
-    ]
-    body = [
-        f"<h1>Evaluation of {_e(model)}: challenger {_e(challenger_version)} vs {_e(champ_label)}</h1>",
-        f'<p><span class="verdict {css}">{verdict}</span></p>',
-        "<h2>Primary metric</h2>",
-        _table(
-            ["metric", "champion", "challenger", "delta", "holdout rows"],
-            [
-                [
-                    _e(primary.get("name", "")),
-                    _cell(champ_primary),
-                    _cell(primary.get("value")),
-                    _delta(primary.get("value"), champ_primary, bool(primary.get("lower_is_better"))),
-                    _cell(challenger.get("n")),
-                ]
-            ],
-        ),
-        "<h2>Gate checks</h2>",
-        _table(["check", "result", "detail"], checks, left=3),
-        "<h2>All metrics</h2>",
-        _metrics_section(challenger, champion),
-        _per_class_section(challenger, champion),
-    ]
-    if challenger.get("confusion_matrix"):
-        body += [
-            "<h2>Confusion matrices</h2>",
-            '<div class="pair">',
-            _confusion(champion, champ_label),
-            _confusion(challenger, f"challenger {challenger_version}"),
-            "</div>",
-        ]
-    body.append(_slices_section(challenger, champion))
-    return (
-        '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
-        f"<title>{_e(model)} evaluation</title><style>{_CSS}</style></head><body>" + "".join(body) + "</body></html>"
+    """The HTML report of one gate decision, drawn by driftwatch.reports.evaluation."""
+    # The champion's primary value is looked up here, the way the gate reads it, so that the
+    # report shows the number the decision was made on.
+    primary = (challenger.get("primary") or {}).get("name", "")
+    return evaluation_report.render(
+        challenger,
+        champion,
+        decision,
+        champion_primary=_metric_value(champion, primary) if champion else None,
+        model=model,
+        challenger_version=challenger_version,
+        champion_version=champion_version,
     )

@@ -5,13 +5,13 @@ closed category sets, ids); a critical failure stops the run. Warning expectatio
 batch with the reference (null rates, ranges, categories) and are only reported.
 
 Great Expectations is imported inside the functions that need it: importing it takes seconds
-and this module is also imported where only the result types are used.
+and this module is also imported where only the result types are used. The HTML report is
+drawn by driftwatch.reports.validation.
 """
 
 from __future__ import annotations
 
 import difflib
-import html
 import json
 import logging
 import math
@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import numpy as np
 import pandas as pd
+
+from driftwatch.reports.validation import render_validation_html  # noqa: F401 (re-exported for the pipeline)
 
 if TYPE_CHECKING:
     from driftwatch.config import ModelConfig
@@ -765,80 +767,4 @@ def validate_frame(
         outcomes=outcomes,
         gx_version=gx.__version__,
         duration_seconds=time.perf_counter() - started,
-    )
-
-
-# ---------------------------------------------------------------------------- HTML report
-
-_CSS = """
-body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;margin:2rem;color:#1f2328;max-width:75rem}
-h1{font-size:1.4rem}h2{font-size:1.1rem;margin-top:2rem}
-.badge{display:inline-block;padding:.25rem .75rem;border-radius:.4rem;font-weight:700;color:#fff}
-.pass{background:#1a7f37}.fail{background:#cf222e}.warn{background:#9a6700}.skip{background:#6e7781}
-table{border-collapse:collapse;width:100%;font-size:.9rem}
-th,td{border:1px solid #d0d7de;padding:.35rem .5rem;text-align:left;vertical-align:top}
-th{background:#f6f8fa}dt{font-weight:600}dd{margin:0 0 .4rem 0}
-code{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:.85rem;word-break:break-all}
-.none{color:#57606a;font-style:italic}
-"""
-
-
-def _e(value: Any) -> str:
-    return html.escape(str(value), quote=True)
-
-
-def _status(outcome: ExpectationOutcome) -> str:
-    if outcome.skipped is not None:
-        return '<span class="badge skip">skipped</span>'
-    if outcome.success:
-        return '<span class="badge pass">pass</span>'
-    cls = "fail" if outcome.severity == "critical" else "warn"
-    return f'<span class="badge {cls}">fail</span>'
-
-
-def _observed_html(outcome: ExpectationOutcome) -> str:
-    parts = [f"<code>{_e(k)}: {_e(json.dumps(v, default=str))}</code>" for k, v in outcome.observed.items()]
-    if outcome.skipped is not None:
-        parts.insert(0, f"<code>skipped: {_e(outcome.skipped)}</code>")
-    return "<br>".join(parts)
-
-
-def _table(outcomes: list[ExpectationOutcome], *, failures: bool) -> str:
-    if not outcomes:
-        return '<p class="none">None.</p>'
-    head = "<tr><th>Status</th><th>Severity</th><th>Check</th><th>Column</th><th>Expectation</th><th>Observed</th></tr>"
-    rows = [
-        "<tr>"
-        f"<td>{_status(o)}</td><td>{_e(o.severity)}</td>"
-        f"<td>{_e(o.failure_text() if failures else o.description)}</td>"
-        f"<td>{_e(o.column or '')}</td><td><code>{_e(o.expectation)}</code></td>"
-        f"<td>{_observed_html(o)}</td>"
-        "</tr>"
-        for o in outcomes
-    ]
-    return f"<table>{head}{''.join(rows)}</table>"
-
-
-def render_validation_html(result: ValidationResult, *, model: str, batch_date: str, sources: list[str]) -> str:
-    """A self-contained HTML report: no scripts, no external resources, every value escaped."""
-    counts = result.to_dict()["counts"]
-    badge = '<span class="badge pass">PASSED</span>' if result.passed else '<span class="badge fail">FAILED</span>'
-    reason = f"<p>{_e(result.failure_reason())}</p>" if not result.passed else ""
-    source_items = "".join(f"<li><code>{_e(s)}</code></li>" for s in sources) or '<li class="none">none</li>'
-    count_text = ", ".join(f"{_e(k.replace('_', ' '))}: {_e(v)}" for k, v in counts.items())
-    return (
-        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-        # The report is opened from object storage or email: forbid anything but inline styles.
-        "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src 'unsafe-inline'\">"
-        f"<title>Validation {_e(model)} {_e(batch_date)}</title><style>{_CSS}</style></head><body>"
-        f"<h1>Batch validation: {_e(model)} &middot; {_e(batch_date)}</h1>"
-        f"<p>{badge}</p>{reason}"
-        f"<dl><dt>Rows</dt><dd>{_e(result.row_count)}</dd>"
-        f"<dt>Expectations</dt><dd>{count_text}</dd>"
-        f"<dt>Sources</dt><dd><ul>{source_items}</ul></dd>"
-        f"<dt>Great Expectations</dt><dd>{_e(result.gx_version or 'unknown')}</dd></dl>"
-        f"<h2>Critical failures ({len(result.critical_failures)})</h2>{_table(result.critical_failures, failures=True)}"
-        f"<h2>Warnings ({len(result.warnings)})</h2>{_table(result.warnings, failures=True)}"
-        f"<h2>All expectations ({len(result.outcomes)})</h2>{_table(result.outcomes, failures=False)}"
-        "</body></html>\n"
     )

@@ -1,0 +1,173 @@
+"""The evaluation report of one gate decision: champion and challenger side by side."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from driftwatch.config import LOWER_IS_BETTER
+from driftwatch.reports.markup import document, escape, finite
+from driftwatch.reports.style import EVALUATION_CSS
+
+if TYPE_CHECKING:
+    from driftwatch.evaluation import GateDecision
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return '<span class="muted">—</span>'
+    if isinstance(value, float):
+        return escape(f"{value:.4f}")
+    return escape(value)
+
+
+def _delta(new: Any, old: Any, lower: bool) -> str:
+    """Challenger minus champion, coloured by whether that is better for the metric."""
+    new, old = finite(new), finite(old)
+    if new is None or old is None:
+        return '<span class="muted">—</span>'
+    diff = new - old
+    css = "muted" if diff == 0 else ("better" if (diff < 0) == lower else "worse")
+    return f'<span class="{css}">{escape(f"{diff:+.4f}")}</span>'
+
+
+def _table(header: list[str], rows: list[list[str]], left: int = 1) -> str:
+    """An HTML table from already-escaped cells; the first `left` columns are left-aligned."""
+    head = "".join(f'<th class="l">{h}</th>' if i < left else f"<th>{h}</th>" for i, h in enumerate(header))
+    body = "".join(
+        "<tr>"
+        + "".join(f'<td class="l">{c}</td>' if i < left else f"<td>{c}</td>" for i, c in enumerate(row))
+        + "</tr>"
+        for row in rows
+    )
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _metrics_section(challenger: dict, champion: dict | None) -> str:
+    champ = champion or {}
+    names = list(challenger.get("metrics") or {})
+    names += [n for n in champ.get("metrics") or {} if n not in names]
+    primary = (challenger.get("primary") or {}).get("name")
+    rows = []
+    for n in names:
+        new, old = (challenger.get("metrics") or {}).get(n), (champ.get("metrics") or {}).get(n)
+        label = f"<strong>{escape(n)}</strong> (primary)" if n == primary else escape(n)
+        note = (challenger.get("unavailable") or {}).get(n, "")
+        rows.append([label, _cell(old), _cell(new), _delta(new, old, n in LOWER_IS_BETTER), escape(note)])
+    return _table(["metric", "champion", "challenger", "delta", "note"], rows)
+
+
+def _per_class_section(challenger: dict, champion: dict | None) -> str:
+    champ_rows = {r["label"]: r for r in (champion or {}).get("per_class") or []}
+    rows = []
+    for row in challenger.get("per_class") or []:
+        old = champ_rows.get(row["label"], {})
+        rows.append(
+            [escape(row["label"])]
+            + [f"{_cell(old.get(k))} → {_cell(row.get(k))}" for k in ("precision", "recall", "f1")]
+            + [_cell(row.get("support"))]
+        )
+    if not rows:
+        return ""
+    return "<h2>Per class (champion → challenger)</h2>" + _table(
+        ["class", "precision", "recall", "f1", "support"], rows
+    )
+
+
+def _confusion(evaluation: dict | None, title: str) -> str:
+    cm = (evaluation or {}).get("confusion_matrix")
+    if not cm:
+        return f'<div><h3>{escape(title)}</h3><p class="muted">no confusion matrix</p></div>'
+    labels = [escape(x) for x in cm["labels"]]
+    rows = [[f"true {lab}"] + [_cell(v) for v in row] for lab, row in zip(labels, cm["matrix"], strict=True)]
+    return f"<div><h3>{escape(title)}</h3>" + _table(["", *[f"pred {lab}" for lab in labels]], rows) + "</div>"
+
+
+def _slices_section(challenger: dict, champion: dict | None) -> str:
+    primary = challenger.get("primary") or {}
+    lower = bool(primary.get("lower_is_better"))
+    champ_slices = (champion or {}).get("slices") or {}
+    parts = []
+    for column, values in (challenger.get("slices") or {}).items():
+        theirs = champ_slices.get(column, {})
+        rows = []
+        for value in sorted(set(values) | set(theirs)):
+            new, old = values.get(value, {}), theirs.get(value, {})
+            rows.append(
+                [
+                    escape(value),
+                    _cell(new.get("rows", old.get("rows"))),
+                    _cell(old.get("value")),
+                    _cell(new.get("value")),
+                    _delta(new.get("value"), old.get("value"), lower),
+                    escape(new.get("reason", "")),
+                ]
+            )
+        parts.append(
+            f"<h3>{escape(column)}</h3>"
+            + _table(
+                ["value", "rows", f"champion {escape(primary.get('name', ''))}", "challenger", "delta", "note"], rows
+            )
+        )
+    if not parts:
+        return ""
+    return "<h2>Slices</h2>" + "".join(parts)
+
+
+def render(
+    challenger: dict,
+    champion: dict | None,
+    decision: GateDecision,
+    *,
+    champion_primary: float | None,
+    model: str,
+    challenger_version: str,
+    champion_version: str | None,
+) -> str:
+    """A self-contained report (inline CSS, no scripts or external resources) of one gate decision.
+
+    `champion_primary` is the champion's value of the challenger's primary metric, as the gate read it.
+    """
+    verdict = "PROMOTE" if decision.passed else "REJECT"
+    css = "pass" if decision.passed else "fail"
+    champ_label = f"champion {champion_version}" if champion_version else "no champion (bootstrap)"
+    primary = challenger.get("primary") or {}
+    checks = [
+        [
+            escape(c.name),
+            f'<span class="{"pass" if c.passed else "fail"}">{"pass" if c.passed else "FAIL"}</span>',
+            escape(c.detail),
+        ]
+        for c in decision.checks
+    ]
+    body = [
+        f"<h1>Evaluation of {escape(model)}: challenger {escape(challenger_version)} vs {escape(champ_label)}</h1>",
+        f'<p><span class="verdict {css}">{verdict}</span></p>',
+        "<h2>Primary metric</h2>",
+        _table(
+            ["metric", "champion", "challenger", "delta", "holdout rows"],
+            [
+                [
+                    escape(primary.get("name", "")),
+                    _cell(champion_primary),
+                    _cell(primary.get("value")),
+                    _delta(primary.get("value"), champion_primary, bool(primary.get("lower_is_better"))),
+                    _cell(challenger.get("n")),
+                ]
+            ],
+        ),
+        "<h2>Gate checks</h2>",
+        _table(["check", "result", "detail"], checks, left=3),
+        "<h2>All metrics</h2>",
+        _metrics_section(challenger, champion),
+        _per_class_section(challenger, champion),
+    ]
+    if challenger.get("confusion_matrix"):
+        body += [
+            "<h2>Confusion matrices</h2>",
+            '<div class="pair">',
+            _confusion(champion, champ_label),
+            _confusion(challenger, f"challenger {challenger_version}"),
+            "</div>",
+        ]
+    body.append(_slices_section(challenger, champion))
+    return document(f"{model} evaluation", "".join(body), EVALUATION_CSS)

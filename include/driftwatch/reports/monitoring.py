@@ -1,0 +1,220 @@
+"""The "Model monitoring" page and a run's Reports tab, from the read model in driftwatch.monitoring."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
+
+from driftwatch.reports.charts import EXCEEDANCE_CAP, drift_grid_svg, line_chart_svg
+from driftwatch.reports.markup import document, escape, finite, report_url
+from driftwatch.reports.style import MONITORING_CSS, RULE
+
+if TYPE_CHECKING:
+    from driftwatch.monitoring import BatchRow, ModelPage
+
+
+def _fmt_share(value: float | None) -> str:
+    return "" if value is None else f"{value:.0%}"
+
+
+def _fmt_num(value: Any) -> str:
+    number = finite(value)
+    return "" if number is None else f"{number:.3f}"
+
+
+def _mlflow_links(page: ModelPage, version: str | None, run_id: str | None) -> str:
+    """Links to the model version and its run in the MLflow UI."""
+    if not page.mlflow_url:
+        return ""
+    name, base = quote(page.cfg.registry.registered_model, safe=""), escape(page.mlflow_url)
+    links = []
+    if version:
+        href = f"{base}/#/models/{name}/versions/{quote(version, safe='')}"
+        links.append(f'<a target="_blank" rel="noopener" href="{href}">model version</a>')
+    if run_id:
+        links.append(f'<a target="_blank" rel="noopener" href="{base}/#/runs/{quote(run_id, safe="")}">run</a>')
+    return " · ".join(links)
+
+
+def _status_cell(row: BatchRow) -> str:
+    css = {"passed": "ok", "quarantined": "bad"}.get(row.status, "warn")
+    return f'<span class="{css}">{escape(row.status)}</span>'
+
+
+def _live_cell(live: Mapping[str, Any] | None) -> str:
+    if not live or live.get("value") is None:
+        return '<span class="muted">no labels yet</span>'
+    css = "bad" if live.get("degraded") else "ok"
+    return (
+        f'<span class="{css}">{escape(live.get("metric", ""))} {_fmt_num(live.get("value"))}</span>'
+        f' <span class="muted">(evaluated {_fmt_num(live.get("evaluated"))})</span>'
+    )
+
+
+def _report_links(row: BatchRow, report_base: str) -> str:
+    return " · ".join(
+        f'<a class="dw-report" href="{escape(report_url(report_base, key))}">{escape(label)}</a>'
+        for label, key in row.reports.items()
+    )
+
+
+def render_model_section(page: ModelPage, *, report_base: str, dag_base: str | None = None) -> str:
+    """One model's section: champion, batches, trend charts, quarantines, registry history."""
+    cfg, out = page.cfg, []
+    out.append(f'<section class="dw-model" id="model-{escape(cfg.name)}"><h2>{escape(cfg.name)}</h2>')
+    if cfg.description:
+        out.append(f'<p class="muted">{escape(cfg.description)}</p>')
+    out += [f'<p class="error">{escape(e)}</p>' for e in page.errors]
+    if page.champion:
+        tags = page.champion.get("tags") or {}
+        since = tags.get("promoted_at") or "unknown"
+        out.append(
+            f'<p class="dw-champion">Champion: <b>v{escape(page.champion.get("version"))}</b> since '
+            f"{escape(since)}"
+            + (f" — {escape(tags.get('promotion_reason'))}" if tags.get("promotion_reason") else "")
+            + (f" (evaluated {cfg.evaluation.primary_metric} {_fmt_num(tags.get('evaluated_primary_metric'))})")
+            + f" {_mlflow_links(page, str(page.champion.get('version')), page.champion.get('run_id'))}</p>"
+        )
+    else:
+        out.append('<p class="dw-champion muted">No champion yet: the retrain DAG bootstraps one.</p>')
+    if dag_base:
+        out.append(
+            "<p>DAGs: "
+            + " · ".join(
+                f'<a target="_top" href="{escape(dag_base)}/{kind}__{escape(cfg.name)}">{kind}</a>'
+                for kind in ("monitor", "retrain", "rollback")
+            )
+            + "</p>"
+        )
+
+    out.append(f"<h3>Last {len(page.rows)} batches</h3>")
+    if not page.rows:
+        out.append('<p class="muted">No batch has been processed yet.</p>')
+    else:
+        out.append(
+            '<table class="dw-batches"><tr><th>batch</th><th>rows</th><th>validation</th><th>drift share</th>'
+            "<th>drifted features</th><th>live performance</th><th>action</th><th>reports</th></tr>"
+        )
+        for row in page.rows:
+            share = _fmt_share(row.drift_share)
+            if row.drift_share is not None and row.threshold is not None and row.drift_share >= row.threshold:
+                share = f'<span class="bad">{share}</span>'
+            action_css = "bad" if row.action not in ("none", "") else "muted"
+            out.append(
+                f'<tr class="dw-batch"><td>{escape(row.batch_date)}</td><td>{row.rows or ""}</td>'
+                f"<td>{_status_cell(row)}</td><td>{share}</td><td>{escape(', '.join(row.drifted))}</td>"
+                f"<td>{_live_cell(row.live)}</td>"
+                f'<td><span class="{action_css}">{escape(row.action)}</span>'
+                + (f'<br><span class="muted">{escape(row.reason[:200])}</span>' if row.reason else "")
+                + f"</td><td>{_report_links(row, report_base)}</td></tr>"
+            )
+        out.append("</table>")
+
+    if page.dates:
+        threshold = cfg.drift.dataset_drift_share
+        out.append('<h3>Trends</h3><div class="charts">')
+        out.append(
+            line_chart_svg(
+                page.dates,
+                {"drifted share": page.shares},
+                title="Share of drifted features",
+                threshold=threshold,
+                y_max=1.0,
+                y_format="{:.0%}",
+            )
+        )
+        if any(v is not None for v in page.performance["live"]):
+            out.append(
+                line_chart_svg(
+                    page.dates,
+                    {
+                        f"live {cfg.evaluation.primary_metric}": page.performance["live"],
+                        "evaluated": page.performance["evaluated"],
+                    },
+                    title=f"Live vs evaluated {cfg.evaluation.primary_metric}",
+                )
+            )
+        else:
+            out.append('<p class="muted">Live performance: no labelled batch has been scored yet.</p>')
+        out.append("</div>")
+        out.append(
+            '<p class="muted">Per-feature drift score as a multiple of its threshold (dashed line: threshold; '
+            f"red dots: drifted; capped at {EXCEEDANCE_CAP:g}×).</p>"
+        )
+        out.append(drift_grid_svg(page.dates, page.drift))
+
+    out.append("<h3>Recent quarantines</h3>")
+    if page.quarantines:
+        out.append('<table class="dw-quarantines"><tr><th>batch</th><th>reason</th><th>report</th></tr>')
+        out += [
+            f"<tr><td>{escape(r.batch_date)}</td><td>{escape(r.reason)}</td>"
+            f"<td>{_report_links(r, report_base)}</td></tr>"
+            for r in page.quarantines
+        ]
+        out.append("</table>")
+    else:
+        out.append('<p class="muted">None in the batches shown.</p>')
+
+    out.append("<h3>Promotions, rejections and rollbacks</h3>")
+    if page.events:
+        out.append(
+            '<table class="dw-events"><tr><th>when</th><th>what</th><th>version</th><th>by</th><th>reason</th>'
+            "<th>MLflow</th></tr>"
+        )
+        runs = {str(v.get("version")): v.get("run_id") for v in page.versions}
+        for e in page.events:
+            what = e["action"] + (f" (from v{e['previous']})" if e.get("previous") else "")
+            out.append(
+                f"<tr><td>{escape(e['at'])}</td><td>{escape(what)}</td><td>v{escape(e['version'])}</td>"
+                f"<td>{escape(e['by'])}</td><td>{escape(e['reason'])}</td>"
+                f"<td>{_mlflow_links(page, e['version'], runs.get(e['version']))}</td></tr>"
+            )
+        out.append("</table>")
+    else:
+        out.append('<p class="muted">No registry history yet.</p>')
+    if page.versions:
+        out.append(
+            '<table class="dw-versions"><tr><th>version</th><th>aliases</th><th>status</th><th>detail</th>'
+            "<th>MLflow</th></tr>"
+        )
+        out += [
+            f"<tr><td>v{escape(v.get('version'))}</td><td>{escape(', '.join(v.get('aliases') or []))}</td>"
+            f"<td>{escape(v.get('status', ''))}</td><td>{escape(str(v.get('detail', ''))[:300])}</td>"
+            f"<td>{_mlflow_links(page, str(v.get('version')), v.get('run_id'))}</td></tr>"
+            for v in page.versions
+        ]
+        out.append("</table>")
+    out.append("</section>")
+    return "".join(out)
+
+
+def render_page(title: str, body: str) -> str:
+    """A complete, self-contained HTML page (inline CSS, no script, nothing fetched)."""
+    return document(title, f"<h1>{escape(title)}</h1>{body}", MONITORING_CSS)
+
+
+def render_run_reports(
+    dag_id: str, run_id: str, batch_date: str | None, reports: Mapping[str, str], report_base: str
+) -> str:
+    """The body of a run's Reports tab: links to its reports, the first HTML one embedded."""
+    head = f"<p>Run <code>{escape(run_id)}</code> of <code>{escape(dag_id)}</code>"
+    head += f", batch {escape(batch_date)}</p>" if batch_date else "</p>"
+    if not reports:
+        return (
+            head + '<p class="muted">This run has no reports (yet): they appear when its tasks have written them.</p>'
+        )
+    items = "".join(
+        f'<li><a class="dw-report" href="{escape(report_url(report_base, key))}" target="dw-report-frame">'
+        f'{escape(label)}</a> <span class="muted">{escape(key)}</span></li>'
+        for label, key in reports.items()
+    )
+    first = next((k for k in reports.values() if k.endswith(".html")), None)
+    frame = (
+        f'<iframe name="dw-report-frame" class="dw-report-frame" title="report" '
+        f'src="{escape(report_url(report_base, first))}" '
+        f'style="width:100%;height:80vh;border:{RULE}"></iframe>'
+        if first
+        else ""
+    )
+    return head + f"<ul>{items}</ul>{frame}"
