@@ -123,7 +123,8 @@ def build_monitor_dag(cfg: ModelConfig) -> Any:
         @fail_fast
         def record_missing_batch(params: dict[str, Any], ds: str | None = None) -> dict[str, Any]:
             """The batch did not arrive in time: record "missing batch" in the history and email the owners."""
-            from driftwatch.pipeline import missing_batch_email, missing_batch_step
+            from driftwatch.alerts import missing_batch_email
+            from driftwatch.pipeline import missing_batch_step
 
             client = dagkit.s3(cfg)
             outcome = missing_batch_step(

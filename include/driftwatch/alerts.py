@@ -69,11 +69,6 @@ def _message(cfg: ModelConfig, subject: str, kind: str, batch_date: str, text: s
     return msg
 
 
-# pipeline.missing_batch_email still builds its email from `_page` and `_message`: keep both until
-# it calls missing_batch_email below.
-_page = emails.page
-
-
 def quarantine_email(
     cfg: ModelConfig,
     batch_date: str,

@@ -6,7 +6,6 @@ reason in a second dict; nothing here raises because of the data it is given.
 
 from __future__ import annotations
 
-import math
 import warnings
 from typing import Any
 
@@ -14,17 +13,9 @@ import numpy as np
 from sklearn import metrics as skm
 
 from driftwatch.config import CLASSIFICATION_METRICS, REGRESSION_METRICS
+from driftwatch.reports.markup import finite
 
 THRESHOLD = 0.5
-
-
-def finite(value: Any) -> float | None:
-    """A finite float, else None."""
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if math.isfinite(number) else None
 
 
 def classification_metrics(y_pos: np.ndarray, scores: np.ndarray) -> tuple[dict, dict]:

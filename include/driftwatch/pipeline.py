@@ -297,19 +297,3 @@ def missing_batch_step(client: S3Client, cfg: ModelConfig, batch_date: str, wait
     record = {"status": "missing", "rows": 0, "validation": None, "drift": None, "action": "missing batch"}
     history.write_record(client, cfg, batch_date, {**record, "reason": reason, "links": {}})
     return {"batch_date": batch_date, "reason": reason}
-
-
-def missing_batch_email(cfg: ModelConfig, batch_date: str, reason: str) -> Any:
-    """The alert for a batch that did not arrive (built from alerts' helpers; it belongs in alerts.py)."""
-    from html import escape
-
-    from driftwatch import alerts
-
-    subject = f"[driftwatch] {cfg.name} {batch_date}: missing batch"
-    text = (
-        f"The batch of {batch_date} for model {cfg.name} did not arrive: {reason}. Nothing was validated, "
-        "scored or retrained for this date; the following days are not affected. When the batch lands, "
-        "clear this run (or trigger the monitor with batch_date) to process it."
-    )
-    html = alerts._page(subject.removeprefix("[driftwatch] "), f"<p>{escape(text)}</p>")
-    return alerts._message(cfg, subject, "missing", batch_date, text + "\n", html)
