@@ -32,7 +32,7 @@ class CheckReport:
 def _load(report: CheckReport, what: str, load: Loader, location: str, cfg: ModelConfig) -> pd.DataFrame | None:
     try:
         frame = load(location, ingest.text_columns(cfg))
-    except (SystemExit, OSError, ValueError) as err:
+    except (OSError, ValueError) as err:  # missing or unreadable file, S3 down or refusing
         report.problems.append(f"{what} {location}: {err}")
         return None
     report.lines.append(f"{what}: {location}: {len(frame):,} rows, {len(frame.columns)} columns")

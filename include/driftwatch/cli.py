@@ -52,13 +52,20 @@ def read_frame(location: str, endpoint_url: str | None, text_columns: list[str] 
 
     fmt = layout.batch_format(location)
     if fmt is None:
-        raise SystemExit(f"{location}: expected a .csv or .parquet file")
+        raise ValueError(f"{location}: expected a .csv or .parquet file")
     if location.startswith("s3://"):
-        data = storage.read_bytes(s3_client(endpoint_url), *storage.parse_s3_uri(location))
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            data = storage.read_bytes(s3_client(endpoint_url), *storage.parse_s3_uri(location))
+        except (BotoCoreError, ClientError) as err:
+            where = endpoint_url or "AWS"
+            hint = "is the endpoint up? see --endpoint-url"
+            raise OSError(f"{location} cannot be read from {where}: {err} ({hint})") from None
     else:
         path = Path(location)
         if not path.is_file():
-            raise SystemExit(f"{location}: no such file")
+            raise FileNotFoundError(f"{location}: no such file")
         data = path.read_bytes()
     return ingest.parse_object(data, fmt, location, text_columns=text_columns or ())
 
@@ -67,7 +74,11 @@ def cmd_init(args: argparse.Namespace) -> int:
     """Draft config/models/<name>.yaml from the reference file."""
     from driftwatch import onboarding, storage
 
-    reference = read_frame(args.reference, _endpoint(args.endpoint_url), [args.id])
+    try:
+        reference = read_frame(args.reference, _endpoint(args.endpoint_url), [args.id])
+    except (OSError, ValueError) as err:  # a missing file, an unreachable or refusing S3, an unreadable file
+        print(f"driftwatch init: cannot read the reference: {err}", file=sys.stderr)
+        return 2
     name = args.name or Path(args.reference).stem.lower().replace("-", "_").replace(".", "_")
     if args.reference.startswith("s3://"):
         bucket, key = storage.parse_s3_uri(args.reference)
@@ -132,6 +143,8 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def cmd_land(args: argparse.Namespace) -> int:
     """Put a batch (and its labels), or the reference, where the model's config says they go."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
     from driftwatch import landing
     from driftwatch.config import ConfigError, config_dir, load_configs
 
@@ -157,6 +170,9 @@ def cmd_land(args: argparse.Namespace) -> int:
         )
     except landing.LandingError as err:
         print(f"driftwatch land: {err}", file=sys.stderr)
+        return 2
+    except (BotoCoreError, ClientError) as err:  # nothing half-landed: each file is one PUT
+        print(f"driftwatch land: S3 refused or is unreachable ({err}); see --endpoint-url", file=sys.stderr)
         return 2
     for uri in landed:
         print(f"landed {uri}")

@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from driftwatch.config import ModelConfig
+from driftwatch.dtypes import text_value
 
 log = logging.getLogger(__name__)
 
@@ -264,12 +265,9 @@ def _prepare(frame: pd.DataFrame, cfg: ModelConfig, which: str) -> pd.DataFrame:
 
 
 def category_text(value: Any) -> Any:
-    """A category label as a string, so 1, 1.0 and '1' from CSV vs Parquet compare equal; NaN stays NaN."""
-    if value is None or (not isinstance(value, str) and pd.isna(value)):
-        return np.nan
-    if isinstance(value, (float, np.floating)) and float(value).is_integer():
-        return str(int(value))
-    return str(value)
+    """A category label as dtypes.text_value gives it (1, 1.0 and '1' compare equal); NaN stays NaN."""
+    text = text_value(value)
+    return np.nan if text is None else text
 
 
 def _feature_results(report_json: dict[str, Any], cfg: ModelConfig, features: list[str]) -> list[FeatureDrift]:

@@ -73,22 +73,28 @@ def drafted(bank, tmp_path):
     return out
 
 
+def check(config, bank, batch) -> int:
+    """`driftwatch check` of a batch, with the bank reference and the drifted day's labels."""
+    labels = bank / "drifted-labels.parquet"
+    return cli.main(
+        [
+            "check",
+            str(config),
+            "--reference",
+            str(bank / "reference.csv"),
+            "--batch",
+            str(batch),
+            "--labels",
+            str(labels),
+        ]
+    )
+
+
 def test_check_lists_every_problem_of_a_broken_batch(bank, tmp_path, capsys):
     out = drafted(bank, tmp_path)
     broken = gen.make_frames(gen.BANK, rows=200, seed=5)[0].drop(columns=["score"]).assign(plan="platinum")
     (tmp_path / "broken.csv").write_bytes(gen.file_bytes(broken, "csv"))
-    code = cli.main(
-        [
-            "check",
-            str(out),
-            "--reference",
-            str(bank / "reference.csv"),
-            "--batch",
-            str(tmp_path / "broken.csv"),
-            "--labels",
-            str(bank / "drifted-labels.parquet"),
-        ]
-    )
+    code = check(out, bank, tmp_path / "broken.csv")
     printed = capsys.readouterr().out
     assert code == 1
     assert "unexpected column(s) note" in printed and "schema.ignored_columns" in printed
@@ -101,18 +107,7 @@ def test_check_of_a_good_batch_says_what_the_monitor_would_do(bank, tmp_path, ca
     raw = yaml.safe_load(out.read_text())
     raw["schema"]["ignored_columns"] = list(gen.EXTRAS)
     out.write_text(yaml.safe_dump(raw))
-    code = cli.main(
-        [
-            "check",
-            str(out),
-            "--reference",
-            str(bank / "reference.csv"),
-            "--batch",
-            str(bank / "drifted.csv"),
-            "--labels",
-            str(bank / "drifted-labels.parquet"),
-        ]
-    )
+    code = check(out, bank, bank / "drifted.csv")
     printed = capsys.readouterr().out
     assert code == 0, printed
     assert "the monitor would alert and request retraining" in printed
