@@ -39,6 +39,7 @@ from typing import Any
 
 from airflow.sdk import Param, dag, task
 
+from driftwatch import layout
 from driftwatch.config import ModelConfig, load_configs
 from driftwatch_airflow import dagkit
 from driftwatch_airflow.dagkit import batch_date_of, fail_fast
@@ -111,7 +112,7 @@ def build_monitor_dag(cfg: ModelConfig) -> Any:
             doc_md="Waits, deferred in the triggerer, until the batch folder holds at least one object.",
             aws_conn_id=cfg.storage.aws_conn_id,
             bucket_name=cfg.storage.bucket,
-            bucket_key=cfg.storage.incoming_prefix + "dt={{ batch_date_of(params, ds) }}/*",
+            bucket_key=layout.incoming_pattern(cfg, "{{ batch_date_of(params, ds) }}"),
             poke_interval=cfg.monitor.sensor_poke_seconds,
             timeout=cfg.monitor.sensor_timeout_minutes * 60,
             # A batch that never arrives skips the run instead of failing it; record_missing_batch

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from typing import Any
@@ -39,16 +38,6 @@ def read_history(client: S3Client, cfg: ModelConfig, last: int | None = None) ->
 # is kept in the bucket, with the whole message, instead of vanishing with a failed task.
 
 
-def _alert_slug(key: str) -> str:
-    readable = re.sub(r"[^A-Za-z0-9._-]+", "_", key)[:80]
-    return f"{readable}-{hashlib.sha256(key.encode()).hexdigest()[:8]}"
-
-
-def alert_record_key(cfg: ModelConfig, dedup_key: str, state: str) -> str:
-    """Key of one delivery record: state is "delivered" or "undelivered" (the latter has an .eml beside it)."""
-    return f"{cfg.storage.output_prefix}alerts/{_alert_slug(dedup_key)}.{state}.json"
-
-
 def alert_content_sha256(message: EmailMessage) -> str:
     """What makes two sends the same alert: subject and plain text, not the Date header."""
     body = message.get_body(("plain",))
@@ -71,20 +60,20 @@ def was_delivered(client: S3Client, cfg: ModelConfig, message: EmailMessage) -> 
     key = message["X-Driftwatch-Dedup-Key"]
     if not key:
         return False
-    record = storage.read_json(client, cfg.storage.bucket, alert_record_key(cfg, key, "delivered"))
+    record = storage.read_json(client, cfg.storage.bucket, layout.alert_record_key(cfg, key, "delivered"))
     return bool(record) and record.get("content_sha256") == alert_content_sha256(message)
 
 
 def record_delivered(client: S3Client, cfg: ModelConfig, message: EmailMessage, attempts: int) -> str:
     """Remember a delivered alert so that a rerun of the same batch does not send it again."""
     payload = {**_alert_fields(message), "attempts": attempts, "delivered_at": _now()}
-    key = alert_record_key(cfg, message["X-Driftwatch-Dedup-Key"] or message["Message-ID"], "delivered")
+    key = layout.alert_record_key(cfg, message["X-Driftwatch-Dedup-Key"] or message["Message-ID"], "delivered")
     return storage.write_json(client, cfg.storage.bucket, key, payload)
 
 
 def record_undelivered(client: S3Client, cfg: ModelConfig, message: EmailMessage, error: str, attempts: int) -> str:
     """Keep an alert the SMTP server did not take: the message itself (.eml) and why it failed."""
-    record_key = alert_record_key(cfg, message["X-Driftwatch-Dedup-Key"] or message["Message-ID"], "undelivered")
+    record_key = layout.alert_record_key(cfg, message["X-Driftwatch-Dedup-Key"] or message["Message-ID"], "undelivered")
     eml_key = record_key.removesuffix(".json") + ".eml"
     eml_uri = storage.write_bytes(client, cfg.storage.bucket, eml_key, message.as_bytes(), "message/rfc822")
     payload = {**_alert_fields(message), "attempts": attempts, "error": error[:500], "eml": eml_uri, "at": _now()}
@@ -100,15 +89,11 @@ def _now() -> str:
 # Asset event would start a second retrain run and register a duplicate model version.
 
 
-def retraining_request_key(cfg: ModelConfig, batch_date: str) -> str:
-    return f"{cfg.storage.output_prefix}retraining-requests/dt={batch_date}.json"
-
-
 def earlier_retraining_request(
     client: S3Client, cfg: ModelConfig, batch_date: str, reason: str, run_id: str
 ) -> dict[str, Any] | None:
     """The request another run already made for this batch and reason; a retry of the same run gets None."""
-    record = storage.read_json(client, cfg.storage.bucket, retraining_request_key(cfg, batch_date))
+    record = storage.read_json(client, cfg.storage.bucket, layout.retraining_request_key(cfg, batch_date))
     if record and record.get("reason") == reason and record.get("run_id") != run_id:
         return record
     return None
@@ -116,4 +101,4 @@ def earlier_retraining_request(
 
 def record_retraining_request(client: S3Client, cfg: ModelConfig, batch_date: str, reason: str, run_id: str) -> str:
     payload = {"batch_date": batch_date, "reason": reason, "run_id": run_id, "at": _now()}
-    return storage.write_json(client, cfg.storage.bucket, retraining_request_key(cfg, batch_date), payload)
+    return storage.write_json(client, cfg.storage.bucket, layout.retraining_request_key(cfg, batch_date), payload)

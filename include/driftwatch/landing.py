@@ -81,7 +81,7 @@ def land(
         except ValueError as err:
             raise LandingError(str(err)) from None
         if batch is not None:
-            landed.append(put_once(client, bucket, layout.incoming_prefix(cfg, day) + batch.name, batch))
+            landed.append(put_once(client, bucket, layout.incoming_key(cfg, day, batch.name), batch))
         if labels is not None:
-            landed.append(put_once(client, bucket, layout.labels_prefix(cfg, day) + labels.name, labels))
+            landed.append(put_once(client, bucket, layout.labels_key(cfg, day, labels.name), labels))
     return landed

@@ -6,6 +6,8 @@ artifacts instead of adding new ones.
 
 from __future__ import annotations
 
+import hashlib
+import re
 from datetime import date, datetime
 
 from driftwatch.config import ModelConfig
@@ -30,8 +32,22 @@ def incoming_prefix(cfg: ModelConfig, batch_date: str) -> str:
     return f"{cfg.storage.incoming_prefix}dt={batch_date}/"
 
 
+def incoming_key(cfg: ModelConfig, batch_date: str, name: str) -> str:
+    """One object of a batch as it lands (the demo's seeding and `driftwatch land` write these)."""
+    return f"{incoming_prefix(cfg, batch_date)}{name}"
+
+
+def incoming_pattern(cfg: ModelConfig, batch_date: str) -> str:
+    """Wildcard key the batch sensor waits on; `batch_date` may be a Jinja template."""
+    return f"{incoming_prefix(cfg, batch_date)}*"
+
+
 def labels_prefix(cfg: ModelConfig, batch_date: str) -> str:
     return f"{cfg.storage.labels_prefix}dt={batch_date}/"
+
+
+def labels_key(cfg: ModelConfig, batch_date: str, name: str) -> str:
+    return f"{labels_prefix(cfg, batch_date)}{name}"
 
 
 def report_prefix(cfg: ModelConfig, batch_date: str) -> str:
@@ -62,6 +78,11 @@ def partition_prefix(cfg: ModelConfig, batch_date: str) -> str:
     return f"{report_prefix(cfg, batch_date)}partitions/"
 
 
+def partition_key(cfg: ModelConfig, batch_date: str, index: int, suffix: str) -> str:
+    """One partition's output, e.g. suffix ".profile.json" or ".sample.parquet"."""
+    return f"{partition_prefix(cfg, batch_date)}part-{index:05d}{suffix}"
+
+
 def history_prefix(cfg: ModelConfig) -> str:
     return f"{cfg.storage.output_prefix}history/"
 
@@ -73,6 +94,49 @@ def history_key(cfg: ModelConfig, batch_date: str) -> str:
 def reference_pointer_key(cfg: ModelConfig) -> str:
     """Pointer to the current champion's reference data; absent until a model is promoted."""
     return f"{cfg.storage.output_prefix}reference/current.json"
+
+
+def reference_profile_prefix(cfg: ModelConfig, digest: str) -> str:
+    """A reference's stored profile and report sample, named by the digest of what they were built from."""
+    return f"{cfg.storage.output_prefix}reference/profiles/{digest}/"
+
+
+def safe_run_key(run_key: str) -> str:
+    """A run id or plan key as one key segment (Airflow run ids hold ':' and '+')."""
+    return "".join(c if c.isalnum() or c in "-_.=" else "_" for c in run_key)
+
+
+def training_prefix(cfg: ModelConfig, run_key: str) -> str:
+    """The training data a retrain run assembled, under its plan key."""
+    return f"{cfg.storage.output_prefix}training/{safe_run_key(run_key)}/"
+
+
+def evaluation_prefix(cfg: ModelConfig, run_key: str) -> str:
+    """A retrain run's evaluation report of challenger against champion."""
+    return f"{cfg.storage.output_prefix}evaluations/{safe_run_key(run_key)}/"
+
+
+def _alert_slug(dedup_key: str) -> str:
+    readable = re.sub(r"[^A-Za-z0-9._-]+", "_", dedup_key)[:80]
+    return f"{readable}-{hashlib.sha256(dedup_key.encode()).hexdigest()[:8]}"
+
+
+def alert_record_key(cfg: ModelConfig, dedup_key: str, state: str) -> str:
+    """One delivery record of an alert: state is "delivered" or "undelivered"."""
+    return f"{cfg.storage.output_prefix}alerts/{_alert_slug(dedup_key)}.{state}.json"
+
+
+def retraining_request_key(cfg: ModelConfig, batch_date: str) -> str:
+    """The retraining request a monitor run made for one batch date."""
+    return f"{cfg.storage.output_prefix}retraining-requests/dt={batch_date}.json"
+
+
+# Report objects the UI may serve, relative to the output prefix. One path segment per level and a
+# fixed suffix: nothing else under the pipeline's prefixes (the quarantined raw data included) matches.
+SERVABLE_REPORT = re.compile(
+    r"^(?:(?:reports|quarantine)/dt=\d{4}-\d{2}-\d{2}|evaluations/[A-Za-z0-9_=-][A-Za-z0-9_.=-]*)"
+    r"/[A-Za-z0-9_-][A-Za-z0-9_.-]*\.(html|json)$"
+)
 
 
 def batch_format(key: str) -> str | None:

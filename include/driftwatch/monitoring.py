@@ -10,7 +10,6 @@ importable from here too.
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,10 +24,6 @@ from driftwatch.reports.monitoring import render_model_section, render_page, ren
 
 P_VALUE_METHODS = frozenset({"ks", "chisquare"})  # same set as drift.P_VALUE_METHODS; drift imports numpy
 CONTENT_TYPES = {".html": "text/html; charset=utf-8", ".json": "application/json"}
-# One path segment per level and a fixed suffix: nothing else under the pipeline's prefixes (the
-# quarantined raw data under quarantine/dt=.../data/ included) can be served.
-_DATED = re.compile(r"^(reports|quarantine)/dt=\d{4}-\d{2}-\d{2}/[A-Za-z0-9_-][A-Za-z0-9_.-]*\.(html|json)$")
-_EVALUATION = re.compile(r"^evaluations/[A-Za-z0-9_=-][A-Za-z0-9_.=-]*/[A-Za-z0-9_-][A-Za-z0-9_.-]*\.(html|json)$")
 
 # --------------------------------------------------------------------------- report keys
 
@@ -41,7 +36,7 @@ def report_key_allowed(cfg: ModelConfig, key: str) -> bool:
     rest = key[len(prefix) :]
     if any(part in ("", ".", "..") for part in rest.split("/")):
         return False
-    return bool(_DATED.match(rest) or _EVALUATION.match(rest))
+    return bool(layout.SERVABLE_REPORT.match(rest))
 
 
 def resolve_report(cfgs: Iterable[ModelConfig], key: str) -> tuple[ModelConfig, str] | None:
@@ -60,12 +55,6 @@ def batch_report_keys(cfg: ModelConfig, batch_date: str, quarantined: bool) -> d
         return {"validation report": prefix + "validation.html"}
     prefix = layout.report_prefix(cfg, batch_date)
     return {"drift report": prefix + "drift.html", "validation report": prefix + "validation.html"}
-
-
-def evaluation_prefix(cfg: ModelConfig, run_id: str) -> str:
-    """Where the retrain run ``run_id`` wrote its evaluation report (see retraining._safe_key)."""
-    safe = "".join(c if c.isalnum() or c in "-_.=" else "_" for c in run_id)
-    return f"{cfg.storage.output_prefix}evaluations/{safe}/"
 
 
 # --------------------------------------------------------------------------- page data

@@ -149,11 +149,11 @@ def profile_partition_step(client: S3Client, cfg: ModelConfig, part: dict[str, A
     partition = drift_check.Partition.from_dict(part)
     seed = drift_check.sample_seed(part["batch_date"])
     batch, sample = drift_check.profile_partition(source, stored.profile, cfg, seed=seed, partition=partition)
-    prefix = f"{layout.partition_prefix(cfg, part['batch_date'])}part-{partition.index:05d}"
-    profile_uri = storage.write_bytes(
-        client, bucket, prefix + ".profile.json", batch.to_json().encode(), "application/json"
-    )
-    sample_uri = ingest.write_parquet(client, bucket, prefix + ".sample.parquet", sample)
+    day = part["batch_date"]
+    profile_key = layout.partition_key(cfg, day, partition.index, ".profile.json")
+    profile_uri = storage.write_bytes(client, bucket, profile_key, batch.to_json().encode(), "application/json")
+    sample_key = layout.partition_key(cfg, day, partition.index, ".sample.parquet")
+    sample_uri = ingest.write_parquet(client, bucket, sample_key, sample)
     return {
         "index": partition.index,
         "rows": batch.rows,

@@ -71,10 +71,6 @@ def profile_digest(cfg: ModelConfig, data_uri: str, etag: str) -> str:
     return hashlib.sha256(body.encode()).hexdigest()[:16]
 
 
-def profile_prefix(cfg: ModelConfig, digest: str) -> str:
-    return f"{cfg.storage.output_prefix}reference/profiles/{digest}/"
-
-
 def _feature_frame(client: S3Client, cfg: ModelConfig, data_uri: str) -> pd.DataFrame:
     bucket, key = storage.parse_s3_uri(data_uri)
     frame = ingest.normalize_types(ingest.read_table(client, bucket, key, text_columns=ingest.text_columns(cfg)), cfg)
@@ -124,7 +120,7 @@ def load_reference_frame(client: S3Client, cfg: ModelConfig) -> tuple[pd.DataFra
 
 def ensure_profile(client: S3Client, cfg: ModelConfig, data_uri: str) -> StoredReference:
     """The stored profile of the reference data at `data_uri`, built and stored if there is none."""
-    prefix = profile_prefix(cfg, profile_digest(cfg, data_uri, _etag(client, cfg, data_uri)))
+    prefix = layout.reference_profile_prefix(cfg, profile_digest(cfg, data_uri, _etag(client, cfg, data_uri)))
     bucket = cfg.storage.bucket
     sample_uri = storage.s3_uri(bucket, prefix + SAMPLE)
     profile = _load(client, cfg, prefix)

@@ -19,14 +19,6 @@ from driftwatch.errors import NotEnoughData
 from driftwatch.storage import S3Client
 
 
-def training_prefix(cfg: ModelConfig, run_key: str) -> str:
-    return f"{cfg.storage.output_prefix}training/{run_key}/"
-
-
-def _safe_key(run_key: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_.=" else "_" for c in run_key)
-
-
 def labelled_batches(
     client: S3Client, cfg: ModelConfig, as_of: str, window_days: int
 ) -> tuple[dict[str, pd.DataFrame], list[str]]:
@@ -90,7 +82,7 @@ def assemble_data(
             reference, reference_uri = references.load_reference_frame(client, cfg)
             train = pd.concat([reference, train], ignore_index=True)
             sources.append(reference_uri)
-    artifacts = ArtifactSet(client, cfg.storage.bucket, training_prefix(cfg, _safe_key(run_key)))
+    artifacts = ArtifactSet(client, cfg.storage.bucket, layout.training_prefix(cfg, run_key))
     result = {
         "mode": "bootstrap" if bootstrap else "retrain",
         "as_of": as_of,
@@ -236,9 +228,7 @@ def evaluate_candidate(
         "plan": plan,
         "split": data.get("split", {}),
     }
-    artifacts = ArtifactSet(
-        client, cfg.storage.bucket, f"{cfg.storage.output_prefix}evaluations/{_safe_key(plan['run_key'])}/"
-    )
+    artifacts = ArtifactSet(client, cfg.storage.bucket, layout.evaluation_prefix(cfg, plan["run_key"]))
     artifacts.put_text("evaluation.html", html)
     artifacts.put_json("evaluation.json", report)
     artifacts.commit("evaluated", passed=decision.passed, challenger_version=candidate["version"])

@@ -18,7 +18,7 @@ def write_reference(client: S3Client, cfg: ModelConfig, frame: pd.DataFrame) -> 
 
 
 def batch_key(cfg: ModelConfig, batch: DemoBatch) -> str:
-    return f"{layout.incoming_prefix(cfg, batch.batch_date.isoformat())}part-000.{batch.fmt}"
+    return layout.incoming_key(cfg, batch.batch_date.isoformat(), f"part-000.{batch.fmt}")
 
 
 def write_batch(client: S3Client, cfg: ModelConfig, batch: DemoBatch) -> str:
@@ -29,7 +29,7 @@ def write_batch(client: S3Client, cfg: ModelConfig, batch: DemoBatch) -> str:
 
 def write_labels(client: S3Client, cfg: ModelConfig, batch: DemoBatch) -> str:
     """Land the labels of a batch under labels/dt=YYYY-MM-DD/, as they would arrive later."""
-    key = f"{layout.labels_prefix(cfg, batch.batch_date.isoformat())}labels.csv"
+    key = layout.labels_key(cfg, batch.batch_date.isoformat(), "labels.csv")
     return storage.write_bytes(client, cfg.storage.bucket, key, demo_data.to_bytes(batch.labels, "csv"), "text/csv")
 
 

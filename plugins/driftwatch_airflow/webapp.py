@@ -247,7 +247,7 @@ def run_report_keys(
         cfg = by_name[model]
         prefixes = [(cfg, layout.report_prefix(cfg, batch_date)), (cfg, layout.quarantine_prefix(cfg, batch_date))]
     elif kind == "retrain" and model in by_name:
-        prefixes = [(by_name[model], monitoring.evaluation_prefix(by_name[model], run_id))]
+        prefixes = [(by_name[model], layout.evaluation_prefix(by_name[model], run_id))]
     elif dag_id == "monitor_fleet" and batch_date:
         wanted = conf.get("models") or list(by_name)
         prefixes = [(by_name[m], layout.report_prefix(by_name[m], batch_date)) for m in wanted if m in by_name]
