@@ -1,0 +1,155 @@
+"""Reporting: the machine, the figures derived from the measurements, and the printed tables."""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def machine() -> dict[str, Any]:
+    info: dict[str, Any] = {
+        "nproc": os.cpu_count(),
+        "cpus_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        "platform": platform.platform(),
+        "python": sys.version.split()[0],
+        "OPENBLAS_CORETYPE": os.environ.get("OPENBLAS_CORETYPE"),
+        "load_average_at_start": [round(v, 2) for v in os.getloadavg()],
+        "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),
+        "OPENBLAS_NUM_THREADS": os.environ.get("OPENBLAS_NUM_THREADS"),
+    }
+    try:
+        models = [
+            ln.split(":", 1)[1].strip()
+            for ln in Path("/proc/cpuinfo").read_text().splitlines()
+            if ln.startswith("model name")
+        ]
+        info["cpu_model"] = models[0] if models else platform.processor()
+    except OSError:
+        info["cpu_model"] = platform.processor()
+    try:
+        meminfo = Path("/proc/meminfo").read_text().splitlines()
+        total = next(int(ln.split()[1]) for ln in meminfo if ln.startswith("MemTotal:"))
+        info["memory_gib"] = round(total / 1024**2, 2)
+    except (OSError, StopIteration):
+        info["memory_gib"] = None
+    versions = {}
+    for module in ("numpy", "pandas", "pyarrow", "scipy", "evidently", "great_expectations"):
+        try:
+            versions[module] = __import__(module).__version__
+        except Exception:  # a version string is nice to have, never worth failing the bench
+            versions[module] = None
+    info["versions"] = versions
+    return info
+
+
+def report_agreement(drift_task: dict[str, Any]) -> dict[str, Any]:
+    """Verdicts read back from the Evidently snapshot against the full-data decision."""
+    fast, shown = drift_task["fast"], drift_task["sample_report"]["decisions"]
+    agree = sum(1 for name, f in fast.items() if shown.get(name, {}).get("drifted") == f["drifted"])
+    return {
+        "features": len(fast),
+        "agree": agree,
+        "sample_only_differs": drift_task["sample_report"]["sample_only_differs"],
+    }
+
+
+def step_seconds(result: dict[str, Any], name: str) -> float:
+    return next(r["seconds"] for r in result["steps"] if r["step"] == name)
+
+
+def cpu_seconds(result: dict[str, Any]) -> float:
+    return sum(r["cpu_seconds"] for r in result["steps"])
+
+
+def fmt_rows(n: int) -> str:
+    return f"{n / 1e6:g}M" if n >= 1_000_000 else f"{n / 1e3:g}k"
+
+
+def print_report(results: dict[str, Any]) -> None:
+    print()
+    print(
+        f"Machine: {results['machine']['cpu_model']}, {results['machine']['nproc']} CPUs, "
+        f"{results['machine']['memory_gib']} GiB, OPENBLAS_CORETYPE={results['machine']['OPENBLAS_CORETYPE']}"
+    )
+    print(
+        f"Reference: {results['reference_rows']} rows; profile build {results['profile']['build_seconds']:.2f} s, "
+        f"{results['profile']['bytes'] / 1e6:.2f} MB JSON"
+    )
+    for size in results["sizes"]:
+        entry = results["runs"][str(size)]
+        print(f"\n== {fmt_rows(size)} rows x 20 features: monitor stage (two tasks, peak RSS per step)")
+        print(f"  {'step':40s} {'seconds':>9s} {'CPU s':>9s} {'peak MB':>9s}")
+        for task in ("validate_task", "drift_task"):
+            print(f"  [{task}]")
+            for row in entry[task]["steps"]:
+                print(f"  {row['step']:40s} {row['seconds']:9.2f} {row['cpu_seconds']:9.2f} {row['peak_mb']:9.0f}")
+        print(
+            f"  {'TOTAL (time added, peak of the two)':40s} {entry['monitor_total_seconds']:9.2f} "
+            f"{entry['monitor_total_cpu_seconds']:9.2f} {entry['monitor_peak_mb']:9.0f}"
+        )
+        v, a = entry["validate_task"]["validation"], entry["sample_report_agreement"]
+        alone = a["sample_only_differs"]
+        print(
+            f"  validation: {v['expectations']} expectations, passed={v['passed']}; the Evidently report "
+            f"(distributions from the sample) shows the full-data verdict on {a['agree']}/{a['features']} "
+            f"features; the sample alone would have judged {len(alone)} otherwise"
+            + (f" ({', '.join(alone)})" if alone else "")
+        )
+        s = entry["streamed"]
+        streamed_cpu = cpu_seconds(s)
+        print(
+            f"  streamed (row groups): profile {step_seconds(s, 'profile row groups'):.2f} s + decide "
+            f"{step_seconds(s, 'decide'):.3f} s (CPU {streamed_cpu:.2f} s), peak {s['process_peak_mb']:.0f} MB, "
+            f"same decisions and scores as in memory: {entry['streamed_identical']}"
+        )
+    print("\n== Fast decision vs Evidently on the full batch")
+    header = (
+        f"  {'rows':>6s} {'fast s':>8s} {'Evid. default s':>16s} {'peak MB':>8s} {'Evid. config s':>15s} "
+        f"{'peak MB':>8s} {'speedup':>8s} {'CPU speedup':>12s} {'agree (cfg)':>12s} {'agree (default)':>16s}"
+    )
+    print(header)
+    for size in results["sizes"]:
+        entry = results["runs"][str(size)]
+        fast_s = entry["fast_decision_seconds"]
+        ev = entry.get("evidently_default")
+        evc = entry.get("evidently_configured")
+        if ev is None:
+            print(f"  {fmt_rows(size):>6s} {fast_s:8.3f}   Evidently skipped: {entry.get('evidently_skipped')}")
+            continue
+        agree_c, agree_d = entry["agreement_configured"], entry["agreement_default"]
+        print(
+            f"  {fmt_rows(size):>6s} {fast_s:8.3f} {ev['seconds']:16.1f} {ev['process_peak_mb']:8.0f} "
+            f"{evc['seconds']:15.1f} {evc['process_peak_mb']:8.0f} {entry['speedup_default']:7.0f}x "
+            f"{entry['cpu_speedup_default']:11.0f}x "
+            f"{agree_c['agree']:>5d}/{agree_c['columns']:<6d} {agree_d['agree']:>8d}/{agree_d['columns']:<7d}"
+        )
+    largest = max((s for s in results["sizes"] if "agreement_configured" in results["runs"][str(s)]), default=None)
+    if largest is not None:
+        print(f"\n== Per column at {fmt_rows(largest)} rows (configured methods)")
+        print(
+            f"  {'feature':16s} {'method':14s} {'thr':>5s} {'Evidently':>12s} {'fast':>12s} {'|diff|':>9s} "
+            f"{'E':>2s} {'F':>2s}"
+        )
+        for r in results["runs"][str(largest)]["agreement_configured"]["per_column"]:
+            print(
+                f"  {r['feature']:16s} {r['method']:14s} {r['threshold']:5.2f} {r['evidently_score']:12.6g} "
+                f"{r['fast_score']:12.6g} {r['abs_diff']:9.2e} {'D' if r['evidently_drifted'] else '-':>2s} "
+                f"{'D' if r['fast_drifted'] else '-':>2s}{'' if r['agree'] else '  DISAGREE'}"
+            )
+    scaling = results.get("scaling")
+    if scaling:
+        print("\n== Scaling")
+        for key, value in scaling.items():
+            print(f"  {key}: {value:.2f}")
+    print("\n== DAG parse time (fresh interpreter, after import airflow.sdk)")
+    for name, row in results["dag_parse"].items():
+        if "error" in row:
+            print(f"  {name}: ERROR {row['error'][-300:]}")
+        else:
+            print(
+                f"  {name:12s} {row['parse_seconds_median']:.3f} s (min {row['parse_seconds_min']:.3f} s; "
+                f"import airflow.sdk {row['import_airflow_sdk_seconds_median']:.2f} s)"
+            )
