@@ -19,7 +19,9 @@ import hashlib
 import io
 import json
 import logging
+import weakref
 from dataclasses import dataclass
+from typing import Any
 
 import pandas as pd
 
@@ -33,6 +35,9 @@ log = logging.getLogger(__name__)
 
 PROFILE = "profile.json"
 SAMPLE = "sample.parquet"
+# Profiles already read, per S3 client (so per task) and by prefix: a prefix names its profile's
+# digest, the reference's ETag included, so an entry cannot go stale while its client lives.
+_LOADED: weakref.WeakKeyDictionary[Any, dict[str, ReferenceProfile]] = weakref.WeakKeyDictionary()
 
 
 @dataclass(frozen=True)
@@ -90,13 +95,24 @@ def report_sample(frame: pd.DataFrame, rows: int, seed: int) -> pd.DataFrame:
 
 def _load(client: S3Client, cfg: ModelConfig, prefix: str) -> ReferenceProfile | None:
     bucket = cfg.storage.bucket
+    cached = _cache(client).get(f"{bucket}/{prefix}")
+    if cached is not None:
+        return cached
     if storage.read_json(client, bucket, prefix + MANIFEST) is None:
         return None  # never built, or a build that died before its manifest: build again
     profile = ReferenceProfile.from_json(storage.read_bytes(client, bucket, prefix + PROFILE))
     missing = [name for name in cfg.dataset.feature_names if name not in profile.features]
     if missing:
         raise ValueError(f"stored reference profile {prefix} lacks feature(s) {', '.join(missing)}: delete it")
+    _cache(client)[f"{bucket}/{prefix}"] = profile
     return profile
+
+
+def _cache(client: S3Client) -> dict[str, ReferenceProfile]:
+    try:
+        return _LOADED.setdefault(client, {})
+    except TypeError:  # a client that cannot be weakly referenced is simply not cached
+        return {}
 
 
 def load_profile(client: S3Client, cfg: ModelConfig) -> StoredReference:
@@ -132,6 +148,7 @@ def ensure_profile(client: S3Client, cfg: ModelConfig, data_uri: str) -> StoredR
         sample = report_sample(frame, cfg.drift.report_sample_rows, seed=0)
         artifacts.put(SAMPLE, ingest.to_parquet_bytes(sample), ingest.PARQUET_TYPE)
         artifacts.put_text(PROFILE, profile.to_json(), "application/json")
+        _cache(client)[f"{bucket}/{prefix}"] = profile
         artifacts.commit("built", reference_uri=data_uri, profile_id=profile.profile_id, rows=profile.rows)
         log.info("built the reference profile of %s (%d rows) at %s", data_uri, profile.rows, prefix)
     return StoredReference(

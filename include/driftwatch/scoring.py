@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from driftwatch import history, ingest, layout
+from driftwatch import history, ingest, layout, storage
 from driftwatch.config import ModelConfig
 from driftwatch.storage import S3Client
 
@@ -31,25 +31,45 @@ def output_stats(scores: np.ndarray, task: str) -> dict[str, Any]:
 
 
 def score_batch(client: S3Client, cfg: ModelConfig, batch_date: str, model: Any, version: str) -> dict[str, Any]:
-    """Score a staged batch, store the predictions and add their statistics to the batch record."""
-    from driftwatch.training import feature_frame, predict_scores
+    """Score a staged batch row group by row group and store the predictions; return their statistics.
 
-    staged = ingest.read_table(client, cfg.storage.bucket, layout.staged_key(cfg, batch_date))
-    scores = predict_scores(model, feature_frame(staged, cfg), cfg)
+    Only the id and the feature columns are downloaded (ranged reads), and one row group of them
+    is held at a time.
+    """
+    from driftwatch.profile import iter_columns
+    from driftwatch.training import predict_scores
+
+    source = storage.RangeReader(client, cfg.storage.bucket, layout.staged_key(cfg, batch_date))
+    id_column = cfg.dataset.id_column
+    ids: list[np.ndarray] = []
+    scores: list[np.ndarray] = []
+    columns = [id_column, *cfg.dataset.feature_names]
+    for chunk in iter_columns(source, columns, batch_rows=layout.staged_row_group_rows(cfg)):
+        ids.append(chunk[id_column].to_numpy())
+        scores.append(predict_scores(model, chunk, cfg))
+    all_scores = np.concatenate(scores) if scores else np.zeros(0)
     predictions = pd.DataFrame(
-        {cfg.dataset.id_column: staged[cfg.dataset.id_column].to_numpy(), "score": scores, "model_version": version}
+        {
+            id_column: np.concatenate(ids) if ids else np.zeros(0, dtype=object),
+            "score": all_scores,
+            "model_version": version,
+        }
     )
     uri = ingest.write_parquet(client, cfg.storage.bucket, layout.predictions_key(cfg, batch_date), predictions)
-    stats = output_stats(scores, cfg.dataset.target.task)
-    _update_record(client, cfg, batch_date, {"scoring": {"model_version": version, "predictions_uri": uri, **stats}})
+    stats = output_stats(all_scores, cfg.dataset.target.task)
     return {"scored": True, "model_version": version, "predictions_uri": uri, **stats}
 
 
-def _update_record(client: S3Client, cfg: ModelConfig, batch_date: str, fields: dict[str, Any]) -> None:
+def _stored_record(client: S3Client, cfg: ModelConfig, batch_date: str) -> dict[str, Any]:
+    """A batch's history record without the fields write_record sets itself."""
     record = history.read_record(client, cfg, batch_date) or {"status": "unknown"}
     record.pop("model", None)
     record.pop("batch_date", None)
-    history.write_record(client, cfg, batch_date, {**record, **fields})
+    return record
+
+
+def _update_record(client: S3Client, cfg: ModelConfig, batch_date: str, fields: dict[str, Any]) -> None:
+    history.write_record(client, cfg, batch_date, {**_stored_record(client, cfg, batch_date), **fields})
 
 
 def metric_value(cfg: ModelConfig, labels: np.ndarray, scores: np.ndarray, positive: Any) -> float | None:
@@ -71,20 +91,24 @@ def live_performance(
     evaluated: float | None,
     positive: Any = None,
     lookback_days: int = 7,
+    today: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Measure the champion on every recent batch whose labels have arrived and that is not measured yet.
 
     Returns the measurements made and whether the latest one fell below the evaluated value
-    by more than the configured tolerance. `positive` is the model's positive class.
+    by more than the configured tolerance. `positive` is the model's positive class. `today` is
+    the record of `batch_date` as the caller is about to write it: its measurement is returned
+    under "today" instead of being written, so that the record is written once.
     """
     from driftwatch import labels
 
     metric, tolerance = cfg.evaluation.primary_metric, cfg.evaluation.live_tolerance
     measured: list[dict[str, Any]] = []
+    own: dict[str, Any] | None = None
     end = date.fromisoformat(batch_date)
     for offset in range(lookback_days, -1, -1):
         day = (end - timedelta(days=offset)).isoformat()
-        record = history.read_record(client, cfg, day)
+        record = today if day == batch_date and today is not None else history.read_record(client, cfg, day)
         if not record or "scoring" not in record or record.get("live"):
             continue
         found = labels.read_labels(client, cfg, day)
@@ -102,7 +126,10 @@ def live_performance(
             "evaluated": evaluated,
             "degraded": _degraded(value, evaluated, tolerance, cfg.evaluation.lower_is_better),
         }
-        _update_record(client, cfg, day, {"live": live})
+        if record is today:
+            own = live
+        else:
+            _update_record(client, cfg, day, {"live": live})
         measured.append({"batch_date": day, **live})
     latest = measured[-1] if measured else None
     degraded = bool(latest and latest["degraded"])
@@ -112,7 +139,7 @@ def live_performance(
             f"concept drift: live {metric} {latest['value']:.3f} on {latest['batch_date']} is below the "
             f"evaluated {evaluated:.3f} by more than {tolerance}"
         )
-    return {"measured": measured, "degraded": degraded, "reason": reason}
+    return {"measured": measured, "degraded": degraded, "reason": reason, "today": own}
 
 
 def _degraded(value: float | None, evaluated: float | None, tolerance: float, lower_is_better: bool) -> bool:
@@ -134,7 +161,15 @@ def score_step(client: S3Client, cfg: ModelConfig, tracking_uri: str, batch_date
     scored = score_batch(client, cfg, batch_date, model, str(champion["version"]))
     evaluated = (champion.get("tags") or {}).get(EVALUATED_TAG)
     positive = training.positive_class(model, cfg) if training.is_classification(cfg) else None
-    live = live_performance(client, cfg, batch_date, float(evaluated) if evaluated is not None else None, positive)
+    scoring = {k: v for k, v in scored.items() if k != "scored"}
+    record = {**_stored_record(client, cfg, batch_date), "scoring": scoring}
+    live = live_performance(
+        client, cfg, batch_date, float(evaluated) if evaluated is not None else None, positive, today=record
+    )
+    own = live.pop("today")
+    if own is not None:
+        record["live"] = own
+    history.write_record(client, cfg, batch_date, record)
     return {**scored, "live": live}
 
 

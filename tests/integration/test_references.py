@@ -65,7 +65,7 @@ def test_a_build_that_died_before_its_manifest_is_redone(s3, demo_cfg):
     bucket, prefix = storage.parse_s3_uri(stored.prefix_uri)
     s3.delete_object(Bucket=bucket, Key=prefix + MANIFEST)  # the pipeline itself deletes nothing
     storage.write_bytes(s3, bucket, prefix + "profile.json", b"{half", "application/json")
-    rebuilt = references.load_profile(s3, demo_cfg)
+    rebuilt = references.load_profile(_another_task(s3), demo_cfg)
     assert rebuilt.built
     assert rebuilt.profile.profile_id == stored.profile.profile_id
 
@@ -87,3 +87,31 @@ def test_validation_from_the_profile_equals_validation_from_the_data(s3, demo_cf
         for result in (from_data, from_profile):
             result.pop("duration_seconds")
         assert from_profile == from_data, day.kind
+
+
+def _another_task(s3):
+    """A client of its own, as the next task gets: nothing cached from this one."""
+    import boto3
+
+    return boto3.client("s3", endpoint_url=s3.meta.endpoint_url, region_name="us-east-1")
+
+
+def _counting(s3) -> list[str]:
+    calls: list[str] = []
+    s3.meta.events.register("before-call.s3", lambda model, **_: calls.append(model.name))
+    return calls
+
+
+def test_a_task_reads_the_stored_profile_once(s3, demo_cfg):
+    seeding.write_reference(s3, demo_cfg, demo_data.generate_reference(seed=3, rows=1500))
+    references.load_profile(s3, demo_cfg)  # builds and stores it
+    calls = _counting(s3)
+    again = references.load_profile(s3, demo_cfg)
+    # Only what finds the reference in force and its ETag: the profile is cached by its digest.
+    assert sorted(calls) == ["GetObject", "HeadObject"] and not again.built
+
+    other_task = _another_task(s3)
+    fresh = _counting(other_task)
+    loaded = references.load_profile(other_task, demo_cfg)
+    assert sorted(fresh) == ["GetObject", "GetObject", "GetObject", "HeadObject"]
+    assert loaded.profile.profile_id == again.profile.profile_id

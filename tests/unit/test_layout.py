@@ -67,7 +67,7 @@ def test_no_module_but_layout_builds_an_s3_key() -> None:
         ('key = prefix + "data/batch.csv"', True),
         ('pattern = "incoming/dt=2026-01-01/"', True),
         ('message = f"no object under s3://{bucket}/{prefix} after {n} min"', False),
-        ('key = layout.incoming_key(cfg, day, name)', False),
+        ("key = layout.incoming_key(cfg, day, name)", False),
         ('def f():\n    """Lands under incoming/dt=YYYY-MM-DD/."""', False),
     ],
 )
@@ -77,7 +77,9 @@ def test_the_key_check_catches_hand_built_keys(code: str, caught: bool) -> None:
 
 def test_keys_are_derived_from_model_and_date(demo_cfg: ModelConfig) -> None:
     out = demo_cfg.storage.output_prefix
-    assert layout.incoming_key(demo_cfg, "2026-01-02", "a.csv") == f"{demo_cfg.storage.incoming_prefix}dt=2026-01-02/a.csv"
+    assert (
+        layout.incoming_key(demo_cfg, "2026-01-02", "a.csv") == f"{demo_cfg.storage.incoming_prefix}dt=2026-01-02/a.csv"
+    )
     assert layout.partition_key(demo_cfg, "2026-01-02", 3, ".sample.parquet") == (
         f"{out}reports/dt=2026-01-02/partitions/part-00003.sample.parquet"
     )
@@ -88,7 +90,9 @@ def test_keys_are_derived_from_model_and_date(demo_cfg: ModelConfig) -> None:
     slugged = layout.alert_record_key(demo_cfg, "credit/2026-01-02/drift", "delivered")
     assert re.fullmatch(rf"{re.escape(out)}alerts/credit_2026-01-02_drift-[0-9a-f]{{8}}\.delivered\.json", slugged)
     # Two dedup keys that slug alike still get two records.
-    assert layout.alert_record_key(demo_cfg, "a/b", "delivered") != layout.alert_record_key(demo_cfg, "a_b", "delivered")
+    assert layout.alert_record_key(demo_cfg, "a/b", "delivered") != layout.alert_record_key(
+        demo_cfg, "a_b", "delivered"
+    )
 
 
 @pytest.mark.parametrize(
