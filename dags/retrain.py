@@ -124,22 +124,11 @@ def build_retrain_dag(cfg: ModelConfig) -> Any:
         def plan(params: dict[str, Any], run_id: str, triggering_asset_events: Any = None) -> dict[str, Any]:
             """Why this run trains, from which data, and against which champion."""
             from driftwatch import registry
-            from driftwatch.retraining import as_of_date
+            from driftwatch.retraining import plan_run
 
             events = [dict(e.extra or {}) for evs in (triggering_asset_events or {}).values() for e in evs]
             champion = registry.champion(dagkit.tracking_uri(cfg), cfg.registry.registered_model)
-            reasons = [e.get("reason", "") for e in events if e.get("reason")] or [params["reason"]]
-            return {
-                "run_key": run_id,
-                "bootstrap": champion is None,
-                "champion": champion["version"] if champion else None,
-                "reason": "; ".join(dict.fromkeys(reasons)),
-                "as_of": as_of_date(params.get("as_of"), events),
-                "window_days": params["window_days"],
-                "promote": params["promote"],
-                "require_approval": params["require_approval"],
-                "drift_reports": [e["drift_report"] for e in events if e.get("drift_report")],
-            }
+            return plan_run(params, run_id, events, champion)
 
         @task(multiple_outputs=False)
         @fail_fast

@@ -113,6 +113,27 @@ def as_of_date(requested: str | None, events: list[dict[str, Any]]) -> str:
     return max(dates) if dates else (date.today() - timedelta(days=1)).isoformat()
 
 
+def plan_run(
+    params: dict[str, Any], run_id: str, events: list[dict[str, Any]], champion: dict[str, Any] | None
+) -> dict[str, Any]:
+    """Why a retrain run trains, from which data, and against which champion.
+
+    `events` are the extras of the Asset events that triggered the run (none for a manual run).
+    """
+    reasons = [e.get("reason", "") for e in events if e.get("reason")] or [params["reason"]]
+    return {
+        "run_key": run_id,
+        "bootstrap": champion is None,
+        "champion": champion["version"] if champion else None,
+        "reason": "; ".join(dict.fromkeys(reasons)),
+        "as_of": as_of_date(params.get("as_of"), events),
+        "window_days": params["window_days"],
+        "promote": params["promote"],
+        "require_approval": params["require_approval"],
+        "drift_reports": [e["drift_report"] for e in events if e.get("drift_report")],
+    }
+
+
 def promote_reference(client: S3Client, cfg: ModelConfig, train_uri: str, version: str) -> str:
     """Make a new champion's training data the drift reference of the monitor DAG."""
     pointer = {"uri": train_uri, "model_version": version}

@@ -109,3 +109,16 @@ def test_keys_are_derived_from_model_and_date(demo_cfg: ModelConfig) -> None:
 )
 def test_only_report_objects_are_servable(rest: str, servable: bool) -> None:
     assert bool(layout.SERVABLE_REPORT.match(rest)) is servable
+
+
+def test_batch_date_normalisation():
+    assert layout.batch_date_str("2026-01-05") == "2026-01-05"
+    assert layout.batch_date_str("2026-01-05T00:00:00+00:00") == "2026-01-05"
+    with pytest.raises(ValueError, match="YYYY-MM-DD"):
+        layout.batch_date_str("05/01/2026")
+
+
+def test_batch_format_by_suffix():
+    assert layout.batch_format("x/part-0.CSV") == "csv"
+    assert layout.batch_format("x/part-0.parquet") == "parquet"
+    assert layout.batch_format("x/part-0.json") is None

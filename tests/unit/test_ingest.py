@@ -1,7 +1,8 @@
-"""Parquet batches read a column group at a time: the same outcomes as the whole DataFrame, less memory."""
+"""ingest: parsing batch objects, size limits, PII removal, staging, and Parquet read a column group at a time."""
 
 from __future__ import annotations
 
+import gzip
 import io
 from pathlib import Path
 
@@ -12,9 +13,95 @@ import pyarrow.parquet as pq
 import pytest
 
 from driftwatch import ingest, layout
+from driftwatch.storage import ObjectInfo
 from driftwatch.validation import validate_frame
-from tests.unit.test_staging import _batch, _cfg
 from tests.unit.test_validation import HOSTILE, make_frame
+
+
+def test_csv_and_parquet_parse():
+    frame = pd.DataFrame({"a": [1, 2], "b": ["x", "y"]})
+    buffer = io.BytesIO()
+    frame.to_parquet(buffer, index=False)
+    assert ingest.parse_object(frame.to_csv(index=False).encode(), "csv", "k.csv").equals(frame)
+    assert ingest.parse_object(buffer.getvalue(), "parquet", "k.parquet").equals(frame)
+
+
+@pytest.mark.parametrize(
+    ("data", "fmt", "reason"),
+    [
+        (b"", "csv", "empty file"),
+        (b"\xff\xfe\x00bad,bytes\n\x80\x81,1\n", "csv", "not UTF-8 text"),
+        (b"PAR1\x00\x01truncated", "parquet", "unreadable parquet"),
+        (gzip.compress(b"a,b\n1,2\n"), "csv", "gzip-compressed data in a .csv object"),
+    ],
+)
+def test_unreadable_objects_give_a_named_reason(data, fmt, reason):
+    with pytest.raises(ingest.IngestError) as err:
+        ingest.parse_object(data, fmt, "incoming/dt=2026-01-01/x")
+    assert err.value.reason == reason
+    assert "incoming/dt=2026-01-01/x" in str(err.value) or reason == "empty file"
+
+
+def test_size_limit_is_checked_before_reading():
+    objects = [ObjectInfo("a.csv", 600, "e1"), ObjectInfo("b.csv", 500, "e2")]
+    assert ingest.check_batch_size(objects, 1100) == 1100
+    with pytest.raises(ingest.IngestError, match="batch too large: 1100 bytes in 2 object"):
+        ingest.check_batch_size(objects, 1000)
+
+
+def test_drop_unused_columns_removes_only_configured_columns(demo_cfg):
+    frame = pd.DataFrame({"email": ["a@b.c"], "applicant_name": ["A"], "age": [30]})
+    assert list(ingest.drop_unused_columns(frame, demo_cfg).columns) == ["age"]
+
+
+# --- staging: the schema's types, written one row group at a time
+
+
+def _cfg(demo_cfg, partition_rows: int):
+    return demo_cfg.model_copy(update={"drift": demo_cfg.drift.model_copy(update={"partition_rows": partition_rows})})
+
+
+def _batch(demo_cfg, rows: int) -> pd.DataFrame:
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({demo_cfg.dataset.id_column: np.arange(rows)})
+    for name in demo_cfg.dataset.numeric_features:
+        frame[name] = rng.normal(size=rows)
+    for name in demo_cfg.dataset.categorical_features:
+        frame[name] = pd.Categorical(rng.choice(["a", "b", "c"], rows))
+    frame[demo_cfg.dataset.timestamp_column] = pd.Timestamp("2026-11-20T10:00:00Z")
+    frame[demo_cfg.dataset.target.name] = rng.integers(0, 2, rows)
+    # One row group's worth of a category column is entirely null: its type must not become "null".
+    frame.loc[:199, "region"] = None
+    frame.loc[3, "annual_income"] = np.nan
+    return frame
+
+
+def test_staged_file_reads_back_as_the_normalised_batch(demo_cfg):
+    cfg = _cfg(demo_cfg, 200)
+    frame = _batch(cfg, 950)
+    buffer = io.BytesIO()
+    ingest.write_staged(buffer, frame, cfg)
+    buffer.seek(0)
+    assert layout.staged_row_group_rows(cfg) == 200
+    assert pq.ParquetFile(buffer).num_row_groups == 5  # 4 x 200 + 150
+    buffer.seek(0)
+    staged = pd.read_parquet(buffer)
+    expected = ingest.normalize_types(frame, cfg)
+    pd.testing.assert_frame_equal(staged, expected, check_dtype=False)
+    assert staged["region"].dtype == object and staged["region"].iloc[0] is None
+    assert staged[cfg.dataset.id_column].iloc[7] == "7"
+    assert str(staged[cfg.dataset.timestamp_column].dtype) == "datetime64[ns, UTC]"
+
+
+def test_an_empty_frame_still_writes_a_readable_file(demo_cfg):
+    frame = _batch(demo_cfg, 10).iloc[:0]
+    buffer = io.BytesIO()
+    ingest.write_staged(buffer, frame, demo_cfg)
+    buffer.seek(0)
+    assert len(pd.read_parquet(buffer)) == 0
+
+
+# --- Parquet batches read a column group at a time: the outcomes of the whole frame, less memory
 
 
 @pytest.fixture(scope="module")

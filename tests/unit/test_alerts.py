@@ -1,4 +1,4 @@
-"""The emails people read: subjects, HTML with inline CSS, text alternative, inline trend chart, links."""
+"""alerts: the emails people read (subjects, HTML with inline CSS, text alternative, trend chart, links)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import pytest
 from driftwatch import alerts
 
 HOSTILE = '<img src=x onerror="alert(1)">'
+SCRIPT = "</script><script>alert(1)</script>"
 BASE = "http://airflow.example/driftwatch/report"
 DRIFT_KEY = "driftwatch/credit_default/reports/dt=2026-01-08/drift.html"
 
@@ -99,3 +100,47 @@ def test_evaluation_and_rollback_subjects_name_the_date(demo_cfg):
     rollback = alerts.rollback_email(demo_cfg, outcome)
     assert rollback["Subject"] == "[driftwatch] credit_default 2026-01-13: champion rolled back from v2 to v1"
     assert rollback.get_body(("plain",)) is not None and rollback.get_body(("html",)) is not None
+
+
+def small_decision(feature_name: str = "age") -> dict:
+    return {
+        "drifted_share": 0.5,
+        "share_threshold": 0.3,
+        "n_features": 4,
+        "reason": "data drift",
+        "drifted_features": [{"name": feature_name, "method": "wasserstein", "score": 0.31, "threshold": 0.1}],
+    }
+
+
+def test_drift_email_has_text_and_html_parts_and_a_dedup_key(demo_cfg):
+    msg = alerts.drift_email(demo_cfg, "2026-01-08", small_decision(), {"drift report": "s3://b/k/drift.html"})
+    assert msg.get_content_type() == "multipart/alternative"
+    assert "credit_default" in msg["Subject"] and "2026-01-08" in msg["Subject"] and "drift" in msg["Subject"]
+    assert msg["X-Driftwatch-Dedup-Key"] == "credit_default/2026-01-08/drift"
+    again = alerts.drift_email(demo_cfg, "2026-01-08", small_decision(), {})
+    assert again["Message-ID"] == msg["Message-ID"], "a rerun must produce the same Message-ID"
+    html = msg.get_body(("html",)).get_content()
+    text = msg.get_body(("plain",)).get_content()
+    assert "<table" in html and "style=" in html
+    assert "age | wasserstein | 0.31 | 0.1" in text
+    assert "s3://b/k/drift.html" in text
+
+
+def test_values_from_data_are_escaped_in_emails(demo_cfg):
+    msg = alerts.drift_email(demo_cfg, "2026-01-08", small_decision(SCRIPT), {"report": SCRIPT})
+    html = msg.get_body(("html",)).get_content()
+    assert "<script>" not in html and "&lt;script&gt;" in html
+    quarantine = alerts.quarantine_email(
+        demo_cfg, "2026-01-05", SCRIPT, [{"check": SCRIPT, "column": SCRIPT, "detail": SCRIPT}], {}
+    )
+    assert "<script>" not in quarantine.get_body(("html",)).get_content()
+
+
+def test_report_links_add_web_urls_only_when_configured(demo_cfg):
+    uris = {"drift report": "s3://driftwatch-demo/driftwatch/credit_default/reports/dt=2026-01-08/drift.html"}
+    assert alerts.report_links(demo_cfg, uris) == uris
+    with_base = demo_cfg.model_copy(
+        update={"alerts": demo_cfg.alerts.model_copy(update={"report_base_url": "http://x/reports/"})}
+    )
+    links = alerts.report_links(with_base, uris)
+    assert links["drift report (web)"] == "http://x/reports/driftwatch/credit_default/reports/dt=2026-01-08/drift.html"
