@@ -272,8 +272,9 @@ def render_evaluation_html(
     model: str,
     challenger_version: str,
     champion_version: str | None,
+    split: dict | None = None,
 ) -> str:
-    """The HTML report of one gate decision, drawn by driftwatch.reports.evaluation."""
+    """The HTML report of one gate decision, drawn by driftwatch.reports.evaluation; `split` is the holdout's."""
     # The champion's primary value is looked up here, the way the gate reads it, so that the
     # report shows the number the decision was made on.
     primary = (challenger.get("primary") or {}).get("name", "")
@@ -285,4 +286,5 @@ def render_evaluation_html(
         model=model,
         challenger_version=challenger_version,
         champion_version=champion_version,
+        split=split,
     )

@@ -241,6 +241,7 @@ def evaluate_candidate(
         model=cfg.name,
         challenger_version=candidate["version"],
         champion_version=plan["champion"],
+        split=data.get("split"),
     )
     report = {
         "challenger": challenger,

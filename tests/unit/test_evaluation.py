@@ -205,3 +205,39 @@ def test_html_is_self_contained_and_escapes_data(cfg):
         result(0.8), None, GateDecision(True, []), model="m", challenger_version="1", champion_version=None
     )
     assert "no champion (bootstrap)" in bootstrap and "PROMOTE" in bootstrap
+
+
+def test_the_report_says_how_the_holdout_was_taken(cfg):
+    random_split = {
+        "method": "random",
+        "reason": "the reference has no timestamp column",
+        "holdout_fraction": 0.2,
+        "stratified": True,
+        "seed": 42,
+        "train_rows": 800,
+        "holdout_rows": 200,
+    }
+    page = render_evaluation_html(
+        result(0.8),
+        None,
+        GateDecision(True, []),
+        model="m",
+        challenger_version="1",
+        champion_version=None,
+        split=random_split,
+    )
+    assert (
+        "Random holdout of 20% of the rows (stratified by class, seed 42): 800 training rows, 200 holdout rows." in page
+    )
+    assert "Why not by time: the reference has no timestamp column." in page
+    time_split = {"method": "time", "holdout_dates": ["2026-01-12", "2026-01-13"], "train_rows": 9, "holdout_rows": 3}
+    page = render_evaluation_html(
+        result(0.8),
+        None,
+        GateDecision(True, []),
+        model="m",
+        challenger_version="1",
+        champion_version=None,
+        split=time_split,
+    )
+    assert "Time-based holdout: the latest 2 batch date(s) (2026-01-12 to 2026-01-13): 9 training rows" in page

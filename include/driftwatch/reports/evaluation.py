@@ -113,6 +113,23 @@ def _slices_section(challenger: dict, champion: dict | None) -> str:
     return "<h2>Slices</h2>" + "".join(parts)
 
 
+def split_text(split: dict | None) -> str:
+    """One sentence on how the holdout was taken, or "" when the split is not known."""
+    if not split:
+        return ""
+    rows = f"{split.get('train_rows', '?')} training rows, {split.get('holdout_rows', '?')} holdout rows"
+    if split.get("method") == "random":
+        stratified = "stratified by class" if split.get("stratified") else "not stratified"
+        text = (
+            f"Random holdout of {split.get('holdout_fraction', 0):.0%} of the rows ({stratified}, "
+            f"seed {split.get('seed')}): {rows}."
+        )
+        return text + (f" Why not by time: {split['reason']}." if split.get("reason") else "")
+    dates = split.get("holdout_dates") or []
+    span = f" ({dates[0]} to {dates[-1]})" if len(dates) > 1 else (f" ({dates[0]})" if dates else "")
+    return f"Time-based holdout: the latest {len(dates)} batch date(s){span}: {rows}."
+
+
 def render(
     challenger: dict,
     champion: dict | None,
@@ -122,6 +139,7 @@ def render(
     model: str,
     challenger_version: str,
     champion_version: str | None,
+    split: dict | None = None,
 ) -> str:
     """A self-contained report (inline CSS, no scripts or external resources) of one gate decision.
 
@@ -155,6 +173,7 @@ def render(
                 ]
             ],
         ),
+        f"<p>{escape(split_text(split))}</p>" if split else "",
         "<h2>Gate checks</h2>",
         _table(["check", "result", "detail"], checks, left=3),
         "<h2>All metrics</h2>",
