@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from typing import Any
@@ -12,11 +13,46 @@ from driftwatch import layout, storage
 from driftwatch.config import ModelConfig
 from driftwatch.storage import S3Client
 
+UPDATE_ATTEMPTS = 8
+
+
+def update_record(
+    client: S3Client,
+    cfg: ModelConfig,
+    batch_date: str,
+    change: Callable[[dict[str, Any] | None], dict[str, Any]],
+) -> str:
+    """The one writer of batch records: read, `change`, write back only if nobody wrote in between.
+
+    `change` gets the stored record (without `model` and `batch_date`; None when there is none)
+    and returns the new one. When another task or run wrote the record meanwhile, the write is
+    refused (an S3 conditional write on the ETag) and `change` runs again on what they wrote, so
+    no update is lost.
+    """
+    bucket, key = cfg.storage.bucket, layout.history_key(cfg, batch_date)
+    for _ in range(UPDATE_ATTEMPTS):
+        stored, etag = storage.read_json_versioned(client, bucket, key)
+        if stored is not None:
+            stored = {k: v for k, v in stored.items() if k not in ("model", "batch_date")}
+        payload = {"model": cfg.name, "batch_date": batch_date, **change(stored)}
+        try:
+            return storage.write_json_if(client, bucket, key, payload, etag)
+        except storage.WriteConflict:
+            continue
+    raise storage.WriteConflict(
+        f"the history record {storage.s3_uri(bucket, key)} changed {UPDATE_ATTEMPTS} times while this task "
+        "updated it: another run of the same batch date is writing it; let that run finish"
+    )
+
 
 def write_record(client: S3Client, cfg: ModelConfig, batch_date: str, record: dict[str, Any]) -> str:
-    """Store the record of one batch; a rerun of the same date replaces it."""
-    payload = {"model": cfg.name, "batch_date": batch_date, **record}
-    return storage.write_json(client, cfg.storage.bucket, layout.history_key(cfg, batch_date), payload)
+    """Store the record of one batch in place of what is there (a rerun of the date replaces it)."""
+    return update_record(client, cfg, batch_date, lambda _stored: record)
+
+
+def merge_into_record(client: S3Client, cfg: ModelConfig, batch_date: str, fields: dict[str, Any]) -> str:
+    """Add or replace top-level fields of a batch's record, keeping everything else in it."""
+    return update_record(client, cfg, batch_date, lambda stored: {**(stored or {"status": "unknown"}), **fields})
 
 
 def read_record(client: S3Client, cfg: ModelConfig, batch_date: str) -> dict[str, Any] | None:

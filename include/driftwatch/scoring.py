@@ -60,18 +60,6 @@ def score_batch(client: S3Client, cfg: ModelConfig, batch_date: str, model: Any,
     return {"scored": True, "model_version": version, "predictions_uri": uri, **stats}
 
 
-def _stored_record(client: S3Client, cfg: ModelConfig, batch_date: str) -> dict[str, Any]:
-    """A batch's history record without the fields write_record sets itself."""
-    record = history.read_record(client, cfg, batch_date) or {"status": "unknown"}
-    record.pop("model", None)
-    record.pop("batch_date", None)
-    return record
-
-
-def _update_record(client: S3Client, cfg: ModelConfig, batch_date: str, fields: dict[str, Any]) -> None:
-    history.write_record(client, cfg, batch_date, {**_stored_record(client, cfg, batch_date), **fields})
-
-
 def metric_value(cfg: ModelConfig, labels: np.ndarray, scores: np.ndarray, positive: Any) -> float | None:
     """The primary metric on live rows (labels as the pipeline normalises them); None when undefined."""
     from driftwatch.metrics import metric_values
@@ -129,7 +117,7 @@ def live_performance(
         if record is today:
             own = live
         else:
-            _update_record(client, cfg, day, {"live": live})
+            history.merge_into_record(client, cfg, day, {"live": live})
         measured.append({"batch_date": day, **live})
     latest = measured[-1] if measured else None
     degraded = bool(latest and latest["degraded"])
@@ -161,15 +149,14 @@ def score_step(client: S3Client, cfg: ModelConfig, tracking_uri: str, batch_date
     scored = score_batch(client, cfg, batch_date, model, str(champion["version"]))
     evaluated = (champion.get("tags") or {}).get(EVALUATED_TAG)
     positive = training.positive_class(model, cfg) if training.is_classification(cfg) else None
-    scoring = {k: v for k, v in scored.items() if k != "scored"}
-    record = {**_stored_record(client, cfg, batch_date), "scoring": scoring}
+    fields: dict[str, Any] = {"scoring": {k: v for k, v in scored.items() if k != "scored"}}
     live = live_performance(
-        client, cfg, batch_date, float(evaluated) if evaluated is not None else None, positive, today=record
+        client, cfg, batch_date, float(evaluated) if evaluated is not None else None, positive, today=dict(fields)
     )
     own = live.pop("today")
     if own is not None:
-        record["live"] = own
-    history.write_record(client, cfg, batch_date, record)
+        fields["live"] = own
+    history.merge_into_record(client, cfg, batch_date, fields)
     return {**scored, "live": live}
 
 

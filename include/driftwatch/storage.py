@@ -19,6 +19,14 @@ class ObjectTooLarge(ValueError):
     """An object is larger than the configured limit; it was not read."""
 
 
+class WriteConflict(RuntimeError):
+    """A conditional write found the object changed (or created) since it was read."""
+
+
+# What S3 (and MinIO, and moto) answer when a conditional PUT loses: 412, or 409 for a racing PUT.
+_CONFLICT_CODES = {"PreconditionFailed", "412", "ConditionalRequestConflict", "409"}
+
+
 @dataclass(frozen=True)
 class ObjectInfo:
     key: str
@@ -107,6 +115,31 @@ def read_json(client: S3Client, bucket: str, key: str) -> Any | None:
         return json.loads(read_bytes(client, bucket, key))
     except FileNotFoundError:
         return None
+
+
+def read_json_versioned(client: S3Client, bucket: str, key: str) -> tuple[Any | None, str | None]:
+    """A JSON object and its ETag, or (None, None) when it does not exist: the input of write_json_if."""
+    try:
+        reply = client.get_object(Bucket=bucket, Key=key)
+    except client.exceptions.NoSuchKey:
+        return None, None
+    return json.loads(reply["Body"].read()), str(reply["ETag"])
+
+
+def write_json_if(client: S3Client, bucket: str, key: str, payload: Any, etag: str | None) -> str:
+    """Write a JSON object only if it still has `etag` (with None: only if it does not exist yet).
+
+    Raises WriteConflict when another writer got in between; the caller reads again and retries.
+    """
+    data = json.dumps(payload, indent=2, sort_keys=True, default=str).encode("utf-8")
+    condition = {"IfMatch": etag} if etag is not None else {"IfNoneMatch": "*"}
+    try:
+        client.put_object(Bucket=bucket, Key=key, Body=data, ContentType="application/json", **condition)
+    except client.exceptions.ClientError as err:
+        if err.response.get("Error", {}).get("Code") in _CONFLICT_CODES:
+            raise WriteConflict(f"{s3_uri(bucket, key)} changed while it was being updated") from None
+        raise
+    return s3_uri(bucket, key)
 
 
 def copy_object(client: S3Client, bucket: str, source_key: str, target_key: str) -> str:

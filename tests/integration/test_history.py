@@ -1,0 +1,70 @@
+"""Batch records: one writer with a version check, so concurrent tasks and runs lose no update (moto S3)."""
+
+from __future__ import annotations
+
+import threading
+
+import boto3
+import pytest
+
+from driftwatch import history, layout, storage
+
+pytestmark = pytest.mark.integration
+DAY = "2026-01-10"
+
+
+def _client(s3):
+    """Another task's client on the same S3."""
+    return boto3.client("s3", endpoint_url=s3.meta.endpoint_url, region_name="us-east-1")
+
+
+def test_an_update_that_lost_the_race_is_redone_on_the_winner_record(s3, demo_cfg):
+    history.write_record(s3, demo_cfg, DAY, {"status": "passed", "drift": {"share": 0.5}})
+    read_by_slow = threading.Event()
+    fast_wrote = threading.Event()
+    seen_by_slow: list[dict | None] = []
+
+    def slow_change(stored):
+        seen_by_slow.append(stored)
+        if len(seen_by_slow) == 1:  # first attempt: let the other task write in between
+            read_by_slow.set()
+            assert fast_wrote.wait(10)
+        return {**stored, "scoring": {"model_version": "3"}}
+
+    slow = threading.Thread(target=history.update_record, args=(s3, demo_cfg, DAY, slow_change))
+    slow.start()
+    assert read_by_slow.wait(10)
+    history.merge_into_record(_client(s3), demo_cfg, DAY, {"live": {"value": 0.8}})
+    fast_wrote.set()
+    slow.join(10)
+
+    record = history.read_record(s3, demo_cfg, DAY)
+    assert record["scoring"] == {"model_version": "3"} and record["live"] == {"value": 0.8}
+    assert record["drift"] == {"share": 0.5} and (record["model"], record["batch_date"]) == (demo_cfg.name, DAY)
+    assert len(seen_by_slow) == 2 and "live" in seen_by_slow[1]  # redone on what the other task wrote
+
+
+def test_concurrent_merges_all_land(s3, demo_cfg):
+    def add(field: str) -> None:
+        client = _client(s3)
+        for i in range(5):
+            history.merge_into_record(client, demo_cfg, DAY, {f"{field}{i}": i})
+
+    threads = [threading.Thread(target=add, args=(name,)) for name in ("a", "b", "c")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    record = history.read_record(s3, demo_cfg, DAY)
+    assert {k for k in record if k[0] in "abc" and k[1:].isdigit()} == {f"{f}{i}" for f in "abc" for i in range(5)}
+
+
+def test_a_record_created_meanwhile_is_not_overwritten_blindly(s3, demo_cfg):
+    key_etag = storage.read_json_versioned(s3, demo_cfg.storage.bucket, "nothing/here.json")
+    assert key_etag == (None, None)
+    history.write_record(s3, demo_cfg, DAY, {"status": "missing"})
+    # A writer that saw no record must not create one over the record that appeared since.
+    with pytest.raises(storage.WriteConflict, match="changed while it was being updated"):
+        storage.write_json_if(
+            s3, demo_cfg.storage.bucket, layout.history_key(demo_cfg, DAY), {"status": "passed"}, etag=None
+        )
