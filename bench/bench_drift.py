@@ -14,7 +14,14 @@ peak RSS (VmHWM) belongs to that measurement alone:
              step): validate_batch (read the batch object, parse it, validate with Great
              Expectations against the stored profile, stage it as typed Parquet) and
              compute_drift (full-data decision from the profile in one pass over the staged
-             Parquet, Evidently report on a sample of `drift.report_sample_rows` rows);
+             Parquet, Evidently report on a sample of `drift.report_sample_rows` rows); timed
+             twice, back to back: from the local files in place, and as the DAG runs it, from
+             S3 (a moto server on a loopback port, started and stopped here) through the
+             tasks' own functions: the stored reference profile and sample
+             (references.load_profile, read_sample), the batch downloaded to a spool file
+             (ingest.read_batch), the staged copy uploaded (ingest.upload_staged) and read back
+             by ranged requests (storage.RangeReader); every S3 request's time and bytes are
+             added up per step, and the ratio of the two stage totals is printed;
 * fast       the drift decision stage alone: batch columns in memory to per-feature decisions;
 * streamed   the fast decision straight from Parquet, row group by row group (bounded memory);
 * evidently  Evidently's default DataDriftPreset on the FULL batch, and the same preset
@@ -26,8 +33,8 @@ agree (fast vs configured Evidently, and fast with Evidently's default methods v
 Evidently), prints tables and writes everything to --out.
 
 This module runs the whole; the parts are drift_data (schema, config, batches, calibration),
-measure (steps, fresh interpreters, DAG parse), monitor_stage (our side), evidently_side and
-report (derived figures, printed tables).
+measure (steps, fresh interpreters, DAG parse), monitor_stage (our side), s3 (the server, a
+client that times its requests), evidently_side and report (derived figures, printed tables).
 """
 
 from __future__ import annotations
@@ -43,21 +50,24 @@ from typing import Any
 
 import pandas as pd
 
+from bench import s3
 from bench.drift_data import COLUMNS, bench_config, calibrate, write_parquet
-from bench.evidently_side import agreement, child_evidently_configured, child_evidently_default
+from bench.evidently_side import child_evidently_configured, child_evidently_default, run_evidently
 from bench.measure import hwm_mb, measure_dag_parse, run_child
 from bench.monitor_stage import (
     child_drift_task,
     child_fast,
     child_fast_default,
     child_profile,
+    child_profile_s3,
     child_streamed,
     child_validate_task,
 )
-from bench.report import cpu_seconds, machine, print_report, report_agreement, step_seconds
+from bench.report import cpu_seconds, machine, print_report, report_agreement, stage_totals, step_seconds
 
 CHILDREN = {
     "profile": child_profile,
+    "profile_s3": child_profile_s3,
     "validate_task": child_validate_task,
     "drift_task": child_drift_task,
     "fast": child_fast,
@@ -79,7 +89,7 @@ def child_main(name: str, spec_text: str) -> None:
     print(json.dumps(result, default=float))
 
 
-def main(argv: list[str] | None = None) -> int:
+def _args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", default="100000,1000000", help="comma-separated batch sizes (rows)")
     parser.add_argument("--out", default="bench-results.json")
@@ -88,19 +98,89 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--workdir", help="scratch folder for the Parquet files (default: a temporary one)")
     parser.add_argument("--skip-dag-parse", action="store_true")
+    parser.add_argument(
+        "--stage-repeats", type=int, default=3, help="monitor stage runs per variant (local, S3); the median is kept"
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--spec", help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+def _task(server: s3.Server, name: str, spec: dict[str, Any]) -> dict[str, Any]:
+    """run_child, with the CPU time the S3 server spent meanwhile."""
+    before = server.cpu_seconds()
+    result = run_child(name, spec, timeout=7200)
+    result["s3_server_cpu_seconds"] = server.cpu_seconds() - before
+    return result
+
+
+def _median_run(runs: list[tuple[dict[str, Any], dict[str, Any]]]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The (validate, drift) pair whose stage total is the median (the lower one of an even count)."""
+    ranked = sorted(runs, key=lambda pair: stage_totals(*pair)["seconds"])
+    return ranked[(len(ranked) - 1) // 2]
+
+
+def monitor_stage(
+    entry: dict[str, Any], run_spec: dict[str, Any], server: s3.Server, client: Any, repeats: int
+) -> None:
+    """The stage from local files and from S3, each task's two variants back to back (the same load).
+
+    Repeated `repeats` times, the variants' order swapped every other time; each variant's
+    figures are those of its median repeat.
+    """
+    cfg = bench_config()
+    specs = {"local": run_spec, "s3": {**run_spec, "endpoint": server.endpoint}}
+    s3.land_batch(client, cfg, Path(run_spec["current"]))
+    runs: dict[str, list[tuple[dict[str, Any], dict[str, Any]]]] = {"local": [], "s3": []}
+    for repeat in range(repeats):
+        order = ("local", "s3") if repeat % 2 == 0 else ("s3", "local")
+        print(f"  validate_batch, compute_drift ({' then '.join(order)}; {repeat + 1}/{repeats})...", flush=True)
+        validated = {v: _task(server, "validate_task", specs[v]) for v in order}
+        drifted = {v: _task(server, "drift_task", specs[v]) for v in order}
+        for variant in order:
+            runs[variant].append((validated[variant], drifted[variant]))
+    s3.clear_batch(client, cfg)
+    entry["validate_task"], entry["drift_task"] = _median_run(runs["local"])
+    entry["validate_task_s3"], entry["drift_task_s3"] = _median_run(runs["s3"])
+    entry["monitor_repeats"] = {v: [stage_totals(*pair) for pair in pairs] for v, pairs in runs.items()}
+    local = stage_totals(entry["validate_task"], entry["drift_task"])
+    # The stage from local files (the figure before S3 was timed), under its earlier keys.
+    entry["monitor_total_seconds"] = local["seconds"]
+    entry["monitor_total_cpu_seconds"] = local["cpu_seconds"]
+    entry["monitor_total_seconds_without_imports"] = local["seconds_without_imports"]
+    entry["monitor_peak_mb"] = local["peak_mb"]
+    tasks = (entry["validate_task_s3"], entry["drift_task_s3"])
+    with_s3 = stage_totals(*tasks)
+    entry["monitor_s3"] = {
+        **with_s3,
+        "s3_seconds": sum(r["s3_seconds"] for t in tasks for r in t["steps"]),
+        "s3_bytes": sum(r["s3_bytes"] for t in tasks for r in t["steps"]),
+        "s3": s3.summary(s3.merged_ops(*tasks)),
+        "s3_server_cpu_seconds": sum(t["s3_server_cpu_seconds"] for t in tasks),
+        "over_local": {
+            "seconds": with_s3["seconds"] / local["seconds"],
+            "cpu_seconds": with_s3["cpu_seconds"] / local["cpu_seconds"],
+            "seconds_without_imports": with_s3["seconds_without_imports"] / local["seconds_without_imports"],
+        },
+        "same_decisions_as_local": entry["drift_task_s3"]["fast"] == entry["drift_task"]["fast"],
+        "validation_passed": entry["validate_task_s3"]["validation"]["passed"],
+    }
+    entry["sample_report_agreement"] = report_agreement(entry["drift_task"])
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _args(argv)
     if args.child:
         child_main(args.child, args.spec)
         return 0
 
     sizes = sorted(int(s) for s in args.sizes.split(","))
+    cfg = bench_config()
     results: dict[str, Any] = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": machine(),
         "reference_rows": args.reference_rows,
-        "sample_rows": bench_config().drift.report_sample_rows,
+        "sample_rows": cfg.drift.report_sample_rows,
         "sizes": sizes,
         "columns": [asdict(c) for c in COLUMNS],
         "runs": {},
@@ -128,82 +208,19 @@ def main(argv: list[str] | None = None) -> int:
             "peak_mb": prof["process_peak_mb"],
             "steps": prof["steps"],
         }
-        evidently_at: dict[int, dict[str, float]] = {}
-        for size in sizes:
-            print(f"Writing the {size}-row batch...", flush=True)
-            cur_path = work / f"current-{size}.parquet"
-            write_parquet(cur_path, size, args.seed, 1, calibration["effects"][str(size)], calibration["scales"])
-            run_spec = {**spec, "current": str(cur_path), "staged": str(work / f"staged-{size}.parquet")}
-            entry: dict[str, Any] = {"parquet_bytes": cur_path.stat().st_size}
-            print(f"  monitor stage at {size} rows: validate_batch task...", flush=True)
-            entry["validate_task"] = run_child("validate_task", run_spec, timeout=7200)
-            print("  compute_drift task...", flush=True)
-            entry["drift_task"] = run_child("drift_task", run_spec, timeout=7200)
-            tasks = (entry["validate_task"], entry["drift_task"])
-            # Two Airflow tasks, two processes: the stage's time adds up, its peak is the larger one.
-            entry["monitor_total_seconds"] = sum(r["seconds"] for t in tasks for r in t["steps"])
-            entry["monitor_total_cpu_seconds"] = sum(cpu_seconds(t) for t in tasks)
-            entry["monitor_total_seconds_without_imports"] = sum(
-                r["seconds"] for t in tasks for r in t["steps"] if not r["step"].startswith("import")
-            )
-            entry["monitor_peak_mb"] = max(t["process_peak_mb"] for t in tasks)
-            entry["sample_report_agreement"] = report_agreement(entry["drift_task"])
-            print("  fast drift decision in memory...", flush=True)
-            entry["fast"] = run_child("fast", run_spec, timeout=7200)
-            entry["fast_decision_seconds"] = step_seconds(entry["fast"], "fast drift decision")
-            entry["fast_decision_cpu_seconds"] = next(
-                r["cpu_seconds"] for r in entry["fast"]["steps"] if r["step"] == "fast drift decision"
-            )
-            entry["pipeline_equals_in_memory"] = entry["drift_task"]["fast"] == entry["fast"]["fast"]
-            print("  streamed fast decision...", flush=True)
-            entry["streamed"] = run_child("streamed", run_spec, timeout=7200)
-            entry["streamed_identical"] = entry["streamed"]["fast"] == entry["fast"]["fast"]
-            entry["fast_default"] = run_child("fast_default", run_spec, timeout=7200)
-            if size > args.evidently_max_rows:
-                reason = f"{size} rows > --evidently-max-rows {args.evidently_max_rows}"
-                if evidently_at:
-                    base_n = max(evidently_at)
-                    factor = size / base_n
-                    reason += (
-                        f"; extrapolating linearly from {base_n} rows it would take ~"
-                        f"{evidently_at[base_n]['seconds'] * factor:.0f} s and ~"
-                        f"{evidently_at[base_n]['peak_mb'] * factor / 1024:.1f} GiB per run"
-                    )
-                entry["evidently_skipped"] = reason
-                print(f"  Evidently skipped: {reason}", flush=True)
-            else:
-                print("  Evidently DataDriftPreset() on the full batch...", flush=True)
-                ev = run_child("evidently_default", run_spec, timeout=7200)
-                entry["evidently_default"] = {
-                    "seconds": ev["steps"][0]["seconds"],
-                    "cpu_seconds": ev["steps"][0]["cpu_seconds"],
-                    "process_peak_mb": ev["process_peak_mb"],
-                    "decisions": ev["evidently"],
-                }
-                print("  Evidently configured (drift.run_drift_report) on the full batch...", flush=True)
-                evc = run_child("evidently_configured", run_spec, timeout=7200)
-                entry["evidently_configured"] = {
-                    "seconds": evc["steps"][0]["seconds"],
-                    "cpu_seconds": evc["steps"][0]["cpu_seconds"],
-                    "process_peak_mb": evc["process_peak_mb"],
-                    "html_bytes": evc["html_bytes"],
-                    "decisions": evc["evidently"],
-                }
-                entry["speedup_default"] = entry["evidently_default"]["seconds"] / entry["fast_decision_seconds"]
-                entry["speedup_configured"] = entry["evidently_configured"]["seconds"] / entry["fast_decision_seconds"]
-                # The fast path's CPU time counts all its threads: a conservative ratio.
-                entry["cpu_speedup_default"] = (
-                    entry["evidently_default"]["cpu_seconds"] / entry["fast_decision_cpu_seconds"]
-                )
-                entry["agreement_configured"] = agreement(entry["fast"]["fast"], evc["evidently"])
-                entry["agreement_default"] = agreement(entry["fast_default"]["fast"], ev["evidently"])
-                evidently_at[size] = {"seconds": ev["steps"][0]["seconds"], "peak_mb": ev["process_peak_mb"]}
-            results["runs"][str(size)] = entry
-            cur_path.unlink()
+        print("Starting the S3 server (moto, loopback) and storing the reference profile there...", flush=True)
+        with s3.moto_server(work / "moto.log") as server:
+            client = s3.client(server.endpoint)
+            s3.seed_reference(client, cfg, ref_path)
+            results["profile_s3"] = run_child("profile_s3", {"endpoint": server.endpoint}, timeout=3600)
+            results["s3_endpoint"] = server.endpoint
+            for size in sizes:
+                results["runs"][str(size)] = run_size(args, size, work, spec, calibration, server, client, results)
     if 1_000_000 in sizes and 5_000_000 in sizes:
         one, five = results["runs"]["1000000"], results["runs"]["5000000"]
         results["scaling"] = {
             "monitor time 5M/1M": five["monitor_total_seconds"] / one["monitor_total_seconds"],
+            "monitor time with S3 5M/1M": five["monitor_s3"]["seconds"] / one["monitor_s3"]["seconds"],
             "monitor peak RSS 5M/1M": five["monitor_peak_mb"] / one["monitor_peak_mb"],
             "fast decision time 5M/1M": five["fast_decision_seconds"] / one["fast_decision_seconds"],
             "fast decision CPU time 5M/1M": five["fast_decision_cpu_seconds"] / one["fast_decision_cpu_seconds"],
@@ -221,6 +238,55 @@ def main(argv: list[str] | None = None) -> int:
     print_report(results)
     print(f"\nWrote {args.out}")
     return 0
+
+
+def run_size(
+    args: argparse.Namespace,
+    size: int,
+    work: Path,
+    spec: dict[str, Any],
+    calibration: dict[str, Any],
+    server: s3.Server,
+    client: Any,
+    results: dict[str, Any],
+) -> dict[str, Any]:
+    """Every measurement at one batch size."""
+    print(f"Writing the {size}-row batch...", flush=True)
+    cur_path = work / f"current-{size}.parquet"
+    write_parquet(cur_path, size, args.seed, 1, calibration["effects"][str(size)], calibration["scales"])
+    run_spec = {**spec, "current": str(cur_path), "staged": str(work / f"staged-{size}.parquet")}
+    entry: dict[str, Any] = {"parquet_bytes": cur_path.stat().st_size}
+    print(f"  monitor stage at {size} rows:", flush=True)
+    monitor_stage(entry, run_spec, server, client, args.stage_repeats)
+    print("  fast drift decision in memory...", flush=True)
+    entry["fast"] = run_child("fast", run_spec, timeout=7200)
+    entry["fast_decision_seconds"] = step_seconds(entry["fast"], "fast drift decision")
+    entry["fast_decision_cpu_seconds"] = next(
+        r["cpu_seconds"] for r in entry["fast"]["steps"] if r["step"] == "fast drift decision"
+    )
+    entry["pipeline_equals_in_memory"] = entry["drift_task"]["fast"] == entry["fast"]["fast"]
+    print("  streamed fast decision...", flush=True)
+    entry["streamed"] = run_child("streamed", run_spec, timeout=7200)
+    entry["streamed_identical"] = entry["streamed"]["fast"] == entry["fast"]["fast"]
+    entry["fast_default"] = run_child("fast_default", run_spec, timeout=7200)
+    measured = {int(n): r for n, r in results["runs"].items() if "evidently_default" in r}
+    if size > args.evidently_max_rows:
+        reason = f"{size} rows > --evidently-max-rows {args.evidently_max_rows}"
+        if measured:
+            base_n = max(measured)
+            factor = size / base_n
+            base = measured[base_n]["evidently_default"]
+            reason += (
+                f"; extrapolating linearly from {base_n} rows it would take ~"
+                f"{base['seconds'] * factor:.0f} s and ~"
+                f"{base['process_peak_mb'] * factor / 1024:.1f} GiB per run"
+            )
+        entry["evidently_skipped"] = reason
+        print(f"  Evidently skipped: {reason}", flush=True)
+    else:
+        run_evidently(entry, run_spec)
+    cur_path.unlink()
+    return entry
 
 
 if __name__ == "__main__":

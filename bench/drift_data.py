@@ -18,6 +18,7 @@ ID_COLUMN = "row_id"
 ROW_GROUP = 131_072
 CALIBRATION_ROWS = 200_000
 KS_CRITICAL = 1.358  # two-sided 5% Kolmogorov-Smirnov coefficient
+BATCH_DATE = "2026-11-01"  # the date every bench batch lands under (and its sample seed)
 
 
 @dataclass(frozen=True)
@@ -105,7 +106,12 @@ def bench_raw_config(columns: tuple[Column, ...] = COLUMNS, *, default_methods: 
     return {
         "name": "bench_drift",
         "schema": {"id_column": ID_COLUMN, "target": {"name": "label"}, "features": features},
-        "storage": {"bucket": "driftwatch-bench", "reference_key": "reference/bench.parquet"},
+        # A 5M-row batch is about 600 MB of Parquet: over the default size limit.
+        "storage": {
+            "bucket": "driftwatch-bench",
+            "reference_key": "reference/bench.parquet",
+            "max_batch_bytes": 4 * 1024**3,
+        },
         "validation": {"min_rows": 100, "max_null_fraction": 0.2, "max_unseen_category_fraction": 0.05},
         "drift": {
             "numeric_method": "wasserstein",

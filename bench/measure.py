@@ -54,20 +54,25 @@ class Steps:
     """Times steps and records each one's peak RSS.
 
     CPU time is recorded too: on a shared machine wall time swings with the load, CPU time much less.
+    With a `meter` (an s3.TimedClient), each step also records the seconds and bytes of its S3 requests.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, meter: Any = None) -> None:
         self.rows: list[dict[str, Any]] = []
+        self.meter = meter
         self.per_step_peaks = _reset_peak()
 
     def run(self, name: str, fn: Any) -> Any:
         _reset_peak()
+        s3_before = self.meter.totals() if self.meter is not None else (0.0, 0)
         started, cpu_started = time.perf_counter(), time.process_time()
         result = fn()
         seconds, cpu = time.perf_counter() - started, time.process_time() - cpu_started
-        self.rows.append(
-            {"step": name, "seconds": seconds, "cpu_seconds": cpu, "peak_mb": hwm_mb(), "rss_after_mb": _rss_mb()}
-        )
+        row = {"step": name, "seconds": seconds, "cpu_seconds": cpu, "peak_mb": hwm_mb(), "rss_after_mb": _rss_mb()}
+        if self.meter is not None:
+            s3_after = self.meter.totals()
+            row |= {"s3_seconds": s3_after[0] - s3_before[0], "s3_bytes": s3_after[1] - s3_before[1]}
+        self.rows.append(row)
         return result
 
 
@@ -126,6 +131,12 @@ def run_child(name: str, spec: dict[str, Any], timeout: int) -> dict[str, Any]:
     """Run one measurement in a fresh interpreter; its own peak RSS is reported with it."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "include"), str(REPO)])}
     env.setdefault("GX_ANALYTICS_ENABLED", "false")
+    # The S3 children talk to the bench's own moto server only: no AWS profile or credential file is read.
+    env |= {
+        "AWS_CONFIG_FILE": os.devnull,
+        "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+        "AWS_EC2_METADATA_DISABLED": "true",
+    }
     load_before = os.getloadavg()
     started = time.perf_counter()
     proc = subprocess.run(

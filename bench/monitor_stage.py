@@ -5,6 +5,7 @@ Each `child_*` function is one measurement, run in its own interpreter by `measu
 
 from __future__ import annotations
 
+import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -12,7 +13,7 @@ from typing import Any
 
 import pandas as pd
 
-from bench.drift_data import bench_config
+from bench.drift_data import BATCH_DATE, bench_config
 from bench.measure import Steps, decisions
 
 
@@ -34,41 +35,134 @@ def child_profile(spec: dict[str, Any]) -> dict[str, Any]:
     return {"steps": steps.rows, "profile_bytes": len(text.encode())}
 
 
-def child_validate_task(spec: dict[str, Any]) -> dict[str, Any]:
-    """The monitor's validate_batch task as the pipeline runs it, from the object's bytes to the staged Parquet."""
-    from driftwatch import ingest, profile, validation
+class _Local:
+    """Where the tasks read and write: the bench's local files, in place (the figure without S3)."""
 
-    steps = Steps()
-    cfg = bench_config()
-    categories = cfg.dataset.categorical_features
+    suffix = ""
+    meter = None
 
-    def parse() -> ingest.ParquetColumns:
+    def __init__(self, spec: dict[str, Any]) -> None:
+        self.spec = spec
+
+    def open_batch(self, cfg: Any, spool: Path) -> Any:
+        from driftwatch import ingest
+
         # The task copies the object to a local spool file first; here, the local file in place.
-        batch = ingest.ParquetColumns((Path(spec["current"]),), tuple(categories))
-        batch = ingest.drop_unused_columns(batch, cfg)
-        ingest.check_columns(batch.columns, cfg)
-        return batch
+        return ingest.ParquetColumns((Path(self.spec["current"]),), tuple(cfg.dataset.categorical_features))
 
-    frame = steps.run("open batch (Parquet footer)", parse)
-    ref_profile = steps.run(
-        "load reference profile", lambda: profile.ReferenceProfile.from_json(Path(spec["profile"]).read_text())
-    )
-    steps.run("import great_expectations", lambda: __import__("great_expectations"))
+    def load_profile(self, cfg: Any) -> Any:
+        from driftwatch.profile import ReferenceProfile
 
-    def validate_and_stage() -> tuple[Any, float]:
-        # As validate_step does: the staged file is written on a second thread while GX validates.
-        def stage() -> float:
-            started = time.perf_counter()
-            ingest.write_staged_file(Path(spec["staged"]), frame, cfg)
-            return time.perf_counter() - started
+        return ReferenceProfile.from_json(Path(self.spec["profile"]).read_text())
 
-        with ThreadPoolExecutor(1) as background:
-            staging = background.submit(stage)
-            checked = validation.validate_frame(frame, cfg, ref_profile)
-            return checked, staging.result()
+    def read_sample(self, cfg: Any) -> pd.DataFrame:
+        return pd.read_parquet(self.spec["reference_sample"])
 
-    checked, stage_seconds = steps.run("validate (GX) | stage (2nd thread)", validate_and_stage)
-    staged = Path(spec["staged"]).stat().st_size
+    def staged_path(self, spool: Path) -> Path:
+        return Path(self.spec["staged"])
+
+    def open_staged(self, cfg: Any) -> Any:
+        return open(self.spec["staged"], "rb")  # read until the child exits
+
+
+class _S3(_Local):
+    """Where the tasks read and write in the DAG: S3 (the bench's moto server), through the tasks' own functions."""
+
+    suffix = " (S3)"
+
+    def __init__(self, spec: dict[str, Any]) -> None:
+        super().__init__(spec)
+        from bench import s3
+
+        self.meter = self.client = s3.TimedClient(s3.client(spec["endpoint"]))
+        self._stored: Any = None
+
+    def open_batch(self, cfg: Any, spool: Path) -> Any:
+        from driftwatch import ingest
+
+        # validate_step: list, size-check, download each object to the spool folder, open the footers.
+        return ingest.read_batch(self.client, cfg, BATCH_DATE, spool=spool).data
+
+    def _reference(self, cfg: Any) -> Any:
+        from driftwatch import references
+
+        if self._stored is None:
+            self._stored = references.load_profile(self.client, cfg)
+        return self._stored
+
+    def load_profile(self, cfg: Any) -> Any:
+        return self._reference(cfg).profile
+
+    def read_sample(self, cfg: Any) -> pd.DataFrame:
+        from driftwatch import references
+
+        return references.read_sample(self.client, self._reference(cfg))
+
+    def staged_path(self, spool: Path) -> Path:
+        return spool / "staged.parquet"
+
+    def upload_staged(self, cfg: Any, path: Path) -> str:
+        from driftwatch import ingest, layout
+
+        return ingest.upload_staged(self.client, cfg, layout.staged_key(cfg, BATCH_DATE), path)
+
+    def open_staged(self, cfg: Any) -> Any:
+        from driftwatch import layout, storage
+
+        # profile_partition_step: ranged reads of the partition's row groups, never the whole object.
+        return storage.RangeReader(self.client, cfg.storage.bucket, layout.staged_key(cfg, BATCH_DATE))
+
+
+def _io(spec: dict[str, Any]) -> _Local:
+    return _S3(spec) if spec.get("endpoint") else _Local(spec)
+
+
+def _s3_ops(where: _Local) -> dict[str, Any]:
+    return {} if where.meter is None else {"s3_ops": where.meter.ops}
+
+
+def child_validate_task(spec: dict[str, Any]) -> dict[str, Any]:
+    """The monitor's validate_batch task as the pipeline runs it, from the batch object to the staged Parquet.
+
+    From local files, or (spec["endpoint"]) from S3 as validate_step reads it: the stored
+    reference profile, the batch downloaded to a spool file, the staged copy uploaded.
+    """
+    from driftwatch import ingest, validation
+
+    where = _io(spec)
+    steps = Steps(where.meter)
+    cfg = bench_config()
+
+    with tempfile.TemporaryDirectory(prefix="driftwatch-bench-spool-") as spool_dir:
+        spool = Path(spool_dir)
+
+        def parse() -> ingest.ParquetColumns:
+            batch = ingest.drop_unused_columns(where.open_batch(cfg, spool), cfg)
+            ingest.check_columns(batch.columns, cfg)
+            return batch
+
+        opening = "S3 download to spool, open (read_batch)" if where.meter else "open batch (Parquet footer)"
+        frame = steps.run(opening, parse)
+        ref_profile = steps.run("load reference profile" + where.suffix, lambda: where.load_profile(cfg))
+        steps.run("import great_expectations", lambda: __import__("great_expectations"))
+        staged_path = where.staged_path(spool)
+
+        def validate_and_stage() -> tuple[Any, float]:
+            # As validate_step does: the staged file is written on a second thread while GX validates.
+            def stage() -> float:
+                started = time.perf_counter()
+                ingest.write_staged_file(staged_path, frame, cfg)
+                return time.perf_counter() - started
+
+            with ThreadPoolExecutor(1) as background:
+                staging = background.submit(stage)
+                checked = validation.validate_frame(frame, cfg, ref_profile)
+                return checked, staging.result()
+
+        checked, stage_seconds = steps.run("validate (GX) | stage (2nd thread)", validate_and_stage)
+        staged = staged_path.stat().st_size
+        if isinstance(where, _S3):
+            steps.run("S3 upload of the staged batch", lambda: where.upload_staged(cfg, staged_path))
     return {
         "steps": steps.rows,
         "per_step_peaks": steps.per_step_peaks,
@@ -82,32 +176,39 @@ def child_validate_task(spec: dict[str, Any]) -> dict[str, Any]:
         },
         "staged_bytes": staged,
         "stage_thread_seconds": stage_seconds,
+        **_s3_ops(where),
     }
 
 
 def child_drift_task(spec: dict[str, Any]) -> dict[str, Any]:
-    """The monitor's compute_drift task: full-data decision from the profile, Evidently report on a sample."""
+    """The monitor's compute_drift task: full-data decision from the profile, Evidently report on a sample.
+
+    From local files, or (spec["endpoint"]) from S3: the stored profile and sample as
+    references reads them, the staged batch by ranged reads as profile_partition_step does.
+    """
 
     import pyarrow.parquet as pq
 
-    from driftwatch import drift, drift_check, layout, profile
+    from driftwatch import drift, drift_check, layout
 
-    steps = Steps()
+    where = _io(spec)
+    steps = Steps(where.meter)
     cfg = bench_config()
     steps.run("import evidently", lambda: __import__("evidently.presets"))
-    ref_profile = steps.run(
-        "load reference profile", lambda: profile.ReferenceProfile.from_json(Path(spec["profile"]).read_text())
-    )
-    ref_sample = steps.run("read reference sample", lambda: pd.read_parquet(spec["reference_sample"]))
-    # The task reads each partition's byte ranges from S3 (storage.RangeReader); here, the local file.
-    staged = steps.run("open staged batch", lambda: open(spec["staged"], "rb"))  # noqa: SIM115
-    seed = drift_check.sample_seed("2026-11-01")
-    rows = pq.ParquetFile(staged).metadata.num_rows
+    ref_profile = steps.run("load reference profile" + where.suffix, lambda: where.load_profile(cfg))
+    ref_sample = steps.run("read reference sample" + where.suffix, lambda: where.read_sample(cfg))
+
+    def open_staged() -> tuple[Any, int]:
+        source = where.open_staged(cfg)
+        return source, pq.ParquetFile(source).metadata.num_rows
+
+    staged, rows = steps.run("open staged batch footer" + where.suffix, open_staged)
+    seed = drift_check.sample_seed(BATCH_DATE)
     plan = drift_check.plan_partitions(rows, layout.staged_row_group_rows(cfg), cfg.drift.partition_rows)
     # In the DAG each partition is a mapped task; here they run in turn and their times add up.
     parts = [
         steps.run(
-            f"profile partition {p.index + 1}/{len(plan)}",
+            f"profile partition {p.index + 1}/{len(plan)}" + (" (S3 ranges)" if where.meter else ""),
             lambda p=p: drift_check.profile_partition(staged, ref_profile, cfg, seed=seed, partition=p),
         )
         for p in plan
@@ -126,7 +227,22 @@ def child_drift_task(spec: dict[str, Any]) -> dict[str, Any]:
             "decisions": decisions(drift._feature_results(assessment.report_json, cfg, cfg.dataset.feature_names)),
             "html_bytes": len(assessment.html.encode()),
         },
+        **_s3_ops(where),
     }
+
+
+def child_profile_s3(spec: dict[str, Any]) -> dict[str, Any]:
+    """The stored reference profile and sample, built from the reference in S3 by references.load_profile.
+
+    The pipeline does this once per champion, on its first batch; not part of the stage's time.
+    """
+    from driftwatch import references
+
+    where = _S3(spec)
+    steps = Steps(where.meter)
+    cfg = bench_config()
+    stored = steps.run("references.load_profile (build, S3)", lambda: references.load_profile(where.client, cfg))
+    return {"steps": steps.rows, "built": stored.built, "prefix_uri": stored.prefix_uri, **_s3_ops(where)}
 
 
 def _fast(spec: dict[str, Any], *, default_methods: bool) -> dict[str, Any]:

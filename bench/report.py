@@ -64,6 +64,17 @@ def cpu_seconds(result: dict[str, Any]) -> float:
     return sum(r["cpu_seconds"] for r in result["steps"])
 
 
+def stage_totals(validate: dict[str, Any], drift: dict[str, Any]) -> dict[str, float]:
+    """Two Airflow tasks, two processes: the stage's time adds up, its peak is the larger one."""
+    rows = [r for task in (validate, drift) for r in task["steps"]]
+    return {
+        "seconds": sum(r["seconds"] for r in rows),
+        "cpu_seconds": sum(r["cpu_seconds"] for r in rows),
+        "seconds_without_imports": sum(r["seconds"] for r in rows if not r["step"].startswith("import")),
+        "peak_mb": max(validate["process_peak_mb"], drift["process_peak_mb"]),
+    }
+
+
 def fmt_rows(n: int) -> str:
     return f"{n / 1e6:g}M" if n >= 1_000_000 else f"{n / 1e3:g}k"
 
@@ -90,6 +101,8 @@ def print_report(results: dict[str, Any]) -> None:
             f"  {'TOTAL (time added, peak of the two)':40s} {entry['monitor_total_seconds']:9.2f} "
             f"{entry['monitor_total_cpu_seconds']:9.2f} {entry['monitor_peak_mb']:9.0f}"
         )
+        if "monitor_s3" in entry:
+            _print_stage_s3(entry)
         v, a = entry["validate_task"]["validation"], entry["sample_report_agreement"]
         alone = a["sample_only_differs"]
         print(
@@ -105,6 +118,7 @@ def print_report(results: dict[str, Any]) -> None:
             f"{step_seconds(s, 'decide'):.3f} s (CPU {streamed_cpu:.2f} s), peak {s['process_peak_mb']:.0f} MB, "
             f"same decisions and scores as in memory: {entry['streamed_identical']}"
         )
+    _print_s3_summary(results)
     print("\n== Fast decision vs Evidently on the full batch")
     header = (
         f"  {'rows':>6s} {'fast s':>8s} {'Evid. default s':>16s} {'peak MB':>8s} {'Evid. config s':>15s} "
@@ -153,3 +167,56 @@ def print_report(results: dict[str, Any]) -> None:
                 f"  {name:12s} {row['parse_seconds_median']:.3f} s (min {row['parse_seconds_min']:.3f} s; "
                 f"import airflow.sdk {row['import_airflow_sdk_seconds_median']:.2f} s)"
             )
+
+
+def _print_stage_s3(entry: dict[str, Any]) -> None:
+    m, t = entry["monitor_s3"], entry["monitor_s3"]["s3"]
+    print("  -- the same stage reading the batch, the reference profile and the staged batch from S3 (moto, loopback)")
+    print(f"  {'step':40s} {'seconds':>9s} {'CPU s':>9s} {'peak MB':>9s} {'S3 s':>7s} {'S3 MB':>8s}")
+    for task in ("validate_task", "drift_task"):
+        print(f"  [{task}]")
+        for row in entry[f"{task}_s3"]["steps"]:
+            print(
+                f"  {row['step']:40s} {row['seconds']:9.2f} {row['cpu_seconds']:9.2f} {row['peak_mb']:9.0f} "
+                f"{row['s3_seconds']:7.2f} {row['s3_bytes'] / 1e6:8.1f}"
+            )
+    print(
+        f"  {'TOTAL with S3 (time added, peak of two)':40s} {m['seconds']:9.2f} {m['cpu_seconds']:9.2f} "
+        f"{m['peak_mb']:9.0f} {m['s3_seconds']:7.2f} {m['s3_bytes'] / 1e6:8.1f}"
+    )
+    print(
+        f"  S3 download: {t['download_seconds']:.2f} s, {t['download_bytes'] / 1e6:.1f} MB in "
+        f"{t['download_requests']:.0f} requests, within the {m['seconds']:.2f} s TOTAL with S3; upload of the "
+        f"staged batch {t['upload_seconds']:.2f} s ({t['upload_bytes'] / 1e6:.1f} MB); HEAD {t['head_seconds']:.2f} s; "
+        f"the server's CPU {m['s3_server_cpu_seconds']:.2f} s (not in CPU s)"
+    )
+    r, repeats = m["over_local"], entry.get("monitor_repeats", {})
+    if repeats:
+        totals = "; ".join(f"{v} " + " / ".join(f"{t['seconds']:.2f}" for t in runs) for v, runs in repeats.items())
+        print(f"  stage totals of every run, s (the median one is shown): {totals}")
+    print(
+        f"  with S3 / without S3 (local files, same run): {r['seconds']:.2f}x wall ({m['seconds']:.2f} s / "
+        f"{entry['monitor_total_seconds']:.2f} s), {r['cpu_seconds']:.2f}x CPU, {r['seconds_without_imports']:.2f}x "
+        f"wall without imports; validation passed={m['validation_passed']}, same decisions and scores as from "
+        f"local files: {m['same_decisions_as_local']}"
+    )
+
+
+def _print_s3_summary(results: dict[str, Any]) -> None:
+    sizes = [s for s in results["sizes"] if "monitor_s3" in results["runs"][str(s)]]
+    if not sizes:
+        return
+    print("\n== Monitor stage with S3 vs from local files (one run; ratio = with / without)")
+    print(
+        f"  {'rows':>6s} {'local s':>8s} {'S3 s':>8s} {'ratio':>6s} {'CPU ratio':>10s} {'download s':>11s} "
+        f"{'MB':>7s} {'upload s':>9s} {'peak MB local / S3':>19s}"
+    )
+    for size in sizes:
+        entry = results["runs"][str(size)]
+        m, t = entry["monitor_s3"], entry["monitor_s3"]["s3"]
+        print(
+            f"  {fmt_rows(size):>6s} {entry['monitor_total_seconds']:8.2f} {m['seconds']:8.2f} "
+            f"{m['over_local']['seconds']:5.2f}x {m['over_local']['cpu_seconds']:9.2f}x "
+            f"{t['download_seconds']:11.2f} {t['download_bytes'] / 1e6:7.1f} {t['upload_seconds']:9.2f} "
+            f"{entry['monitor_peak_mb']:10.0f} / {m['peak_mb']:<6.0f}"
+        )
