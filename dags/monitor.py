@@ -37,7 +37,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from airflow.sdk import Param, dag, task
+from airflow.sdk import dag, task
 
 from driftwatch import layout
 from driftwatch.config import ModelConfig, load_configs
@@ -71,38 +71,24 @@ def build_monitor_dag(cfg: ModelConfig) -> Any:
         description=f"Validate and drift-check each batch of {cfg.name}",
         doc_md=doc,
         schedule=cfg.monitor.schedule,
-        start_date=dagkit.start_date(cfg),
-        catchup=False,
-        max_active_runs=4,
-        tags=["driftwatch", "monitor", cfg.name],
-        default_args=dagkit.default_args(cfg),
+        **dagkit.dag_settings(cfg, "monitor", max_active_runs=4),
         user_defined_macros={"batch_date_of": batch_date_of},
         params={
             "batch_date": dagkit.batch_date_param(
                 "Process the batch of this date (YYYY-MM-DD) instead of the run's own data interval."
             ),
-            # The bounds sit under allOf: Airflow's trigger form turns a top-level minimum/maximum
-            # into a number widget that silently clamps what was typed (5 becomes 1). Under allOf
-            # the form keeps the typed value, and Airflow refuses the run when it is created, on
-            # every path (form, REST API, CLI), with a message the form shows.
-            "drift_share_threshold": Param(
+            "drift_share_threshold": dagkit.bounded_param(
                 None,
-                type=["null", "number"],
-                allOf=[{"minimum": 0.01, "maximum": 1.0}],
-                title="Drift share threshold override",
-                description=(
-                    f"Share of drifted features (0.01 to 1) that requests retraining, for this run only; "
-                    f"empty keeps the config's {cfg.drift.dataset_drift_share}."
-                ),
+                ["null", "number"],
+                (0.01, 1.0),
+                "Drift share threshold override",
+                f"Share of drifted features (0.01 to 1) that requests retraining, for this run only; "
+                f"empty keeps the config's {cfg.drift.dataset_drift_share}.",
             ),
-            "force_retrain": Param(
+            "force_retrain": dagkit.flag_param(
                 False,
-                type="boolean",
-                title="Force retraining",
-                description=(
-                    "Request retraining even when drift stays under the threshold "
-                    "(the batch must still pass validation)."
-                ),
+                "Force retraining",
+                "Request retraining even when drift stays under the threshold (the batch must still pass validation).",
             ),
         },
     )

@@ -39,7 +39,7 @@ from datetime import timedelta
 from typing import Any
 
 from airflow.providers.standard.operators.hitl import ApprovalOperator
-from airflow.sdk import Param, dag, task
+from airflow.sdk import dag, task
 
 from driftwatch.config import ModelConfig, load_configs
 from driftwatch_airflow import dagkit
@@ -65,56 +65,34 @@ def build_retrain_dag(cfg: ModelConfig) -> Any:
         description=f"Train, evaluate and promote {cfg.name} when drift is reported",
         doc_md=doc,
         schedule=[retraining_requested],
-        start_date=dagkit.start_date(cfg),
-        catchup=False,
-        max_active_runs=1,
-        tags=["driftwatch", "retrain", cfg.name],
-        default_args=dagkit.default_args(cfg),
+        **dagkit.dag_settings(cfg, "retrain", max_active_runs=1),
         params={
-            "reason": Param(
+            "reason": dagkit.reason_param(
                 "manual retraining",
-                type="string",
-                minLength=3,
-                maxLength=500,
-                title="Reason",
-                description="Why this model is retrained; recorded on the MLflow run and the model version.",
+                "Why this model is retrained; recorded on the MLflow run and the model version.",
+                min_length=3,
             ),
-            "force": Param(
-                False,
-                type="boolean",
-                title="Force",
-                description="Train even though no drift event triggered this run (manual runs always train).",
+            "force": dagkit.flag_param(
+                False, "Force", "Train even though no drift event triggered this run (manual runs always train)."
             ),
-            "as_of": Param(
-                None,
-                type=["null", "string"],
-                format="date",
-                title="As of",
-                description="Last batch date (YYYY-MM-DD) to learn from; default: the triggering batch.",
+            "as_of": dagkit.optional_text_param(
+                "As of", "Last batch date (YYYY-MM-DD) to learn from; default: the triggering batch.", format="date"
             ),
-            # Bounds under allOf, so that the trigger form refuses a wrong value instead of
-            # clamping it (see the monitor DAG's drift_share_threshold).
-            "window_days": Param(
+            "window_days": dagkit.bounded_param(
                 cfg.training.window_days,
-                type="integer",
-                allOf=[{"minimum": cfg.training.holdout_days + 1, "maximum": 365}],
-                title="Training window (batches)",
-                description=(
-                    f"How many recent validated, labelled batches to use ({cfg.training.holdout_days + 1} "
-                    f"to 365), the {cfg.training.holdout_days}-batch holdout included."
-                ),
+                "integer",
+                (cfg.training.holdout_days + 1, 365),
+                "Training window (batches)",
+                f"How many recent validated, labelled batches to use ({cfg.training.holdout_days + 1} "
+                f"to 365), the {cfg.training.holdout_days}-batch holdout included.",
             ),
-            "promote": Param(
-                True,
-                type="boolean",
-                title="Promote",
-                description="Set to false for a dry run: train and evaluate, but change no alias.",
+            "promote": dagkit.flag_param(
+                True, "Promote", "Set to false for a dry run: train and evaluate, but change no alias."
             ),
-            "require_approval": Param(
+            "require_approval": dagkit.flag_param(
                 cfg.registry.require_approval,
-                type="boolean",
-                title="Require approval",
-                description="Wait for a person to approve the promotion in the Airflow UI.",
+                "Require approval",
+                "Wait for a person to approve the promotion in the Airflow UI.",
             ),
         },
     )

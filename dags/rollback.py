@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from airflow.sdk import Param, dag, task
+from airflow.sdk import dag, task
 
 from driftwatch.config import ModelConfig, load_configs
 from driftwatch_airflow import dagkit
@@ -35,26 +35,15 @@ def build_rollback_dag(cfg: ModelConfig) -> Any:
             model=cfg.name, registered=cfg.registry.registered_model, recipients=", ".join(cfg.alerts.recipients)
         ),
         schedule=None,
-        start_date=dagkit.start_date(cfg),
-        catchup=False,
-        max_active_runs=1,
-        tags=["driftwatch", "rollback", cfg.name],
-        default_args=dagkit.default_args(cfg),
+        **dagkit.dag_settings(cfg, "rollback", max_active_runs=1),
         params={
-            "version": Param(
-                None,
-                type=["null", "string"],
+            "version": dagkit.optional_text_param(
+                "Version",
+                "Model version to make champion again; empty means the previous champion.",
                 pattern=r"^[0-9]+$",
-                title="Version",
-                description="Model version to make champion again; empty means the previous champion.",
             ),
-            "reason": Param(
-                "",
-                type="string",
-                minLength=5,
-                maxLength=500,
-                title="Reason",
-                description="Why the champion is rolled back; recorded on the versions' tags and in the email.",
+            "reason": dagkit.reason_param(
+                "", "Why the champion is rolled back; recorded on the versions' tags and in the email.", min_length=5
             ),
         },
     )

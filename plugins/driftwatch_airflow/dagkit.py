@@ -32,6 +32,17 @@ def default_args(cfg: ModelConfig) -> dict[str, Any]:
     }
 
 
+def dag_settings(cfg: ModelConfig, kind: str, *, max_active_runs: int) -> dict[str, Any]:
+    """The `@dag` arguments every DAG of a model shares: start date, no catch-up, tags, the retry policy."""
+    return {
+        "start_date": start_date(cfg),
+        "catchup": False,
+        "max_active_runs": max_active_runs,
+        "tags": ["driftwatch", kind, cfg.name],
+        "default_args": default_args(cfg),
+    }
+
+
 def start_date(cfg: ModelConfig) -> datetime:
     """Midnight UTC of the model's monitor.start_date."""
     return datetime.combine(cfg.monitor.start_date, time(), tzinfo=UTC)
@@ -48,7 +59,36 @@ def retraining_asset(cfg: ModelConfig) -> Asset:
 
 def batch_date_param(description: str) -> Param:
     """The optional `batch_date` Param: a YYYY-MM-DD date, or empty for the run's own data interval."""
-    return Param(None, type=["null", "string"], format="date", title="Batch date", description=description)
+    return optional_text_param("Batch date", description, format="date")
+
+
+def optional_text_param(title: str, description: str, **schema: Any) -> Param:
+    """A trigger-form text field that may stay empty (None), e.g. a date (`format="date"`) or a `pattern`."""
+    return Param(None, type=["null", "string"], title=title, description=description, **schema)
+
+
+def flag_param(default: bool, title: str, description: str) -> Param:
+    """A trigger-form checkbox."""
+    return Param(default, type="boolean", title=title, description=description)
+
+
+def reason_param(default: str, description: str, *, min_length: int) -> Param:
+    """The `reason` Param: why a person runs the DAG, recorded with what the run changes (at most 500 characters)."""
+    return Param(default, type="string", minLength=min_length, maxLength=500, title="Reason", description=description)
+
+
+def bounded_param(
+    default: Any, kind: str | list[str], bounds: tuple[float, float], title: str, description: str
+) -> Param:
+    """A number Param whose value must lie within `bounds` (inclusive); the trigger form refuses another.
+
+    The bounds sit under allOf: Airflow's trigger form turns a top-level minimum/maximum into a
+    number widget that silently clamps what was typed (5 becomes 1). Under allOf the form keeps
+    the typed value, and Airflow refuses the run when it is created, on every path (form, REST
+    API, CLI), with a message the form shows.
+    """
+    low, high = bounds
+    return Param(default, type=kind, allOf=[{"minimum": low, "maximum": high}], title=title, description=description)
 
 
 def batch_date_of(params: dict[str, Any], ds: str | None) -> str:
