@@ -140,6 +140,7 @@ def score_step(client: S3Client, cfg: ModelConfig, tracking_uri: str, batch_date
     """Score a valid batch with the current champion, then measure live performance where labels arrived."""
     from driftwatch import registry, training
     from driftwatch.registry import EVALUATED_TAG
+    from driftwatch.reports.markup import finite
 
     name = cfg.registry.registered_model
     champion = registry.champion(tracking_uri, name)
@@ -147,12 +148,10 @@ def score_step(client: S3Client, cfg: ModelConfig, tracking_uri: str, batch_date
         return {"scored": False, "reason": "no champion yet: the retrain DAG bootstraps one", "live": None}
     model = registry.load_model(tracking_uri, f"models:/{name}/{champion['version']}")
     scored = score_batch(client, cfg, batch_date, model, str(champion["version"]))
-    evaluated = (champion.get("tags") or {}).get(EVALUATED_TAG)
+    evaluated = finite((champion.get("tags") or {}).get(EVALUATED_TAG))  # "unavailable" when undefined
     positive = training.positive_class(model, cfg) if training.is_classification(cfg) else None
     fields: dict[str, Any] = {"scoring": {k: v for k, v in scored.items() if k != "scored"}}
-    live = live_performance(
-        client, cfg, batch_date, float(evaluated) if evaluated is not None else None, positive, today=dict(fields)
-    )
+    live = live_performance(client, cfg, batch_date, evaluated, positive, today=dict(fields))
     own = live.pop("today")
     if own is not None:
         fields["live"] = own

@@ -292,6 +292,18 @@ def test_promotion_is_compare_and_set_and_keeps_history(env):
     assert json.loads(client.get_registered_model(name).tags["champion_history"]) == history
 
 
+def test_an_undefined_primary_metric_is_recorded_as_unavailable(env):
+    # A one-class holdout leaves roc_auc undefined: the gate rejects, and recording must not crash.
+    uri, name = env.tracking_uri, env.name
+    version = register(env, seed=0)
+    registry.record_evaluation(
+        uri, name, version["version"], version["run_id"], primary=None, report_html="<p>x</p>", report_json={}
+    )
+    tags = env.client().get_model_version(name, version["version"]).tags
+    assert tags["evaluated_primary_metric"] == "unavailable"
+    assert "evaluation.primary" not in env.client().get_run(version["run_id"]).data.metrics
+
+
 def test_reject_and_rollback(env):
     uri, name = env.tracking_uri, env.name
     for seed in (0, 1, 2, 3):

@@ -273,14 +273,16 @@ def record_evaluation(
     version: str,
     run_id: str,
     *,
-    primary: float,
+    primary: float | None,
     report_html: str,
     report_json: dict[str, Any],
     registry_uri: str | None = None,
 ) -> None:
     """Attach the evaluation report to the candidate's run and its primary metric to the version.
 
-    The version tag is what live monitoring compares against once this version is champion.
+    The version tag is what live monitoring compares against once this version is champion. A
+    primary metric the holdout cannot define (one class only) is recorded as unavailable: the gate
+    has rejected such a challenger already, and the run must end in that rejection, not a crash.
     """
     client = _client(tracking_uri, registry_uri)
     _get_version(client, name, version)
@@ -288,8 +290,11 @@ def record_evaluation(
     client.log_text(
         run_id, json.dumps(report_json, indent=2, sort_keys=True, default=str), "evaluation/evaluation.json"
     )
-    client.log_metric(run_id, "evaluation.primary", float(primary))
-    client.set_model_version_tag(name, str(version), EVALUATED_TAG, str(float(primary)))
+    if primary is None:
+        client.set_model_version_tag(name, str(version), EVALUATED_TAG, "unavailable")
+    else:
+        client.log_metric(run_id, "evaluation.primary", float(primary))
+        client.set_model_version_tag(name, str(version), EVALUATED_TAG, str(float(primary)))
     client.set_model_version_tag(name, str(version), "evaluated_at", _now())
 
 
