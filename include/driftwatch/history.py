@@ -68,6 +68,43 @@ def read_history(client: S3Client, cfg: ModelConfig, last: int | None = None) ->
     return [json.loads(storage.read_bytes(client, cfg.storage.bucket, o.key)) for o in objects]
 
 
+# --- what each step of a run did for its batch ---------------------------------------------
+# The record's `action` is what really happened, written by the steps that did it: a run whose
+# alert could not be sent must not show "alert+retrain" on the monitoring page.
+
+ACTION_STEPS = (("alert", "alert"), ("retraining", "retrain"))
+
+
+def record_step(client: S3Client, cfg: ModelConfig, batch_date: str, step: str, outcome: dict[str, Any]) -> str:
+    """Record one step's outcome under `steps.<step>` and recompute the batch's `action` from all of them."""
+
+    def change(stored: dict[str, Any] | None) -> dict[str, Any]:
+        record = dict(stored or {"status": "unknown"})
+        record["steps"] = {**record.get("steps", {}), step: outcome}
+        record["action"] = final_action(record["steps"])
+        return record
+
+    return update_record(client, cfg, batch_date, change)
+
+
+def final_action(steps: dict[str, dict[str, Any]]) -> str:
+    """ "alert+retrain", "alert", "retrain", "none" or "pending", plus the steps that failed.
+
+    `steps.decide.retrain` says whether anything was due; `steps.alert.done` and
+    `steps.retraining.done` say what was done; a step with `failed` is named.
+    """
+    decision = steps.get("decide")
+    done = [label for name, label in ACTION_STEPS if (steps.get(name) or {}).get("done")]
+    if done:
+        action = "+".join(done)
+    elif decision is None or decision.get("retrain"):
+        action = "pending"
+    else:
+        action = "none"
+    failed = sorted(name for name, outcome in steps.items() if (outcome or {}).get("failed"))
+    return f"{action} ({', '.join(failed)} failed)" if failed else action
+
+
 # --- alert delivery records ---------------------------------------------------------------
 # An alert's dedup key (model/batch date/kind) names its records, so a rerun finds what an earlier
 # attempt delivered and does not send the same alert twice, and an alert that could not be sent

@@ -68,3 +68,30 @@ def test_a_record_created_meanwhile_is_not_overwritten_blindly(s3, demo_cfg):
         storage.write_json_if(
             s3, demo_cfg.storage.bucket, layout.history_key(demo_cfg, DAY), {"status": "passed"}, etag=None
         )
+
+
+def test_the_action_is_what_the_steps_did(s3, demo_cfg):
+    history.write_record(s3, demo_cfg, DAY, {"status": "passed", "action": "pending"})
+    history.record_step(s3, demo_cfg, DAY, "decide", {"retrain": True, "reason": "data drift"})
+    assert history.read_record(s3, demo_cfg, DAY)["action"] == "pending"
+    history.record_step(s3, demo_cfg, DAY, "alert", {"done": True, "message_id": "<m@x>"})
+    assert history.read_record(s3, demo_cfg, DAY)["action"] == "alert"
+    history.record_step(s3, demo_cfg, DAY, "retraining", {"done": True, "run_id": "r1"})
+    record = history.read_record(s3, demo_cfg, DAY)
+    assert record["action"] == "alert+retrain" and record["status"] == "passed"
+    assert set(record["steps"]) == {"decide", "alert", "retraining"}
+
+
+@pytest.mark.parametrize(
+    ("steps", "action"),
+    [
+        ({}, "pending"),
+        ({"decide": {"retrain": False}}, "none"),
+        ({"decide": {"retrain": True}}, "pending"),
+        ({"decide": {"retrain": True}, "retraining": {"done": True}}, "retrain"),
+        ({"decide": {"retrain": True}, "score": {"failed": True}, "alert": {"done": True}}, "alert (score failed)"),
+        ({"decide": {"retrain": True}, "alert": {"failed": True, "error": "SMTP down"}}, "pending (alert failed)"),
+    ],
+)
+def test_final_action(steps, action):
+    assert history.final_action(steps) == action
