@@ -463,6 +463,7 @@ class Cluster:
             "MLFLOW_BACKEND_STORE_URI": self.db_url(MLFLOW_DB_NAME),
             "MLFLOW_S3_ENDPOINT_URL": self.s3_endpoint,
             "HOME": str(self.state / "mlflow-home"),
+            **stack.MLFLOW_ENV,
         }
 
     def _reset_backends(self) -> None:
@@ -567,10 +568,15 @@ def stop_state(state: Path, pg: Any = None, redis_url: str | None = None) -> lis
     record: dict[str, Any] = {}
     with suppress(FileNotFoundError, json.JSONDecodeError):
         record = json.loads((state / RECORD_NAME).read_text())
-    services = list(reversed(record.get("services", {}).values()))
     marker = f"{MARKER_VAR}={state}".encode()
     # Only our own groups: after a reboot a recorded pgid may be someone else's.
-    report = stack._stop_groups([svc["pgid"] for svc in services if _group_is_ours(svc, marker)])
+    ours = {n: svc["pgid"] for n, svc in record.get("services", {}).items() if _group_is_ours(svc, marker)}
+    # Airflow's components (workers included) first, then MLflow, then S3 and SMTP, as in devstack.stack.
+    leaves = ("mlflow", "smtp", "s3")
+    airflow = {n: pgid for n, pgid in ours.items() if n not in leaves}
+    stages = [(stack.AIRFLOW_STOP_GRACE_SECONDS, airflow)]
+    stages += [(g, {n: ours[n] for n in names if n in ours}) for g, names in stack.STOP_STAGES[1:]]
+    report = stack._stop_groups(stages)
     report += stack._sweep(state)
     if pg is None and record.get("pg"):
         from sqlalchemy.engine import make_url

@@ -51,7 +51,7 @@ HOST = "127.0.0.1"
 REGION = "us-east-1"
 ADMIN_USER = "admin"
 MAIL_FROM = "driftwatch@localhost"
-SERVICES = ("s3", "smtp", "mlflow", "airflow")  # start order; stop goes in reverse
+SERVICES = ("s3", "smtp", "mlflow", "airflow")  # in status order
 DEFAULT_PORTS = {"airflow": 8080, "s3": 9555, "smtp": 8025, "mlflow": 5500}
 PORT_ENV = {name: f"DRIFTWATCH_{name.upper()}_PORT" for name in DEFAULT_PORTS}
 # Every process the stack starts carries this variable (value: the state dir). Descendants
@@ -59,6 +59,23 @@ PORT_ENV = {name: f"DRIFTWATCH_{name.upper()}_PORT" for name in DEFAULT_PORTS}
 MARKER_VAR = "DRIFTWATCH_STACK"
 AIRFLOW_COMPONENTS = ("metadatabase", "scheduler", "triggerer", "dag_processor")
 STOP_GRACE_SECONDS = 15.0
+# Airflow legitimately needs longer: its scheduler waits for the LocalExecutor workers (one still
+# supervising a task that just ended: 3.5 s), its triggerer gives the trigger runner up to 10 s
+# (TriggererJobRunner: kill(escalation_delay=10)), then the four 150-250 MB components tear down
+# their interpreters at once (full garbage collections): 5-12 s in all on a loaded 2-core machine.
+AIRFLOW_STOP_GRACE_SECONDS = 30.0
+# Stopped one stage after the other, dependents first: a task still finishing while Airflow
+# stops can reach S3, MLflow and SMTP, and MLflow's artifacts live in S3.
+STOP_STAGES = (
+    (AIRFLOW_STOP_GRACE_SECONDS, ("airflow",)),
+    (STOP_GRACE_SECONDS, ("mlflow",)),
+    (STOP_GRACE_SECONDS, ("smtp", "s3")),
+)
+# MLflow's job execution (GenAI jobs: prompt optimisation, online scorers) starts a job runner
+# and seven huey consumers, each importing all of MLflow (~230 MB), some 20-30 s after the
+# server; the pipeline uses none of it. On SIGTERM the eight tear down their interpreters at
+# once, which took 15 s on 2 cores: the flaky "process group N ignored SIGTERM" of the stop.
+MLFLOW_ENV = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
 SCHEDULER_RESTARTS = 5  # crashes the airflow shim restarts the scheduler after (see _write_airflow_shim)
 SCHEDULER_RESTART_PAUSE = 5  # seconds between a crash and the restart
 
@@ -577,15 +594,31 @@ def _group_is_ours(pgid: int, marker: bytes) -> bool:
     return any(marker in _read_proc(pid, "environ") for pid in group_members(pgid))
 
 
-def _stop_groups(pgids: list[int]) -> list[str]:
-    """SIGTERM each group, wait, then SIGKILL what is left; return report lines."""
-    for pgid in pgids:
-        _signal_group(pgid, signal.SIGTERM)
-    stubborn = _wait_gone(pgids, STOP_GRACE_SECONDS)
-    for pgid in stubborn:
-        _signal_group(pgid, signal.SIGKILL)
-    _wait_gone(stubborn, 5.0)
-    return [f"process group {g} ignored SIGTERM for {STOP_GRACE_SECONDS:.0f} s: killed" for g in stubborn]
+def _stop_groups(stages: list[tuple[float, dict[str, int]]]) -> list[str]:
+    """Stop the process groups stage by stage: SIGTERM a stage's groups (named services), wait
+    until each has no live member, SIGKILL one still alive after the stage's grace (seconds).
+    Return a report line per service: how long it took, or that it had to be killed."""
+    report = []
+    for grace, groups in stages:
+        began = time.monotonic()
+        for pgid in groups.values():
+            _signal_group(pgid, signal.SIGTERM)
+        pending = dict(groups)
+        while pending:
+            _reap()
+            elapsed = time.monotonic() - began
+            for name, pgid in list(pending.items()):
+                if not group_members(pgid):
+                    report.append(f"{name} stopped in {elapsed:.1f} s (process group {pgid})")
+                elif elapsed >= grace:
+                    _signal_group(pgid, signal.SIGKILL)
+                    _wait_gone([pgid], 5.0)
+                    report.append(f"{name} (process group {pgid}) ignored SIGTERM for {grace:.0f} s: killed")
+                else:
+                    continue
+                del pending[name]
+            time.sleep(0.1)
+    return report
 
 
 def _kill_pids(pids: list[int]) -> None:
@@ -621,10 +654,11 @@ def stop() -> list[str]:
 def _stop_unlocked() -> list[str]:
     p, record = paths(), read_record()
     services = (record or {}).get("services", {})
-    pgids = [services[name]["pgid"] for name in reversed(SERVICES) if name in services]
     marker = f"{MARKER_VAR}={p.state}".encode()
     # After a reboot a recorded pgid may belong to someone else: signal only our groups.
-    report = _stop_groups([g for g in pgids if _group_is_ours(g, marker)])
+    ours = {name: svc["pgid"] for name, svc in services.items() if _group_is_ours(svc["pgid"], marker)}
+    stages = [(grace, {n: ours[n] for n in names if n in ours}) for grace, names in STOP_STAGES]
+    report = _stop_groups(stages)
     report += _sweep(p.state)
     p.stack_file.unlink(missing_ok=True)
     return report
@@ -845,7 +879,7 @@ def _start_services(p: Paths, ports: Ports) -> None:
     since = datetime.now(UTC)
     # Airflow first: it takes longest, and S3/SMTP come up while it migrates its DB.
     for name in ("airflow", "s3", "smtp", "mlflow"):
-        procs[name] = _launch(name, commands[name], env, p)
+        procs[name] = _launch(name, commands[name], {**env, **MLFLOW_ENV} if name == "mlflow" else env, p)
         _write_record(_record(p, ports, procs))
     wait_healthy(
         "S3 (moto)",

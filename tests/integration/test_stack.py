@@ -151,6 +151,7 @@ def test_start_run_a_task_stop_leaves_nothing(stack_env: dict[str, str]) -> None
     assert all(stack._port_free(port) for port in ports)
     assert run_stack("status", stack_env, timeout=60, check=False).returncode == 3
     print(f"stack start {start_seconds:.1f} s, stop {stop_seconds:.1f} s, total {time.monotonic() - began:.1f} s")
+    print(stopped.stdout, end="")  # each service's stop time
 
 
 # --------------------------------------------------------------------------- fast tests
