@@ -27,7 +27,7 @@ Other settings: DRIFTWATCH_DIST_PG_URL (server URL without database, e.g.
 ``postgresql://user:pw@host:5432``), DRIFTWATCH_DIST_REDIS_URL, DRIFTWATCH_DIST_START_TIMEOUT (s),
 DRIFTWATCH_DIST_WORKER_CONCURRENCY (1 task at a time per worker, which also makes both take work).
 Logs, mail and the generated admin password live in a temporary state folder (mode 0700).
-Linux only (process groups and /proc, like devstack.stack, whose helpers this module uses).
+Linux only: processes, ports and waiting are devstack.procs; settings and health checks devstack.services.
 """
 
 from __future__ import annotations
@@ -43,24 +43,23 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
-from devstack import stack
-from devstack.stack import CONFIG_DIR, HOST, MARKER_VAR, REGION, REPO_ROOT, VENV_BIN
+from devstack import procs, services
+from devstack.procs import HOST
+from devstack.services import REPO_ROOT, VENV_BIN, ports_from_env, seconds_from_env
 
 DB_NAME = "driftwatch_dist"
 MLFLOW_DB_NAME = "driftwatch_dist_mlflow"
 WORKERS = ("worker-a", "worker-b")
 LOG_BUCKET = "driftwatch-dist-logs"
 MLFLOW_BUCKET = "driftwatch-dist-mlflow"
-ADMIN_USER = stack.ADMIN_USER
+ADMIN_USER = services.ADMIN_USER
 DEFAULT_PORTS = {"api": 8181, "s3": 9655, "smtp": 8125, "mlflow": 5055}
 PORT_ENV = {name: f"DRIFTWATCH_DIST_{name.upper()}_PORT" for name in DEFAULT_PORTS}
 PG_URL_ENV = "DRIFTWATCH_DIST_PG_URL"
@@ -71,6 +70,8 @@ DEFAULT_REDIS_URL = f"redis://{HOST}:6379/5"
 HOSTNAME_VAR = "DRIFTWATCH_WORKER_HOSTNAME"
 #: include/ (domain package) and plugins/ (its Airflow hooks), as in devstack.stack.
 PYTHONPATH = (str(REPO_ROOT / "include"), str(REPO_ROOT / "plugins"))
+#: botocore settings of every S3 client here (the health check's included).
+S3_CONFIG = {"timeout": 5, "read_timeout": 30, "retries": {"max_attempts": 2}}
 CONTROL_PLANE = ("scheduler", "dag-processor", "triggerer", "api-server")
 RECORD_NAME = "cluster.json"
 
@@ -82,10 +83,6 @@ class DistributedError(RuntimeError):
 def worker_hostname() -> str:
     """``[core] hostname_callable`` of the workers: their own name, recorded on each task instance."""
     return os.environ.get(HOSTNAME_VAR) or socket.getfqdn()
-
-
-def _timeout(var: str, default: float) -> float:
-    return float(os.environ.get(var, default))
 
 
 # --------------------------------------------------------------------------- prerequisites
@@ -170,24 +167,12 @@ def check_redis() -> str:
 
 
 def configured_ports() -> dict[str, int]:
-    ports = {}
-    for name, default in DEFAULT_PORTS.items():
-        raw = os.environ.get(PORT_ENV[name], str(default))
-        if not raw.isdigit() or not 0 < int(raw) < 65536:
-            raise DistributedError(f"{PORT_ENV[name]}={raw!r} is not a TCP port")
-        ports[name] = int(raw)
-    if len(set(ports.values())) != len(ports):
-        raise DistributedError(f"the ports must differ: {ports}")
-    return ports
+    return ports_from_env(DEFAULT_PORTS, PORT_ENV, DistributedError)
 
 
 def check_ports(ports: dict[str, int]) -> None:
-    for name, port in ports.items():
-        if not stack._port_free(port):
-            raise DistributedError(
-                f"port {port} ({name}) on {HOST} is already in use by {stack._port_owner(port)}; "
-                f"stop it or choose another port with {PORT_ENV[name]}=..."
-            )
+    if conflict := procs.port_conflict(ports, PORT_ENV):
+        raise DistributedError(conflict)
 
 
 # --------------------------------------------------------------------------- the cluster
@@ -250,6 +235,10 @@ class Cluster:
     def mlflow_url(self) -> str:
         return f"http://{HOST}:{self.ports['mlflow']}"
 
+    @property
+    def mlflow_home(self) -> Path:
+        return self.state / "mlflow-home"
+
     def db_url(self, database: str) -> str:
         return self.pg.set(database=database).render_as_string(hide_password=False)
 
@@ -257,61 +246,28 @@ class Cluster:
 
     def base_env(self) -> dict[str, str]:
         """The caller's environment minus its Airflow settings, plus the stack marker (see stack.py)."""
-        env = stack._base_env(stack.Paths(self.state))
         # A caller's MLflow settings (pytest's conftest sets a SQLite tracking URI) must not
         # override the mlflow_default connection the pipeline reads.
-        env = {k: v for k, v in env.items() if not k.startswith("MLFLOW_")}
-        env["PATH"] = os.pathsep.join([str(VENV_BIN), os.environ.get("PATH", "")])
-        env[MARKER_VAR] = str(self.state)
-        return env
+        return {k: v for k, v in services.base_env(self.state).items() if not k.startswith("MLFLOW_")}
 
     def airflow_env(self) -> dict[str, str]:
         """Settings every Airflow component shares (the workers override a few, see worker_env)."""
-        # stack's connection builders read only .s3 / .smtp of their ports argument.
-        ports, creds = SimpleNamespace(s3=self.ports["s3"], smtp=self.ports["smtp"]), self.creds
+        ports = {"api": self.ports["api"], "s3": self.ports["s3"], "smtp": self.ports["smtp"]}
+        db = self.db_url(DB_NAME)
         return {
-            "AIRFLOW_HOME": str(self.airflow_home),
-            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": self.db_url(DB_NAME),
+            **services.shared_airflow_env(self.airflow_home, db, ports, self.creds, self.password_file),
             "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
             "AIRFLOW__CELERY__BROKER_URL": self.redis_url,
             # Explicit +psycopg2: SQLAlchemy 2.1's default PostgreSQL driver is psycopg 3.
-            "AIRFLOW__CELERY__RESULT_BACKEND": "db+" + self.db_url(DB_NAME),
+            "AIRFLOW__CELERY__RESULT_BACKEND": "db+" + db,
             "AIRFLOW__CELERY__WORKER_CONCURRENCY": os.environ.get("DRIFTWATCH_DIST_WORKER_CONCURRENCY", "1"),
-            "AIRFLOW__CORE__DAGS_FOLDER": os.environ.get("DRIFTWATCH_DAGS_FOLDER", str(REPO_ROOT / "dags")),
-            "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO_ROOT / "plugins"),
-            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
             "AIRFLOW__CORE__PARALLELISM": "8",
-            "AIRFLOW__CORE__FERNET_KEY": creds["fernet_key"],
-            "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT": "120",
-            "AIRFLOW__DAG_PROCESSOR__DAG_FILE_PROCESSOR_TIMEOUT": "180",
-            "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
-            "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "10",
-            "AIRFLOW__API__HOST": HOST,
-            "AIRFLOW__API__PORT": str(self.ports["api"]),
             "AIRFLOW__API__WORKERS": "1",
-            # Celery workers run tasks through the Task SDK, which talks to this URL.
-            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.api_url}/execution/",
-            # One set of secrets for all components: JWTs issued by the scheduler are checked
-            # by the api-server, and connections are encrypted with the same Fernet key.
-            "AIRFLOW__API_AUTH__JWT_SECRET": creds["jwt_secret"],
-            "AIRFLOW__API__SECRET_KEY": creds["api_secret_key"],
-            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{ADMIN_USER}:admin",
-            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(self.password_file),
-            "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
             # Task logs go to S3 as they would between machines; the api-server reads them there.
             "AIRFLOW__LOGGING__REMOTE_LOGGING": "True",
             "AIRFLOW__LOGGING__REMOTE_BASE_LOG_FOLDER": f"s3://{LOG_BUCKET}/airflow",
             "AIRFLOW__LOGGING__REMOTE_LOG_CONN_ID": "aws_default",
-            "PYTHONPATH": os.pathsep.join(PYTHONPATH),
-            "DRIFTWATCH_CONFIG_DIR": str(CONFIG_DIR),
             "GX_ANALYTICS_ENABLED": "false",
-            "AIRFLOW_CONN_AWS_DEFAULT": stack._aws_conn(ports, creds),
-            "AIRFLOW_CONN_SMTP_DEFAULT": stack._smtp_conn(ports),
-            "AWS_ACCESS_KEY_ID": creds["aws_access_key_id"],
-            "AWS_SECRET_ACCESS_KEY": creds["aws_secret_access_key"],
-            "AWS_ENDPOINT_URL_S3": self.s3_endpoint,
-            "AWS_DEFAULT_REGION": REGION,
-            "AWS_EC2_METADATA_DISABLED": "true",
             # The pipeline reads the tracking URI from this connection (as in docker-compose.yaml).
             "AIRFLOW_CONN_MLFLOW_DEFAULT": json.dumps(
                 {"conn_type": "http", "host": HOST, "port": self.ports["mlflow"]}
@@ -324,9 +280,7 @@ class Cluster:
         return {
             "AIRFLOW_HOME": str(self.worker_home(name)),
             "HOME": str(own),
-            "TMPDIR": str(own / "tmp"),
-            "TMP": str(own / "tmp"),
-            "TEMP": str(own / "tmp"),
+            **dict.fromkeys(("TMPDIR", "TMP", "TEMP"), str(own / "tmp")),
             # A literal path: under `python -m devstack.distributed` this module is __main__.
             "AIRFLOW__CORE__HOSTNAME_CALLABLE": "devstack.distributed.worker_hostname",
             HOSTNAME_VAR: name,
@@ -337,21 +291,7 @@ class Cluster:
     # ---- processes
 
     def _launch(self, name: str, argv: list[str], env: dict[str, str], cwd: Path) -> subprocess.Popen[bytes]:
-        with open(self.log(name), "ab") as log:
-            log.write(f"===== {datetime.now(UTC).isoformat()} start: {' '.join(argv)}\n".encode())
-            log.flush()
-            proc = subprocess.Popen(
-                argv,
-                cwd=cwd,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # own process group: stop kills the whole tree
-                umask=0o077,
-            )
-        stack._children[proc.pid] = proc  # stack's stop helpers reap these
-        self.procs[name] = proc
+        self.procs[name] = proc = procs.launch(argv, env, self.log(name), cwd)
         self._write_record()
         return proc
 
@@ -363,33 +303,27 @@ class Cluster:
             "redis_url": self.redis_url,
             "ports": self.ports,
             "services": {
-                name: {"pid": p.pid, "pgid": p.pid, "start_time": _start_time(p.pid), "log": str(self.log(name))}
+                name: {"pid": p.pid, "pgid": p.pid, "start_time": procs.start_time(p.pid), "log": str(self.log(name))}
                 for name, p in self.procs.items()
             },
         }
-        stack._write_private(self.state / RECORD_NAME, json.dumps(record, indent=2) + "\n")
+        services.write_private(self.state / RECORD_NAME, json.dumps(record, indent=2) + "\n")
 
     def _wait(self, name: str, check: Callable[[], bool], timeout: float) -> None:
         """Wait for ``check`` while the service's process lives; raise with its log tail otherwise."""
         began = time.monotonic()
-        stack.wait_healthy(name, check, self.procs[name], timeout, self.log(name))
+        procs.wait_until(check, timeout, name, log=self.log(name), proc=self.procs[name])
         self.timings[f"{name} ready"] = round(time.monotonic() - began, 1)
 
     def start(self) -> None:
         began = time.monotonic()
-        for folder in (
-            self.logs,
-            self.mail_dir,
-            self.airflow_home,
-            self.password_file.parent,
-            self.state / "mlflow-home",
-        ):
+        for folder in (self.logs, self.mail_dir, self.airflow_home, self.password_file.parent, self.mlflow_home):
             folder.mkdir(parents=True, exist_ok=True)
         for name in self.workers:
             (self.worker_dir(name) / "tmp").mkdir(parents=True, exist_ok=True)
             self.worker_home(name).mkdir(parents=True, exist_ok=True)
         # SimpleAuthManager only generates passwords for users missing from this file.
-        stack._write_private(self.password_file, json.dumps({ADMIN_USER: self.admin_password}) + "\n")
+        services.write_private(self.password_file, json.dumps({ADMIN_USER: self.admin_password}) + "\n")
         self._reset_backends()
 
         base = self.base_env()
@@ -400,23 +334,19 @@ class Cluster:
         self._launch("smtp", [*smtp_argv, "--port", str(self.ports["smtp"])], env, REPO_ROOT)
         migrate = self._launch("db-migrate", [airflow, "db", "migrate"], env, self.airflow_home)
 
-        self._wait("s3", self.s3_healthy, _timeout("DRIFTWATCH_S3_TIMEOUT", 60))
+        self._wait("s3", self.s3_healthy, seconds_from_env("DRIFTWATCH_S3_TIMEOUT", 60))
         client = self.s3_client()
-        for bucket in [*stack.model_buckets(), LOG_BUCKET, MLFLOW_BUCKET]:
+        for bucket in [*services.model_buckets(), LOG_BUCKET, MLFLOW_BUCKET]:
             client.create_bucket(Bucket=bucket)
         self._launch("mlflow", self._mlflow_argv(), {**env, **self._mlflow_env()}, self.state)
 
-        timeout = _timeout("DRIFTWATCH_DIST_START_TIMEOUT", 420)
+        timeout, log = seconds_from_env("DRIFTWATCH_DIST_START_TIMEOUT", 420), self.log("db-migrate")
         try:
             code = migrate.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
-            log = self.log("db-migrate")
             raise DistributedError(f"airflow db migrate still running after {timeout:.0f} s; see {log}") from None
         if code != 0:
-            raise DistributedError(
-                f"airflow db migrate failed ({code}); see {self.log('db-migrate')}\n"
-                f"{stack._log_tail(self.log('db-migrate'))}"
-            )
+            raise DistributedError(f"airflow db migrate failed ({code}); see {log}\n{procs.log_tail(log)}")
         self.timings["db migrate"] = round(time.monotonic() - began, 1)
 
         since = datetime.now(UTC)
@@ -429,10 +359,10 @@ class Cluster:
             argv += ["--without-mingle", "--without-gossip"]
             self._launch(name, argv, {**env, **self.worker_env(name)}, self.worker_dir(name))
 
-        self._wait("smtp", lambda: stack.smtp_healthy(self.ports["smtp"]), 30)
+        self._wait("smtp", lambda: services.smtp_healthy(self.ports["smtp"]), 30)
         self._wait(
             "api-server",
-            lambda: stack.airflow_healthy(stack.airflow_health(self.ports["api"]), since),
+            lambda: services.airflow_healthy(services.airflow_health(self.ports["api"]), since),
             timeout,
         )
         for name in (*CONTROL_PLANE, *self.workers):
@@ -444,70 +374,35 @@ class Cluster:
         self.timings["start total"] = round(time.monotonic() - began, 1)
 
     def _mlflow_argv(self) -> list[str]:
-        return [
-            str(VENV_BIN / "mlflow"),
-            "server",
-            "--artifacts-destination",
-            f"s3://{MLFLOW_BUCKET}/artifacts",
-            "--host",
-            HOST,
-            "--port",
-            str(self.ports["mlflow"]),
-            "--workers",
-            "1",
-        ]
+        argv = [str(VENV_BIN / "mlflow"), "server", "--artifacts-destination", f"s3://{MLFLOW_BUCKET}/artifacts"]
+        return [*argv, "--host", HOST, "--port", str(self.ports["mlflow"]), "--workers", "1"]
 
     def _mlflow_env(self) -> dict[str, str]:
         return {
             # From the environment rather than argv: a password in the URL stays out of `ps`.
             "MLFLOW_BACKEND_STORE_URI": self.db_url(MLFLOW_DB_NAME),
             "MLFLOW_S3_ENDPOINT_URL": self.s3_endpoint,
-            "HOME": str(self.state / "mlflow-home"),
-            **stack.MLFLOW_ENV,
+            "HOME": str(self.mlflow_home),
+            **services.MLFLOW_ENV,
         }
 
     def _reset_backends(self) -> None:
         """Fresh databases and an empty Redis database: nothing of an earlier run survives."""
         import redis
 
-        conn = _pg_connect(self.pg)
-        try:
-            with conn.cursor() as cur:
-                for database in (DB_NAME, MLFLOW_DB_NAME):
-                    cur.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
-                    cur.execute(f'CREATE DATABASE "{database}"')
-        finally:
-            conn.close()
+        _drop_databases(_pg_connect(self.pg), create=True)
         redis.Redis.from_url(self.redis_url, socket_timeout=5).flushdb()
 
     # ---- health and clients
 
     def s3_client(self) -> Any:
-        import boto3
-        from botocore.config import Config
-
-        return boto3.client(
-            "s3",
-            endpoint_url=self.s3_endpoint,
-            region_name=REGION,
-            aws_access_key_id=self.creds["aws_access_key_id"],
-            aws_secret_access_key=self.creds["aws_secret_access_key"],
-            config=Config(connect_timeout=5, read_timeout=30, retries={"max_attempts": 2}),
-        )
+        return services.s3_client(self.ports["s3"], self.creds, **S3_CONFIG)
 
     def s3_healthy(self) -> bool:
-        try:
-            self.s3_client().list_buckets()
-        except Exception:  # any botocore/connection error means "not yet"
-            return False
-        return True
+        return services.s3_healthy(self.ports["s3"], self.creds, **S3_CONFIG)
 
     def mlflow_healthy(self) -> bool:
-        try:
-            with urllib.request.urlopen(f"{self.mlflow_url}/health", timeout=5) as resp:
-                return resp.status == 200
-        except OSError:
-            return False
+        return services.mlflow_healthy(self.ports["mlflow"], timeout=5)
 
     def celery_nodes(self) -> set[str]:
         """Names of the Celery workers that answer a broadcast ping on our broker."""
@@ -529,10 +424,7 @@ class Cluster:
         return self.procs[name].pid
 
     def log_tails(self, lines: int = 25) -> str:
-        parts = []
-        for name in self.procs:
-            parts.append(f"--- {self.log(name)}\n{stack._log_tail(self.log(name), lines)}")
-        return "\n".join(parts)
+        return "\n".join(f"--- {self.log(name)}\n{procs.log_tail(self.log(name), lines)}" for name in self.procs)
 
     # ---- stopping
 
@@ -541,50 +433,35 @@ class Cluster:
         return stop_state(self.state, self.pg, self.redis_url)
 
 
-def _start_time(pid: int) -> int | None:
-    """Start time of a process in clock ticks since boot (field 22 of /proc/PID/stat), or None."""
-    try:
-        raw = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return int(raw.rsplit(")", 1)[1].split()[19])
-
-
-def _group_is_ours(service: dict[str, Any], marker: bytes) -> bool:
-    """Is the recorded process group still the one we started?
-
-    The leader's start time proves it while the leader lives. Airflow renames its processes
-    with setproctitle, which overwrites /proc/PID/environ, so the stack marker alone (what
-    devstack.stack checks) misses an api-server or a worker whose group has no other member.
-    """
-    pgid = service["pgid"]
-    if service.get("start_time") is not None and _start_time(pgid) == service["start_time"]:
-        return True
-    return stack._group_is_ours(pgid, marker)
-
-
 def stop_state(state: Path, pg: Any = None, redis_url: str | None = None) -> list[str]:
     """Stop the cluster recorded in ``<state>/cluster.json``, sweep escapees, drop its databases."""
     record: dict[str, Any] = {}
     with suppress(FileNotFoundError, json.JSONDecodeError):
         record = json.loads((state / RECORD_NAME).read_text())
-    marker = f"{MARKER_VAR}={state}".encode()
-    # Only our own groups: after a reboot a recorded pgid may be someone else's.
-    ours = {n: svc["pgid"] for n, svc in record.get("services", {}).items() if _group_is_ours(svc, marker)}
+    recorded = record.get("services", {}).items()
+    # Only our own groups: after a reboot a recorded pgid may be someone else's. Airflow renames
+    # its processes with setproctitle (which overwrites their environment and the marker in it),
+    # so the leader's start time proves an api-server or worker group ours while the leader lives.
+    ours = {n: svc["pgid"] for n, svc in recorded if procs.group_is_ours(svc["pgid"], state, svc.get("start_time"))}
     # Airflow's components (workers included) first, then MLflow, then S3 and SMTP, as in devstack.stack.
-    leaves = ("mlflow", "smtp", "s3")
-    airflow = {n: pgid for n, pgid in ours.items() if n not in leaves}
-    stages = [(stack.AIRFLOW_STOP_GRACE_SECONDS, airflow)]
-    stages += [(g, {n: ours[n] for n in names if n in ours}) for g, names in stack.STOP_STAGES[1:]]
-    report = stack._stop_groups(stages)
-    report += stack._sweep(state)
+    leaves = {"mlflow": 1, "smtp": 2, "s3": 2}
+    stages = [(services.AIRFLOW_STOP_GRACE_SECONDS, {}), (procs.STOP_GRACE_SECONDS, {}), (procs.STOP_GRACE_SECONDS, {})]
+    for name, pgid in ours.items():
+        stages[leaves.get(name, 0)][1][name] = pgid
+    report = procs.stop_groups(stages)
+    report += procs.sweep(state)
     if pg is None and record.get("pg"):
         from sqlalchemy.engine import make_url
 
         # The record hides the password; a server that needs one is named in DRIFTWATCH_DIST_PG_URL.
         pg = _pg_url() if os.environ.get(PG_URL_ENV) else make_url(record["pg"])
     if pg is not None:
-        report += _drop_databases(pg)
+        try:
+            conn = _pg_connect(pg)
+        except Exception as exc:
+            report.append(f"could not connect to PostgreSQL to drop {DB_NAME}: {exc}")
+        else:
+            _drop_databases(conn)
     redis_url = redis_url or record.get("redis_url")
     if redis_url:
         with suppress(Exception):
@@ -594,18 +471,16 @@ def stop_state(state: Path, pg: Any = None, redis_url: str | None = None) -> lis
     return report
 
 
-def _drop_databases(pg: Any) -> list[str]:
-    try:
-        conn = _pg_connect(pg)
-    except Exception as exc:
-        return [f"could not connect to PostgreSQL to drop {DB_NAME}: {exc}"]
+def _drop_databases(conn: Any, create: bool = False) -> None:
+    """Drop both databases (and ``create`` them anew) on a server connection, then close it."""
     try:
         with conn.cursor() as cur:
             for database in (DB_NAME, MLFLOW_DB_NAME):
                 cur.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+                if create:
+                    cur.execute(f'CREATE DATABASE "{database}"')
     finally:
         conn.close()
-    return []
 
 
 def worker_names(count: int) -> tuple[str, ...]:
@@ -641,7 +516,7 @@ def start(state: Path | None = None, workers: int = len(WORKERS), extra_env: dic
         ports=ports,
         pg=pg,
         redis_url=redis_url,
-        creds=stack._new_secrets(),
+        creds=services.new_secrets(),
         admin_password=secrets.token_urlsafe(18),
         workers=worker_names(workers),
         extra_env=dict(extra_env or {}),
@@ -696,17 +571,13 @@ def _cmd_up() -> int:
         print(f"  mlflow   {cluster.mlflow_url}")
         print("  workers  " + ", ".join(sorted(cluster.celery_nodes())))
         print("Ctrl-C stops everything and drops the databases.")
-        try:
-            while not stop_requested:
-                time.sleep(1)
-        except KeyboardInterrupt:
-            pass
+        with suppress(KeyboardInterrupt):
+            procs.poll_until(lambda: stop_requested, float("inf"), 1.0)
     return 0
 
 
 def _cmd_stop(state: str) -> int:
-    report = stop_state(Path(state).resolve())
-    for line in report:
+    for line in stop_state(Path(state).resolve()):
         print(f"  {line}")
     print("stopped")
     return 0

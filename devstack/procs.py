@@ -20,6 +20,7 @@ import shlex
 import signal
 import socket
 import subprocess
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -295,27 +296,46 @@ def kill(procs: list[psutil.Process]) -> None:
             return
 
 
-def stop_groups(pgids: list[int], grace: float = STOP_GRACE_SECONDS) -> list[str]:
-    """SIGTERM each process group and the descendants of its members that left it; SIGKILL
-    whatever outlives ``grace``; return a report line for each group that had to be killed."""
-    strays = {g: [c for c in descendants(group_members(g)) if _pgid(c) != g] for g in pgids}
+def stop_groups(stages: list[tuple[float, dict[str, int]]]) -> list[str]:
+    """Stop named process groups stage by stage, each stage gone before the next begins (dependents
+    first): SIGTERM, and SIGKILL for a group still alive after its stage's grace (s). Return each
+    service's stop time, or that it had to be killed."""
+    return [line for grace, groups in stages for line in _stop_stage(grace, groups)]
 
-    def signal_groups(groups: list[int], sig: signal.Signals) -> None:
-        for pgid in groups:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(pgid, sig)
-            _send(strays[pgid], sig)
 
-    def alive(groups: list[int]) -> list[int]:
+def _stop_stage(grace: float, groups: dict[str, int]) -> list[str]:
+    """Signal each group and the descendants of its members that left it; wait for all to go."""
+    strays = {g: [c for c in descendants(group_members(g)) if _pgid(c) != g] for g in groups.values()}
+    report, pending, began = [], dict(groups), time.monotonic()
+
+    def signal_group(pgid: int, sig: signal.Signals) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pgid, sig)
+        _send(strays[pgid], sig)
+
+    def gone(pgid: int) -> bool:
         reap()
-        return [g for g in groups if group_members(g) or not _all_gone(strays[g])]
+        return not group_members(pgid) and _all_gone(strays[pgid])
 
-    signal_groups(pgids, signal.SIGTERM)
-    poll_until(lambda: not alive(pgids), grace)
-    stubborn = alive(pgids)
-    signal_groups(stubborn, signal.SIGKILL)
-    poll_until(lambda: not alive(stubborn), 5.0)
-    return [f"process group {g} ignored SIGTERM for {grace:.0f} s: killed" for g in stubborn]
+    def settle() -> bool:
+        """Report the groups that are gone or overdue (then killed); True once none is left."""
+        elapsed = time.monotonic() - began
+        for name, pgid in list(pending.items()):
+            if gone(pgid):
+                report.append(f"{name} stopped in {elapsed:.1f} s (process group {pgid})")
+            elif elapsed >= grace:
+                signal_group(pgid, signal.SIGKILL)
+                poll_until(functools.partial(gone, pgid), 5.0)
+                report.append(f"{name} (process group {pgid}) ignored SIGTERM for {grace:.0f} s: killed")
+            else:
+                continue
+            del pending[name]
+        return not pending
+
+    for pgid in groups.values():
+        signal_group(pgid, signal.SIGTERM)
+    poll_until(settle, float("inf"), 0.1)
+    return report
 
 
 def sweep(state: Path) -> list[str]:

@@ -27,7 +27,7 @@ from typing import Any
 
 import pytest
 
-from devstack import distributed
+from devstack import distributed, procs
 from devstack.airflow_api import TERMINAL_RUN_STATES, AirflowApi
 from devstack.smtp_sink import read_messages
 
@@ -199,9 +199,9 @@ def test_a_real_distributed_run_over_clean_drifted_and_broken_batches(capsys: py
 
 
 def assert_nothing_left(cluster: distributed.Cluster) -> None:
-    leftovers = [p for p in distributed.stack.find_leftovers(cluster.state) if p.ours]
+    leftovers = [p for p in procs.find_leftovers(cluster.state) if p.ours]
     assert leftovers == [], f"processes survived the stop: {leftovers}"
-    assert all(distributed.stack._port_free(port) for port in cluster.ports.values()), cluster.ports
+    assert all(procs.port_free(port) for port in cluster.ports.values()), cluster.ports
     conn = distributed._pg_connect(cluster.pg)
     try:
         with conn.cursor() as cur:

@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from devstack import stack
+from devstack import procs, services, stack
 from devstack.airflow_api import AirflowApi
 from devstack.smtp_sink import read_messages
 from tests.stackutil import REPO, free_ports, private_stack_env, run_stack, wait_until
@@ -120,7 +120,7 @@ def test_start_run_a_task_stop_leaves_nothing(stack_env: dict[str, str]) -> None
     base = ends["airflow_url"]
     with urllib.request.urlopen(f"{base}/api/v2/monitor/health", timeout=10) as resp:
         health = json.loads(resp.read())
-    assert {health[c]["status"] for c in stack.AIRFLOW_COMPONENTS} == {"healthy"}
+    assert {health[c]["status"] for c in services.AIRFLOW_COMPONENTS} == {"healthy"}
     assert run_stack("start", stack_env, timeout=60).stdout.startswith("already running")
 
     password = stack.admin_password()
@@ -136,7 +136,7 @@ def test_start_run_a_task_stop_leaves_nothing(stack_env: dict[str, str]) -> None
     assert "Done. Returned value was: None" in events, events
     [mail] = read_messages(ends["mail_dir"])
     assert mail["Subject"] == "devstack probe"
-    client = stack._s3_client(stack.current_ports().s3)
+    client = services.s3_client(stack.current_ports().s3, stack.load_secrets())
     assert client.get_object(Bucket="driftwatch-demo", Key="probe/ok.txt")["Body"].read() == b"ok"
 
     state = stack.paths().state
@@ -147,8 +147,8 @@ def test_start_run_a_task_stop_leaves_nothing(stack_env: dict[str, str]) -> None
     stop_seconds = time.monotonic() - stop_began
 
     assert "killed" not in stopped.stdout, stopped.stdout
-    assert [p for p in stack.find_leftovers(state) if p.ours] == []
-    assert all(stack._port_free(port) for port in ports)
+    assert [p for p in procs.find_leftovers(state) if p.ours] == []
+    assert all(procs.port_free(port) for port in ports)
     assert run_stack("status", stack_env, timeout=60, check=False).returncode == 3
     print(f"stack start {start_seconds:.1f} s, stop {stop_seconds:.1f} s, total {time.monotonic() - began:.1f} s")
     print(stopped.stdout, end="")  # each service's stop time
@@ -283,7 +283,7 @@ def test_shim_keeps_log_servers_off_and_passes_other_commands_through(shim: Path
 
 def test_stop_kills_escaped_stack_processes_and_spares_others(state_dir: Path) -> None:
     assert stack.stop() == []  # never started: nothing to do
-    marker = {**os.environ, stack.MARKER_VAR: str(state_dir)}
+    marker = {**os.environ, procs.MARKER_VAR: str(state_dir)}
     bystander_env = {**os.environ, "AIRFLOW_HOME": str(state_dir / "airflow")}
     escaped = subprocess.Popen(["sleep", "300"], env=marker, start_new_session=True)
     bystander = subprocess.Popen(["sleep", "301"], env=bystander_env, start_new_session=True)

@@ -1,0 +1,280 @@
+"""What devstack's two stacks share: per-install secrets, the environment of their processes,
+the Airflow settings, and clients and health checks of moto S3, the SMTP sink, MLflow and Airflow.
+
+devstack.stack (the embedded stack, ``airflow standalone``) and devstack.distributed
+(CeleryExecutor) build on these; processes, ports and waiting are in devstack.procs.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import secrets
+import socket
+import string
+import sys
+import urllib.error
+import urllib.request
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from devstack.procs import HOST, MARKER_VAR, StackError
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+CONFIG_DIR = REPO_ROOT / "config" / "models"
+VENV_BIN = Path(sys.prefix) / "bin"
+REGION = "us-east-1"
+ADMIN_USER = "admin"
+MAIL_FROM = "driftwatch@localhost"
+AIRFLOW_COMPONENTS = ("metadatabase", "scheduler", "triggerer", "dag_processor")
+# Airflow legitimately needs longer than procs.STOP_GRACE_SECONDS: its scheduler waits for the
+# executor's workers (one still supervising a task that just ended: 3.5 s), its triggerer gives the
+# trigger runner up to 10 s (TriggererJobRunner: kill(escalation_delay=10)), then the 150-250 MB
+# components tear down their interpreters at once (full garbage collections): 5-12 s in all on a
+# loaded 2-core machine. It stops first, while S3, MLflow and SMTP still serve its last tasks.
+AIRFLOW_STOP_GRACE_SECONDS = 30.0
+# MLflow's job execution (GenAI jobs: prompt optimisation, online scorers) starts a job runner
+# and seven huey consumers, each importing all of MLflow (~230 MB), some 20-30 s after the
+# server; the pipeline uses none of it. On SIGTERM the eight tear down their interpreters at
+# once, which took 15 s on 2 cores: the flaky "process group N ignored SIGTERM" of the stop.
+MLFLOW_ENV = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+
+
+# --------------------------------------------------------------------------- files, secrets, environment
+
+
+def write_private(path: Path, text: str) -> None:
+    """Atomically write ``text`` to ``path`` with mode 0600."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+    os.replace(tmp, path)
+
+
+def _random_token(alphabet: str, length: int) -> str:
+    return "".join(secrets.choice(alphabet) for _ in range(length))
+
+
+def new_secrets() -> dict[str, str]:
+    """Fresh per-install secrets; moto accepts any AWS key pair, so these only look real."""
+    return {
+        "aws_access_key_id": "AKIA" + _random_token(string.ascii_uppercase + string.digits, 16),
+        "aws_secret_access_key": _random_token(string.ascii_letters + string.digits + "+/", 40),
+        # Same format as cryptography's Fernet.generate_key(), without importing it here.
+        "fernet_key": base64.urlsafe_b64encode(os.urandom(32)).decode(),
+        "jwt_secret": secrets.token_urlsafe(48),
+        "api_secret_key": secrets.token_urlsafe(48),
+    }
+
+
+def model_buckets(config_dir: Path = CONFIG_DIR) -> list[str]:
+    """Distinct ``storage.bucket`` values of ``config/models/*.yaml``, in file order."""
+    buckets: list[str] = []
+    for path in sorted(config_dir.glob("*.yaml")):
+        data = yaml.safe_load(path.read_text()) or {}
+        bucket = (data.get("storage") or {}).get("bucket")
+        if bucket and bucket not in buckets:
+            buckets.append(bucket)
+    return buckets
+
+
+def ports_from_env(
+    defaults: dict[str, int], names: dict[str, str], error: type[Exception] = StackError
+) -> dict[str, int]:
+    """Each service's port from its variable in ``names`` (else ``defaults``); they must differ."""
+    ports = {}
+    for service, default in defaults.items():
+        raw = os.environ.get(names[service], str(default))
+        if not raw.isdigit() or not 0 < int(raw) < 65536:
+            raise error(f"{names[service]}={raw!r} is not a TCP port")
+        ports[service] = int(raw)
+    if len(set(ports.values())) != len(ports):
+        raise error(f"the service ports must differ: {ports}")
+    return ports
+
+
+def seconds_from_env(var: str, default: float) -> float:
+    """A timeout in seconds from the environment variable ``var``, else ``default``."""
+    return float(os.environ.get(var, default))
+
+
+def base_env(state: Path, *bins: Path) -> dict[str, str]:
+    """Environment shared by all services: the caller's minus its Airflow settings.
+
+    Inherited AIRFLOW_* variables are dropped: a pytest run (UNIT_TEST_MODE, a temp
+    AIRFLOW_HOME) or another project's shell must not reconfigure the stack. ``bins`` come
+    first on PATH, then the venv's.
+    """
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
+    env["PATH"] = os.pathsep.join([*map(str, bins), str(VENV_BIN), env.get("PATH", "")])
+    env[MARKER_VAR] = str(state)
+    env["PYTHONUNBUFFERED"] = "1"  # log lines reach .state/logs as they happen
+    return env
+
+
+# --------------------------------------------------------------------------- Airflow settings
+
+
+def _aws_conn(s3_port: int, creds: dict[str, str]) -> str:
+    return json.dumps(
+        {
+            "conn_type": "aws",
+            "login": creds["aws_access_key_id"],
+            "password": creds["aws_secret_access_key"],
+            "extra": {"endpoint_url": f"http://{HOST}:{s3_port}", "region_name": REGION},
+        }
+    )
+
+
+def _smtp_conn(smtp_port: int) -> str:
+    # Field names from airflow.providers.smtp.hooks.smtp (provider 3.2.0): no login means
+    # no AUTH; disable_tls/disable_ssl because the sink speaks plain SMTP.
+    extra = {"from_email": MAIL_FROM, "disable_tls": True, "disable_ssl": True, "timeout": 10, "retry_limit": 1}
+    return json.dumps({"conn_type": "smtp", "host": HOST, "port": smtp_port, "extra": extra})
+
+
+def shared_airflow_env(
+    home: Path, db_url: str, ports: dict[str, int], creds: dict[str, str], password_file: Path
+) -> dict[str, str]:
+    """Settings every Airflow of the devstack shares (this stack's and devstack.distributed's).
+
+    ``ports`` holds the ports of ``api`` (the api-server), ``s3`` and ``smtp``.
+    """
+    s3_url = f"http://{HOST}:{ports['s3']}"
+    return {
+        "AIRFLOW_HOME": str(home),
+        # Explicit, so an AIRFLOW__DATABASE__* inherited from the caller's shell or an old
+        # airflow.cfg can never point the stack at another metadata database.
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": db_url,
+        "AIRFLOW__CORE__DAGS_FOLDER": os.environ.get("DRIFTWATCH_DAGS_FOLDER", str(REPO_ROOT / "dags")),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO_ROOT / "plugins"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__FERNET_KEY": creds["fernet_key"],
+        # The first parse on a cold 2-core machine happens while four components import
+        # Airflow at once; the 30 s default import timeout is too tight for that.
+        "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT": "120",
+        "AIRFLOW__DAG_PROCESSOR__DAG_FILE_PROCESSOR_TIMEOUT": "180",
+        "AIRFLOW__API__HOST": HOST,
+        "AIRFLOW__API__PORT": str(ports["api"]),
+        # Task workers reach the Execution API here; the default is localhost:8080, which
+        # is wrong on any other port and may resolve to ::1 where nothing listens.
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://{HOST}:{ports['api']}/execution/",
+        # Without fixed secrets every component generates its own, and the JWTs the
+        # scheduler hands to task workers are then rejected by the API server.
+        "AIRFLOW__API_AUTH__JWT_SECRET": creds["jwt_secret"],
+        "AIRFLOW__API__SECRET_KEY": creds["api_secret_key"],
+        # Exactly admin:admin (user admin, role admin): standalone only generates and
+        # prints a password for this value.
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{ADMIN_USER}:admin",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(password_file),
+        # New DAG files appear within ~5 s, edited ones are re-parsed within ~10 s.
+        "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
+        "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "10",
+        # Its health server would bind 0.0.0.0:8974; the stack binds loopback only.
+        "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
+        "PYTHONPATH": f"{REPO_ROOT / 'include'}{os.pathsep}{REPO_ROOT / 'plugins'}",
+        "DRIFTWATCH_CONFIG_DIR": str(CONFIG_DIR),
+        "AIRFLOW_CONN_AWS_DEFAULT": _aws_conn(ports["s3"], creds),
+        "AIRFLOW_CONN_SMTP_DEFAULT": _smtp_conn(ports["smtp"]),
+        "AWS_ACCESS_KEY_ID": creds["aws_access_key_id"],
+        "AWS_SECRET_ACCESS_KEY": creds["aws_secret_access_key"],
+        "AWS_ENDPOINT_URL_S3": s3_url,
+        "AWS_DEFAULT_REGION": REGION,
+        # botocore must never probe the EC2 metadata address (169.254.169.254): the stack
+        # talks to loopback only.
+        "AWS_EC2_METADATA_DISABLED": "true",
+    }
+
+
+# --------------------------------------------------------------------------- clients and health checks
+
+
+def s3_client(port: int, creds: dict[str, str], timeout: float = 10.0, **config: Any) -> Any:
+    """A boto3 client of moto on ``port``; ``config`` overrides the botocore Config (one attempt, ``timeout``)."""
+    import boto3  # slow import; only needed while starting or checking
+    from botocore.config import Config
+
+    settings = {"connect_timeout": timeout, "read_timeout": timeout, "retries": {"max_attempts": 1}, **config}
+    return boto3.client(
+        "s3",
+        endpoint_url=f"http://{HOST}:{port}",
+        region_name=REGION,
+        aws_access_key_id=creds["aws_access_key_id"],
+        aws_secret_access_key=creds["aws_secret_access_key"],
+        config=Config(**settings),
+    )
+
+
+def s3_healthy(port: int, creds: dict[str, str], timeout: float = 3.0, **config: Any) -> bool:
+    """True when moto answers a list_buckets call (``timeout`` and ``config`` as for s3_client)."""
+    try:
+        s3_client(port, creds, timeout, **config).list_buckets()
+    except Exception:  # any botocore/connection error means "not yet"
+        return False
+    return True
+
+
+def create_buckets(client: Any, buckets: list[str]) -> None:
+    """Create each bucket unless it exists (moto keeps them in memory only)."""
+    existing = {b["Name"] for b in client.list_buckets().get("Buckets", [])}
+    for bucket in buckets:
+        if bucket not in existing:
+            client.create_bucket(Bucket=bucket)
+
+
+def mlflow_healthy(port: int, timeout: float = 3.0) -> bool:
+    """True when the MLflow server answers its /health endpoint."""
+    try:
+        with urllib.request.urlopen(f"http://{HOST}:{port}/health", timeout=timeout) as response:
+            return response.status == 200
+    except (OSError, urllib.error.URLError):
+        return False
+
+
+def smtp_healthy(port: int, timeout: float = 3.0) -> bool:
+    """True when the sink greets with a 220 banner."""
+    try:
+        with socket.create_connection((HOST, port), timeout=timeout) as sock:
+            banner = sock.recv(512)
+            sock.sendall(b"QUIT\r\n")
+    except OSError:
+        return False
+    return banner.startswith(b"220")
+
+
+def airflow_health(port: int, timeout: float = 5.0) -> dict[str, Any] | None:
+    """The JSON of ``/api/v2/monitor/health`` (no auth needed), or None if unreachable."""
+    url = f"http://{HOST}:{port}/api/v2/monitor/health"
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:
+            return json.loads(resp.read())
+    except (OSError, ValueError, urllib.error.URLError):
+        return None
+
+
+def _heartbeat(component: dict[str, Any]) -> datetime | None:
+    beat = next((v for k, v in component.items() if k.endswith("heartbeat") and v), None)
+    return datetime.fromisoformat(beat) if beat else None
+
+
+def airflow_healthy(health: dict[str, Any] | None, since: datetime | None = None) -> bool:
+    """All four components healthy and, with ``since``, heartbeating after it.
+
+    ``since`` matters on a restart: a job killed without a clean exit still counts as
+    healthy for 30 s (its last heartbeat is recent), so the old run could pass for the new.
+    """
+    if not health:
+        return False
+    for name in AIRFLOW_COMPONENTS:
+        component = health.get(name) or {}
+        if component.get("status") != "healthy":
+            return False
+        beat = _heartbeat(component)
+        if since and name != "metadatabase" and (beat is None or beat < since):
+            return False
+    return True
