@@ -9,6 +9,8 @@ from urllib.parse import quote
 
 import requests
 
+from devstack.procs import poll_until
+
 TERMINAL_RUN_STATES = {"success", "failed"}
 BACKFILL_ATTEMPTS = 5
 
@@ -43,8 +45,8 @@ class AirflowApi:
 
     def wait_for_dag(self, dag_id: str, timeout: float = 180.0) -> dict[str, Any]:
         """Wait until the DAG processor has parsed a DAG; import errors end the wait early."""
-        deadline = time.monotonic() + timeout
-        while True:
+
+        def parsed() -> dict[str, Any] | None:
             try:
                 return self.call("GET", f"/dags/{dag_id}")
             except AirflowApiError as err:
@@ -54,9 +56,11 @@ class AirflowApi:
             if errors:
                 details = "\n".join(f"{e['filename']}: {e['stack_trace'][-800:]}" for e in errors)
                 raise AirflowApiError(f"DAG files failed to import:\n{details}")
-            if time.monotonic() > deadline:
-                raise AirflowApiError(f"DAG {dag_id} did not appear within {timeout:.0f} s")
-            time.sleep(2)
+            return None
+
+        if dag := poll_until(parsed, timeout, 2):
+            return dag
+        raise AirflowApiError(f"DAG {dag_id} did not appear within {timeout:.0f} s")
 
     def set_paused(self, dag_id: str, paused: bool) -> None:
         self.call("PATCH", f"/dags/{dag_id}", json={"is_paused": paused})

@@ -18,6 +18,7 @@ from typing import Any
 
 from devstack import stack
 from devstack.airflow_api import TERMINAL_RUN_STATES, AirflowApi
+from devstack.procs import poll_until
 from devstack.smtp_sink import read_messages
 
 REPO = Path(__file__).resolve().parents[1]
@@ -81,9 +82,10 @@ def progress_line(dag_id: str, total: int, done: int, failed: int, active: list[
 
 def wait_for_runs(api: AirflowApi, dag_id: str, dates: list[str], timeout: float) -> dict[str, dict[str, Any]]:
     """Print progress until every batch date has a finished run; return the runs by date."""
-    began = time.monotonic()
-    deadline, last_state = began + timeout, ""
-    while True:
+    began, last_state, unfinished = time.monotonic(), "", len(dates)
+
+    def finished() -> tuple[dict[str, dict[str, Any]]] | None:
+        nonlocal last_state, unfinished
         runs = {r["logical_date"][:10]: r for r in api.dag_runs(dag_id) if r.get("logical_date")}
         mine = {d: runs[d] for d in dates if d in runs}
         done = [d for d, r in mine.items() if r["state"] in TERMINAL_RUN_STATES]
@@ -108,12 +110,15 @@ def wait_for_runs(api: AirflowApi, dag_id: str, dates: list[str], timeout: float
             )
             last_state = state
         if len(done) == len(dates):
-            return mine
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{dag_id}: {len(dates) - len(done)} run(s) still unfinished after {timeout:.0f} s")
+            return (mine,)  # a tuple: true also when there are no dates
+        unfinished = len(dates) - len(done)
         if stalled := scheduler_stalled(api):
-            raise RuntimeError(f"{dag_id}: {len(dates) - len(done)} run(s) unfinished, and {stalled}")
-        time.sleep(3)
+            raise RuntimeError(f"{dag_id}: {unfinished} run(s) unfinished, and {stalled}")
+        return None
+
+    if found := poll_until(finished, timeout, 3):
+        return found[0]
+    raise TimeoutError(f"{dag_id}: {unfinished} run(s) still unfinished after {timeout:.0f} s")
 
 
 def scheduler_stalled(api: AirflowApi, max_silence: float = SCHEDULER_SILENCE_SECONDS) -> str | None:
@@ -139,8 +144,10 @@ def wait_for_consumers(api: AirflowApi, dag_id: str, timeout: float, quiet_secon
     The quiet period matters: an Asset event can still turn into a new run a few seconds
     after the previous one ended.
     """
-    deadline, quiet_since, last = time.monotonic() + timeout, None, ""
-    while True:
+    quiet_since, last, active = None, "", []
+
+    def quiet() -> tuple[list[dict]] | None:
+        nonlocal quiet_since, last, active
         runs = api.dag_runs(dag_id)
         active = [r for r in runs if r["state"] not in TERMINAL_RUN_STATES]
         line = f"  {dag_id}: {len(runs) - len(active)} run(s) done, {len(active)} active"
@@ -152,10 +159,12 @@ def wait_for_consumers(api: AirflowApi, dag_id: str, timeout: float, quiet_secon
         elif quiet_since is None:
             quiet_since = time.monotonic()
         elif time.monotonic() - quiet_since >= quiet_seconds:
-            return runs
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{dag_id}: {len(active)} run(s) still active after {timeout:.0f} s")
-        time.sleep(3)
+            return (runs,)  # a tuple: true also when the DAG has no run
+        return None
+
+    if found := poll_until(quiet, timeout, 3):
+        return found[0]
+    raise TimeoutError(f"{dag_id}: {len(active)} run(s) still active after {timeout:.0f} s")
 
 
 def bootstrap_champion(api: AirflowApi, retrain_id: str, tracking_uri: str, model: str) -> None:

@@ -8,14 +8,13 @@ Shared by the stack test (tests/integration/test_stack.py) and the browser tests
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Callable
-from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
+
+from devstack import procs
 
 REPO = Path(__file__).resolve().parents[1]
 PORT_VARS = ("DRIFTWATCH_AIRFLOW_PORT", "DRIFTWATCH_S3_PORT", "DRIFTWATCH_SMTP_PORT", "DRIFTWATCH_MLFLOW_PORT")
@@ -23,11 +22,7 @@ PORT_VARS = ("DRIFTWATCH_AIRFLOW_PORT", "DRIFTWATCH_S3_PORT", "DRIFTWATCH_SMTP_P
 
 def free_ports(count: int = len(PORT_VARS)) -> list[int]:
     """Distinct free loopback ports (held open together so they differ)."""
-    with ExitStack() as held:
-        socks = [held.enter_context(socket.socket()) for _ in range(count)]
-        for sock in socks:
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in socks]
+    return procs.free_ports(count)
 
 
 def private_stack_env(state_dir: Path, ports: list[int], dags_folder: Path | None = None) -> dict[str, str]:
@@ -67,13 +62,13 @@ def wait_until(check: Callable[[], Any], timeout: float, what: str, interval: fl
     """Poll `check` until it returns something truthy, and return that; raise TimeoutError naming
     `what` when it never does. OSError counts as not yet (an API still starting, a DAG not parsed:
     urllib raises HTTPError, an OSError, on its 404)."""
-    deadline = time.monotonic() + timeout
-    while True:
+
+    def attempt() -> Any:
         try:
-            if result := check():
-                return result
+            return check()
         except OSError:
-            pass
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(interval)
+            return None
+
+    if result := procs.poll_until(attempt, timeout, interval):
+        return result
+    raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
