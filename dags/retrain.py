@@ -108,20 +108,19 @@ def build_retrain_dag(cfg: ModelConfig) -> Any:
             champion = registry.champion(dagkit.tracking_uri(cfg), cfg.registry.registered_model)
             return plan_run(params, run_id, events, champion)
 
+        def retrain_run(plan: dict[str, Any], data: dict[str, Any]) -> Any:
+            """This run's plan and data with the model's S3 client and MLflow URI: what the later steps work on."""
+            from driftwatch.retraining import RetrainRun
+
+            return RetrainRun(dagkit.s3(cfg), cfg, dagkit.tracking_uri(cfg), plan, data)
+
         @task(multiple_outputs=False)
         @fail_fast
         def assemble_data(plan: dict[str, Any]) -> dict[str, Any]:
             """Training set and time-based holdout, stored in S3 with their digests."""
             from driftwatch.retraining import assemble_data as assemble
 
-            return assemble(
-                dagkit.s3(cfg),
-                cfg,
-                run_key=plan["run_key"],
-                bootstrap=plan["bootstrap"],
-                as_of=plan["as_of"],
-                window_days=plan["window_days"],
-            )
+            return assemble(dagkit.s3(cfg), cfg, plan)
 
         @task(multiple_outputs=False)
         @fail_fast
@@ -129,7 +128,7 @@ def build_retrain_dag(cfg: ModelConfig) -> Any:
             """Fit the pipeline and register it in MLflow with its full lineage."""
             from driftwatch.retraining import train_and_register
 
-            return train_and_register(dagkit.s3(cfg), cfg, dagkit.tracking_uri(cfg), plan, data)
+            return train_and_register(retrain_run(plan, data))
 
         @task(multiple_outputs=False)
         @fail_fast
@@ -137,15 +136,15 @@ def build_retrain_dag(cfg: ModelConfig) -> Any:
             """Champion and challenger on the same holdout, the gate, and the side-by-side report."""
             from driftwatch.retraining import evaluate_candidate
 
-            return evaluate_candidate(dagkit.s3(cfg), cfg, dagkit.tracking_uri(cfg), plan, data, candidate)
+            return evaluate_candidate(retrain_run(plan, data), candidate)
 
         @task(multiple_outputs=False)
         @fail_fast
-        def smoke_test(data: dict[str, Any], candidate: dict[str, Any]) -> dict[str, Any]:
+        def smoke_test(plan: dict[str, Any], data: dict[str, Any], candidate: dict[str, Any]) -> dict[str, Any]:
             """Load the registered version by its models:/ URI in a fresh process and predict."""
             from driftwatch.retraining import smoke_test_candidate
 
-            return smoke_test_candidate(dagkit.s3(cfg), cfg, dagkit.tracking_uri(cfg), data, candidate)
+            return smoke_test_candidate(retrain_run(plan, data), candidate)
 
         @task.branch
         @fail_fast
@@ -174,17 +173,7 @@ def build_retrain_dag(cfg: ModelConfig) -> Any:
             """Promote with compare-and-set, or tag the version as rejected with its reasons."""
             from driftwatch.retraining import apply_decision as decide
 
-            return decide(
-                dagkit.s3(cfg),
-                cfg,
-                dagkit.tracking_uri(cfg),
-                plan,
-                data,
-                candidate,
-                evaluation,
-                smoke,
-                actor=f"airflow:{run_id}",
-            )
+            return decide(retrain_run(plan, data), candidate, evaluation, smoke, actor=f"airflow:{run_id}")
 
         @task(trigger_rule="none_failed_min_one_success")
         @fail_fast
@@ -204,7 +193,7 @@ def build_retrain_dag(cfg: ModelConfig) -> Any:
         data = assemble_data(planned)
         candidate = train_challenger(planned, data)
         evaluation = evaluate(planned, data, candidate)
-        smoke = smoke_test(data, candidate)
+        smoke = smoke_test(planned, data, candidate)
         decided = apply_decision(planned, data, candidate, evaluation, smoke)
         route(planned, evaluation, smoke) >> [await_approval, decided]
         await_approval >> decided

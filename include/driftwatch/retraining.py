@@ -7,6 +7,7 @@ and the MLflow registry, and only URIs, versions and small metric dicts are retu
 from __future__ import annotations
 
 import io
+from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
 
@@ -17,6 +18,19 @@ from driftwatch.artifacts import ArtifactSet
 from driftwatch.config import ModelConfig
 from driftwatch.errors import NotEnoughData
 from driftwatch.storage import S3Client
+
+
+@dataclass(frozen=True)
+class RetrainRun:
+    """What the retrain steps after assembly work on: the model's S3 client, config and MLflow URI,
+    and the two records every later task receives from Airflow, the plan (`plan_run`) and the
+    stored training and holdout sets (`assemble_data`)."""
+
+    client: S3Client
+    cfg: ModelConfig
+    tracking_uri: str
+    plan: dict[str, Any]
+    data: dict[str, Any]
 
 
 def labelled_batches(
@@ -50,19 +64,15 @@ def _store_frame(artifacts: ArtifactSet, name: str, frame: pd.DataFrame) -> dict
     return {"uri": entry["uri"], "sha256": entry["sha256"], "rows": len(frame)}
 
 
-def assemble_data(
-    client: S3Client,
-    cfg: ModelConfig,
-    *,
-    run_key: str,
-    bootstrap: bool,
-    as_of: str,
-    window_days: int | None = None,
-) -> dict[str, Any]:
-    """Build the training set and the holdout (time-based, or random for an undated reference); store both."""
+def assemble_data(client: S3Client, cfg: ModelConfig, plan: dict[str, Any]) -> dict[str, Any]:
+    """Build the training set and the holdout (time-based, or random for an undated reference); store both.
+
+    From the plan (`plan_run`): its run_key, bootstrap, as_of and window_days (empty: the config's).
+    """
     from driftwatch import references, training
 
-    window = window_days or cfg.training.window_days
+    bootstrap, as_of = plan["bootstrap"], plan["as_of"]
+    window = plan.get("window_days") or cfg.training.window_days
     skipped: list[str] = []
     if bootstrap:
         reference, reference_uri = references.load_reference_frame(client, cfg)
@@ -82,7 +92,7 @@ def assemble_data(
             reference, reference_uri = references.load_reference_frame(client, cfg)
             train = pd.concat([reference, train], ignore_index=True)
             sources.append(reference_uri)
-    artifacts = ArtifactSet(client, cfg.storage.bucket, layout.training_prefix(cfg, run_key))
+    artifacts = ArtifactSet(client, cfg.storage.bucket, layout.training_prefix(cfg, plan["run_key"]))
     result = {
         "mode": "bootstrap" if bootstrap else "retrain",
         "as_of": as_of,
@@ -152,13 +162,12 @@ def _drift_decisions(client: S3Client, report_uris: list[str]) -> dict[str, byte
     return found
 
 
-def train_and_register(
-    client: S3Client, cfg: ModelConfig, tracking_uri: str, plan: dict[str, Any], data: dict[str, Any]
-) -> dict[str, Any]:
+def train_and_register(run: RetrainRun) -> dict[str, Any]:
     """Fit the challenger and register it with its lineage; a rerun returns the same version."""
     from driftwatch import registry, training
 
-    train = load_frame(client, data["train"])
+    cfg, plan, data = run.cfg, run.plan, run.data
+    train = load_frame(run.client, data["train"])
     model, fit = training.train(cfg, train)
     lineage = {
         "reason": plan["reason"],
@@ -197,15 +206,15 @@ def train_and_register(
     registered = registry.log_and_register(
         cfg,
         model,
-        tracking_uri=tracking_uri,
+        tracking_uri=run.tracking_uri,
         params=params,
         metrics=metrics,
         lineage=lineage,
         input_example=training.feature_frame(train.head(5), cfg),
-        artifacts=_drift_decisions(client, plan["drift_reports"]),
+        artifacts=_drift_decisions(run.client, plan["drift_reports"]),
         idempotency_key=plan["run_key"],
     )
-    registry.mark_challenger(tracking_uri, cfg.registry.registered_model, registered["version"])
+    registry.mark_challenger(run.tracking_uri, cfg.registry.registered_model, registered["version"])
     return {**registered, "fit": metrics}
 
 
@@ -215,17 +224,11 @@ def _summary(evaluation: dict[str, Any] | None) -> dict[str, Any] | None:
     return {"primary": evaluation["primary"], "metrics": evaluation.get("metrics", {}), "rows": evaluation.get("n")}
 
 
-def evaluate_candidate(
-    client: S3Client,
-    cfg: ModelConfig,
-    tracking_uri: str,
-    plan: dict[str, Any],
-    data: dict[str, Any],
-    candidate: dict[str, Any],
-) -> dict[str, Any]:
+def evaluate_candidate(run: RetrainRun, candidate: dict[str, Any]) -> dict[str, Any]:
     """Score champion and challenger on the same holdout, apply the gate, write the report."""
     from driftwatch import evaluation, registry
 
+    client, cfg, tracking_uri, plan, data = run.client, run.cfg, run.tracking_uri, run.plan, run.data
     holdout = load_frame(client, data["holdout"])
     name = cfg.registry.registered_model
     challenger = evaluation.evaluate(registry.load_model(tracking_uri, candidate["model_uri"]), holdout, cfg)
@@ -274,33 +277,23 @@ def evaluate_candidate(
     }
 
 
-def smoke_test_candidate(
-    client: S3Client, cfg: ModelConfig, tracking_uri: str, data: dict[str, Any], candidate: dict[str, Any]
-) -> dict[str, Any]:
+def smoke_test_candidate(run: RetrainRun, candidate: dict[str, Any]) -> dict[str, Any]:
     """Load the registered version by its models:/ URI in a fresh process and predict a sample."""
     from driftwatch import registry, training
 
-    sample = training.feature_frame(load_frame(client, data["holdout"]).head(200), cfg)
+    sample = training.feature_frame(load_frame(run.client, run.data["holdout"]).head(200), run.cfg)
     return registry.smoke_test(
-        tracking_uri, candidate["model_uri"], sample, max_latency_ms=cfg.evaluation.smoke_max_latency_ms
+        run.tracking_uri, candidate["model_uri"], sample, max_latency_ms=run.cfg.evaluation.smoke_max_latency_ms
     )
 
 
 def apply_decision(
-    client: S3Client,
-    cfg: ModelConfig,
-    tracking_uri: str,
-    plan: dict[str, Any],
-    data: dict[str, Any],
-    candidate: dict[str, Any],
-    evaluation: dict[str, Any],
-    smoke: dict[str, Any],
-    *,
-    actor: str,
+    run: RetrainRun, candidate: dict[str, Any], evaluation: dict[str, Any], smoke: dict[str, Any], *, actor: str
 ) -> dict[str, Any]:
     """Promote (compare-and-set) a challenger that passed everything, else tag it rejected."""
     from driftwatch import references, registry
 
+    client, cfg, tracking_uri, plan, data = run.client, run.cfg, run.tracking_uri, run.plan, run.data
     name, version = cfg.registry.registered_model, candidate["version"]
     reasons = [*evaluation["reasons"], *smoke.get("problems", [])]
     if not plan["promote"]:

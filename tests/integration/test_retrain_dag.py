@@ -182,23 +182,14 @@ def test_compare_and_set_allows_one_promotion_of_two_challengers(world, cfg, env
             "require_approval": False,
             "drift_reports": [],
         }
-        data = retraining.assemble_data(world["s3"], cfg, run_key=key, bootstrap=False, as_of=days[-1])
-        candidate = retraining.train_and_register(world["s3"], cfg, world["tracking_uri"], plan, data)
+        data = retraining.assemble_data(world["s3"], cfg, plan)
+        run = retraining.RetrainRun(world["s3"], cfg, world["tracking_uri"], plan, data)
+        candidate = retraining.train_and_register(run)
         passed = {"passed": True, "reasons": [], "checks": []}
-        outcomes.append((plan, data, candidate, passed))
+        outcomes.append((run, candidate, passed))
     results = [
-        retraining.apply_decision(
-            world["s3"],
-            cfg,
-            world["tracking_uri"],
-            plan,
-            data,
-            candidate,
-            passed,
-            {"passed": True, "problems": []},
-            actor="test",
-        )
-        for plan, data, candidate, passed in outcomes
+        retraining.apply_decision(run, candidate, passed, {"passed": True, "problems": []}, actor="test")
+        for run, candidate, passed in outcomes
     ]
     assert [r["action"] for r in results] == ["promoted", "not promoted"]
     assert "champion changed" in results[1]["reasons"][0]
