@@ -49,6 +49,20 @@ class ExpectationSpec:
     requires_numeric: bool = False  # skipped when its column is not numeric in the batch
 
 
+def _critical(
+    expectation: str, expected: str, failure: str, /, *, requires_numeric: bool = False, **kwargs: Any
+) -> ExpectationSpec:
+    """A contract check (a batch that fails it is quarantined); `kwargs` are the GX expectation's own."""
+    return ExpectationSpec(expectation, kwargs, "critical", expected, failure, requires_numeric)
+
+
+def _warning(
+    expectation: str, expected: str, failure: str, /, *, requires_numeric: bool = False, **kwargs: Any
+) -> ExpectationSpec:
+    """A comparison with the reference (a batch that fails it is reported, not stopped)."""
+    return ExpectationSpec(expectation, kwargs, "warning", expected, failure, requires_numeric)
+
+
 def _fmt(value: float | None) -> str:
     """Numbers as people write them: 18 rather than 18.0."""
     if value is None:
@@ -65,37 +79,33 @@ def _bounds_text(lo: float | None, hi: float | None) -> str:
 def _schema_specs(cfg: ModelConfig) -> list[ExpectationSpec]:
     schema, rules = cfg.dataset, cfg.validation
     specs = [
-        ExpectationSpec(
-            "ExpectColumnToExist", {"column": col}, "critical", f"column {col} exists", f"missing column {col}"
-        )
+        _critical("ExpectColumnToExist", f"column {col} exists", f"missing column {col}", column=col)
         for col in [schema.id_column, *schema.feature_names]
     ]
     specs.append(
-        ExpectationSpec(
+        _critical(
             "ExpectTableRowCountToBeBetween",
-            {"min_value": rules.min_rows, "max_value": rules.max_rows},
-            "critical",
             f"row count in {_bounds_text(rules.min_rows, rules.max_rows)} (config)",
             f"row count outside {_bounds_text(rules.min_rows, rules.max_rows)}",
+            min_value=rules.min_rows,
+            max_value=rules.max_rows,
         )
     )
     specs.append(
-        ExpectationSpec(
+        _critical(
             "ExpectColumnValuesToNotBeNull",
-            {"column": schema.id_column},
-            "critical",
             f"id column {schema.id_column} has no nulls",
             f"null ids in {schema.id_column}",
+            column=schema.id_column,
         )
     )
     if rules.unique_ids:
         specs.append(
-            ExpectationSpec(
+            _critical(
                 "ExpectColumnValuesToBeUnique",
-                {"column": schema.id_column},
-                "critical",
                 f"id column {schema.id_column} is unique",
                 f"duplicate ids in {schema.id_column}",
+                column=schema.id_column,
             )
         )
     return specs
@@ -108,34 +118,35 @@ def _feature_specs(cfg: ModelConfig) -> list[ExpectationSpec]:
         col = feat.name
         if feat.type == "numeric":
             specs.append(
-                ExpectationSpec(
+                _critical(
                     "ExpectColumnValuesToBeInTypeList",
-                    {"column": col, "type_list": NUMERIC_TYPE_LIST},
-                    "critical",
                     f"{col} is numeric",
                     f"{col} is not numeric",
+                    column=col,
+                    type_list=NUMERIC_TYPE_LIST,
                 )
             )
             if feat.min is not None or feat.max is not None:
                 bounds = _bounds_text(feat.min, feat.max)
                 specs.append(
-                    ExpectationSpec(
+                    _critical(
                         "ExpectColumnValuesToBeBetween",
-                        {"column": col, "min_value": feat.min, "max_value": feat.max},
-                        "critical",
                         f"{col} within {bounds} (config)",
                         f"{col} out of range {bounds}",
+                        column=col,
+                        min_value=feat.min,
+                        max_value=feat.max,
                         requires_numeric=True,
                     )
                 )
         elif feat.allowed_values is not None:
             specs.append(
-                ExpectationSpec(
+                _critical(
                     "ExpectColumnValuesToBeInSet",
-                    {"column": col, "value_set": list(feat.allowed_values)},
-                    "critical",
                     f"{col} in allowed values ({len(feat.allowed_values)}, config)",
                     f"{col} has values outside the allowed set",
+                    column=col,
+                    value_set=list(feat.allowed_values),
                 )
             )
     return specs
@@ -148,12 +159,12 @@ def _null_specs(cfg: ModelConfig) -> list[ExpectationSpec]:
         if limit >= 1.0:  # any null rate is allowed: nothing to check
             continue
         specs.append(
-            ExpectationSpec(
+            _warning(
                 "ExpectColumnValuesToNotBeNull",
-                {"column": feat.name, "mostly": round(1.0 - limit, 10)},
-                "warning",
                 f"{feat.name} null fraction <= {limit:g}",
                 f"{feat.name} null fraction above {limit:g}",
+                column=feat.name,
+                mostly=round(1.0 - limit, 10),
             )
         )
     return specs
@@ -212,24 +223,26 @@ def _reference_specs(cfg: ModelConfig, facts: ReferenceFacts) -> list[Expectatio
             span = (ref_hi - ref_lo) or abs(ref_hi) or 1.0
             lo, hi = ref_lo - margin * span, ref_hi + margin * span
             specs.append(
-                ExpectationSpec(
+                _warning(
                     "ExpectColumnValuesToBeBetween",
-                    {"column": col, "min_value": lo, "max_value": hi},
-                    "warning",
                     f"{col} within reference range {_bounds_text(ref_lo, ref_hi)} widened by {margin:g}x span",
                     f"{col} outside widened reference range {_bounds_text(lo, hi)}",
+                    column=col,
+                    min_value=lo,
+                    max_value=hi,
                     requires_numeric=True,
                 )
             )
         else:
             seen = list(known)
             specs.append(
-                ExpectationSpec(
+                _warning(
                     "ExpectColumnValuesToBeInSet",
-                    {"column": col, "value_set": seen, "mostly": round(1.0 - unseen, 10)},
-                    "warning",
                     f"{col} categories seen in reference ({len(seen)}), unseen share <= {unseen:g}",
                     f"{col} has too many categories unseen in the reference",
+                    column=col,
+                    value_set=seen,
+                    mostly=round(1.0 - unseen, 10),
                 )
             )
     return specs
@@ -260,25 +273,26 @@ def _hostile_specs(cfg: ModelConfig, facts: ReferenceFacts) -> list[ExpectationS
     for feat in cfg.dataset.features:
         col = feat.name
         specs.append(
-            ExpectationSpec(
+            _critical(
                 "ExpectColumnValuesToNotBeNull",
-                # Any share of non-null values passes; only a column with none at all fails.
-                {"column": col, "mostly": 1e-9},
-                "critical",
                 f"{col} is not entirely null",
                 f"{col} is entirely null",
+                column=col,
+                # Any share of non-null values passes; only a column with none at all fails.
+                mostly=1e-9,
             )
         )
         if feat.type == "numeric":
             specs.append(
-                ExpectationSpec(
-                    # Finite bounds reject exactly +-inf; two comparisons per value cost a fraction
-                    # of a set-membership test (a hash per value) on millions of floats.
+                _critical(
                     "ExpectColumnValuesToBeBetween",
-                    {"column": col, "min_value": -_FLOAT_MAX, "max_value": _FLOAT_MAX},
-                    "critical",
                     f"{col} values are finite",
                     f"{col} holds infinite values",
+                    column=col,
+                    # Finite bounds reject exactly +-inf; two comparisons per value cost a fraction
+                    # of a set-membership test (a hash per value) on millions of floats.
+                    min_value=-_FLOAT_MAX,
+                    max_value=_FLOAT_MAX,
                     requires_numeric=True,
                 )
             )
@@ -286,12 +300,13 @@ def _hostile_specs(cfg: ModelConfig, facts: ReferenceFacts) -> list[ExpectationS
             seen = len(facts[col])
             cap = max(_CATEGORY_EXPLOSION_FACTOR * seen, seen + _CATEGORY_EXPLOSION_SLACK)
             specs.append(
-                ExpectationSpec(
+                _critical(
                     "ExpectColumnUniqueValueCountToBeBetween",
-                    {"column": col, "min_value": None, "max_value": cap},
-                    "critical",
                     f"{col} has at most {cap} distinct values (reference: {seen})",
                     f"{col} category explosion: more than {cap} distinct values (reference: {seen})",
+                    column=col,
+                    min_value=None,
+                    max_value=cap,
                 )
             )
     return specs
