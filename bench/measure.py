@@ -54,7 +54,7 @@ class Steps:
     """Times steps and records each one's peak RSS.
 
     CPU time is recorded too: on a shared machine wall time swings with the load, CPU time much less.
-    With a `meter` (an s3.TimedClient), each step also records the seconds and bytes of its S3 requests.
+    With a `meter` (an s3.TimedClient), each step also records its S3 requests, their seconds and bytes.
     """
 
     def __init__(self, meter: Any = None) -> None:
@@ -64,14 +64,16 @@ class Steps:
 
     def run(self, name: str, fn: Any) -> Any:
         _reset_peak()
-        s3_before = self.meter.totals() if self.meter is not None else (0.0, 0)
+        s3_before = self.meter.totals() if self.meter is not None else (0.0, 0, 0)
         started, cpu_started = time.perf_counter(), time.process_time()
         result = fn()
         seconds, cpu = time.perf_counter() - started, time.process_time() - cpu_started
         row = {"step": name, "seconds": seconds, "cpu_seconds": cpu, "peak_mb": hwm_mb(), "rss_after_mb": _rss_mb()}
         if self.meter is not None:
             s3_after = self.meter.totals()
-            row |= {"s3_seconds": s3_after[0] - s3_before[0], "s3_bytes": s3_after[1] - s3_before[1]}
+            row |= {
+                f"s3_{k}": a - b for k, a, b in zip(("seconds", "bytes", "requests"), s3_after, s3_before, strict=True)
+            }
         self.rows.append(row)
         return result
 

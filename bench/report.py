@@ -103,6 +103,8 @@ def print_report(results: dict[str, Any]) -> None:
         )
         if "monitor_s3" in entry:
             _print_stage_s3(entry)
+        elif "s3_skipped" in entry:
+            print(f"  the stage from S3: skipped, {entry['s3_skipped']}")
         v, a = entry["validate_task"]["validation"], entry["sample_report_agreement"]
         alone = a["sample_only_differs"]
         print(
@@ -172,23 +174,28 @@ def print_report(results: dict[str, Any]) -> None:
 def _print_stage_s3(entry: dict[str, Any]) -> None:
     m, t = entry["monitor_s3"], entry["monitor_s3"]["s3"]
     print("  -- the same stage reading the batch, the reference profile and the staged batch from S3 (moto, loopback)")
-    print(f"  {'step':40s} {'seconds':>9s} {'CPU s':>9s} {'peak MB':>9s} {'S3 s':>7s} {'S3 MB':>8s}")
+    print(f"  {'step':40s} {'seconds':>9s} {'CPU s':>9s} {'peak MB':>9s} {'S3 s':>7s} {'S3 MB':>8s} {'S3 req':>7s}")
     for task in ("validate_task", "drift_task"):
         print(f"  [{task}]")
         for row in entry[f"{task}_s3"]["steps"]:
             print(
                 f"  {row['step']:40s} {row['seconds']:9.2f} {row['cpu_seconds']:9.2f} {row['peak_mb']:9.0f} "
-                f"{row['s3_seconds']:7.2f} {row['s3_bytes'] / 1e6:8.1f}"
+                f"{row['s3_seconds']:7.2f} {row['s3_bytes'] / 1e6:8.1f} {row['s3_requests']:7d}"
             )
     print(
         f"  {'TOTAL with S3 (time added, peak of two)':40s} {m['seconds']:9.2f} {m['cpu_seconds']:9.2f} "
-        f"{m['peak_mb']:9.0f} {m['s3_seconds']:7.2f} {m['s3_bytes'] / 1e6:8.1f}"
+        f"{m['peak_mb']:9.0f} {m['s3_seconds']:7.2f} {m['s3_bytes'] / 1e6:8.1f} {m['s3_requests']:7d}"
     )
     print(
         f"  S3 download: {t['download_seconds']:.2f} s, {t['download_bytes'] / 1e6:.1f} MB in "
         f"{t['download_requests']:.0f} requests, within the {m['seconds']:.2f} s TOTAL with S3; upload of the "
         f"staged batch {t['upload_seconds']:.2f} s ({t['upload_bytes'] / 1e6:.1f} MB); HEAD {t['head_seconds']:.2f} s; "
         f"the server's CPU {m['s3_server_cpu_seconds']:.2f} s (not in CPU s)"
+    )
+    ranged = [r for r in entry["drift_task_s3"]["steps"] if r["step"].startswith("profile partition")]
+    print(
+        f"  of which ranged reads of the staged batch (profile partitions): {sum(r['s3_requests'] for r in ranged)} "
+        f"requests, {sum(r['s3_seconds'] for r in ranged):.2f} s, {sum(r['s3_bytes'] for r in ranged) / 1e6:.1f} MB"
     )
     r, repeats = m["over_local"], entry.get("monitor_repeats", {})
     if repeats:

@@ -155,10 +155,15 @@ class TimedClient:
             op["seconds"] += seconds
             op["bytes"] += moved
 
-    def totals(self) -> tuple[float, int]:
-        """Seconds and bytes of every timed request so far."""
+    def totals(self) -> tuple[float, int, int]:
+        """Seconds, bytes and count of every timed request so far."""
         with self._lock:
-            return sum(o["seconds"] for o in self.ops.values()), int(sum(o["bytes"] for o in self.ops.values()))
+            ops = self.ops.values()
+            return (
+                sum(o["seconds"] for o in ops),
+                int(sum(o["bytes"] for o in ops)),
+                int(sum(o["requests"] for o in ops)),
+            )
 
 
 def summary(ops: dict[str, dict[str, float]]) -> dict[str, float]:
