@@ -106,6 +106,39 @@ def missing_batch_email(cfg: ModelConfig, batch_date: str, reason: str) -> Email
     return _message(cfg, subject, "missing", batch_date, text + "\n", html)
 
 
+def failure_email(
+    cfg: ModelConfig,
+    *,
+    dag_id: str,
+    run_id: str,
+    task_id: str,
+    error: str,
+    try_number: int,
+    log_url: str | None,
+    batch_date: str | None = None,
+) -> EmailMessage:
+    """The alert that a task failed for good (retries spent, or a permanent error): what stopped and where to look.
+
+    One per failed task and run: a rerun that fails the same way produces the same alert, which
+    the outbox does not send twice.
+    """
+    first_line = (error.strip().splitlines() or ["unknown error"])[0][:300]
+    when = f" {batch_date}" if batch_date else ""
+    subject = f"[driftwatch] {cfg.name}{when}: {task_id} failed in {dag_id}"
+    text = (
+        f"Task {task_id} of {dag_id} failed on try {try_number} (run {run_id}).\n"
+        f"Error: {first_line}\n"
+        f"Log: {log_url or 'see the task log in the Airflow UI'}\n\n"
+        "The tasks that depend on it did not run; alerts that do not depend on it were sent on their own. "
+        "Fix the cause, then clear the task in the Airflow UI to run it and what follows again."
+    )
+    rows = [("task", task_id), ("DAG", dag_id), ("run", run_id), ("try", try_number), ("error", first_line)]
+    table = "".join(f"<tr><th>{escape(k)}</th><td>{escape(str(v))}</td></tr>" for k, v in rows)
+    link = f'<p><a href="{escape(log_url)}">Open the log</a></p>' if log_url else ""
+    html = emails.page(f"{cfg.name}{when}: {task_id} failed", f"<table>{table}</table>{link}")
+    return _message(cfg, subject, f"failed/{dag_id}/{run_id}/{task_id}", batch_date or "-", text + "\n", html)
+
+
 def drift_email(
     cfg: ModelConfig,
     batch_date: str,
