@@ -144,3 +144,29 @@ def test_report_links_add_web_urls_only_when_configured(demo_cfg):
     )
     links = alerts.report_links(with_base, uris)
     assert links["drift report (web)"] == "http://x/reports/driftwatch/credit_default/reports/dt=2026-01-08/drift.html"
+
+
+def test_failure_email_names_the_task_the_error_and_the_log(demo_cfg):
+    def failure(**changes):
+        fields = {
+            "dag_id": "monitor__credit_default",
+            "run_id": "scheduled__2026-01-08T00:00:00+00:00",
+            "task_id": "score_batch",
+            "error": "SchemaMismatch: missing feature column(s): age\nTraceback ...",
+            "try_number": 1,
+            "log_url": "http://airflow/dags/monitor__credit_default/runs/r/tasks/score_batch?try_number=1",
+            "batch_date": "2026-01-08",
+        }
+        return alerts.failure_email(demo_cfg, **{**fields, **changes})
+
+    msg = failure()
+    assert msg["Subject"] == "[driftwatch] credit_default 2026-01-08: score_batch failed in monitor__credit_default"
+    text = msg.get_body(("plain",)).get_content()
+    assert "Error: SchemaMismatch: missing feature column(s): age\n" in text and "Traceback" not in text
+    assert "try 1" in text and "score_batch?try_number=1" in text
+    # The same failure of the same run is the same alert (the outbox sends it once); another task is another.
+    assert failure()["X-Driftwatch-Dedup-Key"] == msg["X-Driftwatch-Dedup-Key"]
+    assert failure(task_id="compute_drift")["Message-ID"] != msg["Message-ID"]
+    hostile = failure(error=SCRIPT, batch_date=None)
+    assert "<script>" not in hostile.get_body(("html",)).get_content()
+    assert hostile["Subject"] == "[driftwatch] credit_default: score_batch failed in monitor__credit_default"
