@@ -14,11 +14,9 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from driftwatch.config import ModelConfig, load_config
 from driftwatch.drift import DriftResult, FeatureDrift, run_drift_report
 
 REPO = Path(__file__).resolve().parents[2]
-CONFIG = REPO / "config" / "models" / "credit_default.yaml"
 
 EMPLOYMENT = ["salaried", "self_employed", "contractor", "unemployed", "retired"]
 HOME = ["rent", "mortgage", "own", "other"]
@@ -31,11 +29,6 @@ PII_NAME = "Zebulon Quixfeather"
 PII_EMAIL = "zq.secret-mailbox@example.org"
 ID_PREFIX = "APPX-7731-"
 SSN = "078-05-1120"
-
-
-@pytest.fixture(scope="module")
-def cfg() -> ModelConfig:
-    return load_config(CONFIG)
 
 
 def _stratified_uniform(rng: np.random.Generator, n: int) -> np.ndarray:

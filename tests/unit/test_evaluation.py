@@ -186,6 +186,13 @@ def test_concept_drift_challenger_beats_the_reference_model(cfg, reference, conc
     assert not gate(champion, challenger, cfg).passed
 
 
+def bootstrap_page(split: dict | None = None) -> str:
+    """The report of a first challenger (no champion) that passed, with the holdout's description."""
+    return render_evaluation_html(
+        result(0.8), None, GateDecision(True, []), model="m", challenger_version="1", champion_version=None, split=split
+    )
+
+
 def test_html_is_self_contained_and_escapes_data(cfg):
     slices = {"channel": {HOSTILE: {"rows": 80, "value": 0.7}, "online": {"rows": 80, "value": 0.8}}}
     challenger = result(0.81, slices=slices, accuracy=0.9)
@@ -201,9 +208,7 @@ def test_html_is_self_contained_and_escapes_data(cfg):
     assert "credit&lt;default&gt;" in page
     assert not re.search(r"""(src|href)\s*=|@import|url\(""", page)
     assert "REJECT" in page and "FAIL" in page  # the hostile slice regressed by 0.05
-    bootstrap = render_evaluation_html(
-        result(0.8), None, GateDecision(True, []), model="m", challenger_version="1", champion_version=None
-    )
+    bootstrap = bootstrap_page()
     assert "no champion (bootstrap)" in bootstrap and "PROMOTE" in bootstrap
 
 
@@ -217,27 +222,11 @@ def test_the_report_says_how_the_holdout_was_taken(cfg):
         "train_rows": 800,
         "holdout_rows": 200,
     }
-    page = render_evaluation_html(
-        result(0.8),
-        None,
-        GateDecision(True, []),
-        model="m",
-        challenger_version="1",
-        champion_version=None,
-        split=random_split,
-    )
+    page = bootstrap_page(split=random_split)
     assert (
         "Random holdout of 20% of the rows (stratified by class, seed 42): 800 training rows, 200 holdout rows." in page
     )
     assert "Why not by time: the reference has no timestamp column." in page
     time_split = {"method": "time", "holdout_dates": ["2026-01-12", "2026-01-13"], "train_rows": 9, "holdout_rows": 3}
-    page = render_evaluation_html(
-        result(0.8),
-        None,
-        GateDecision(True, []),
-        model="m",
-        challenger_version="1",
-        champion_version=None,
-        split=time_split,
-    )
+    page = bootstrap_page(split=time_split)
     assert "Time-based holdout: the latest 2 batch date(s) (2026-01-12 to 2026-01-13): 9 training rows" in page

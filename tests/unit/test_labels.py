@@ -3,25 +3,16 @@
 from __future__ import annotations
 
 from datetime import date
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from driftwatch import demo_data
-from driftwatch.config import load_config
 from driftwatch.dtypes import class_labels, text_value, text_values
 from driftwatch.errors import PermanentError, SchemaMismatch
 from driftwatch.ingest import normalize_types, parse_object
 from driftwatch.labels import join_labels, normalize_labels
-
-DEMO = Path(__file__).resolve().parents[2] / "config" / "models" / "credit_default.yaml"
-
-
-@pytest.fixture(scope="module")
-def cfg():
-    return load_config(DEMO)
 
 
 @pytest.fixture(scope="module")

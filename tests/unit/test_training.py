@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from driftwatch import demo_data, labels
-from driftwatch.config import ModelConfig, load_config, parse_config
+from driftwatch.config import ModelConfig, parse_config
 from driftwatch.evaluation import evaluate
 from driftwatch.training import (
     build_pipeline,
@@ -44,11 +44,6 @@ def regression_config() -> ModelConfig:
     raw["training"].update(estimator="ridge", hyperparameters={"alpha": 1.0}, min_training_rows=100)
     raw["evaluation"].update(primary_metric="rmse", metric_floor=None, min_improvement=0.0, slice_columns=["channel"])
     return parse_config(raw, source="regression.yaml")
-
-
-@pytest.fixture(scope="module")
-def cfg() -> ModelConfig:
-    return load_config(DEMO)
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from driftwatch.config import ModelConfig, load_config, parse_config
+from driftwatch.config import ModelConfig, parse_config
 from driftwatch.validation import (
     ExpectationConfigError,
     build_expectations,
@@ -61,11 +61,6 @@ def config_with(**validation: Any) -> ModelConfig:
     raw = yaml.safe_load(CONFIG_PATH.read_text(encoding="utf-8"))
     raw["validation"].update(validation)
     return parse_config(raw, source="test")
-
-
-@pytest.fixture(scope="module")
-def cfg() -> ModelConfig:
-    return load_config(CONFIG_PATH)
 
 
 @pytest.fixture(scope="module")
