@@ -187,12 +187,7 @@ def build_monitor_dag(cfg: ModelConfig) -> Any:
             """Score the batch with models:/<name>@champion; measure live performance where labels arrived."""
             from driftwatch.scoring import score_step
 
-            return score_step(
-                dagkit.s3(cfg),
-                cfg,
-                dagkit.tracking_uri(cfg),
-                summary["batch_date"],
-            )
+            return score_step(dagkit.s3(cfg), cfg, dagkit.tracking_uri(cfg), summary["batch_date"])
 
         @task(multiple_outputs=False)
         @fail_fast
