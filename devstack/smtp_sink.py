@@ -19,7 +19,6 @@ from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from email.parser import BytesParser
 from pathlib import Path
-from types import FrameType, TracebackType
 from typing import Any
 
 from aiosmtpd.controller import Controller
@@ -36,61 +35,10 @@ def message_file_name(raw: bytes, received: datetime) -> str:
     return f"{stamp}-{hashlib.sha256(raw).hexdigest()[:10]}.eml"
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to a hidden temp file beside ``path``, then rename it into place.
-
-    Readers that glob ``*.eml`` therefore never see a half-written message.
-    """
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-
-
 def read_messages(folder: str | os.PathLike[str]) -> list[EmailMessage]:
     """Parse every saved message in ``folder``, oldest first (a missing folder is empty)."""
     parser = BytesParser(policy=email.policy.default)
-    messages: list[EmailMessage] = []
-    for path in sorted(Path(folder).glob("*.eml")):
-        with open(path, "rb") as fh:
-            msg = parser.parse(fh)
-        assert isinstance(msg, EmailMessage)
-        messages.append(msg)
-    return messages
-
-
-def _with_envelope(content: bytes, mail_from: str, rcpt_tos: list[str]) -> bytes:
-    """Prepend the SMTP envelope as headers, so Bcc recipients stay visible in the file."""
-    eol = b"\r\n" if b"\r\n" in content[:4096] else b"\n"
-    head = f"X-Envelope-From: <{mail_from}>".encode() + eol
-    head += f"X-Envelope-To: {', '.join(f'<{r}>' for r in rcpt_tos)}".encode() + eol
-    return head + content
-
-
-class _SaveHandler:
-    """aiosmtpd handler that stores each accepted message in a folder."""
-
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-        self._lock = threading.Lock()
-        self._last = datetime.min.replace(tzinfo=UTC)
-
-    def _arrival_time(self) -> datetime:
-        # Strictly increasing even within one clock tick, so file names keep arrival order.
-        with self._lock:
-            now = max(datetime.now(UTC), self._last + timedelta(microseconds=1))
-            self._last = now
-            return now
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        content = envelope.original_content or envelope.content
-        if isinstance(content, str):
-            content = content.encode("utf-8", "surrogateescape")
-        raw = _with_envelope(content, envelope.mail_from or "", list(envelope.rcpt_tos))
-        write_atomic(self.folder / message_file_name(raw, self._arrival_time()), raw)
-        return "250 Message accepted for delivery"
+    return [parser.parsebytes(path.read_bytes()) for path in sorted(Path(folder).glob("*.eml"))]
 
 
 class _Controller(Controller):
@@ -111,10 +59,9 @@ class SmtpSink:
     def __init__(self, folder: str | os.PathLike[str], host: str = "127.0.0.1", port: int = 0) -> None:
         if not ipaddress.ip_address(host).is_loopback:
             raise ValueError(f"SmtpSink accepts mail without authentication; refusing to bind {host}")
-        self.folder = Path(folder)
-        self.host = host
-        self._requested_port = port
+        self.folder, self.host, self._requested_port = Path(folder), host, port
         self._controller: _Controller | None = None
+        self._lock, self._last = threading.Lock(), datetime.min.replace(tzinfo=UTC)
 
     @property
     def port(self) -> int:
@@ -123,17 +70,11 @@ class SmtpSink:
 
     def start(self) -> SmtpSink:
         """Create the folder and start serving in a background thread."""
-        if self._controller is not None:
-            return self
-        self.folder.mkdir(parents=True, exist_ok=True)
-        controller = _Controller(
-            _SaveHandler(self.folder),
-            hostname=self.host,
-            port=self._requested_port,
-            server_hostname=SERVER_NAME,
-        )
-        controller.start()
-        self._controller = controller
+        if self._controller is None:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            controller = _Controller(self, hostname=self.host, port=self._requested_port, server_hostname=SERVER_NAME)
+            controller.start()
+            self._controller = controller
         return self
 
     def stop(self) -> None:
@@ -149,26 +90,28 @@ class SmtpSink:
     def __enter__(self) -> SmtpSink:
         return self.start()
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.stop()
 
-
-def _wait_for_signal() -> None:
-    """Block until SIGTERM or SIGINT."""
-    stop = threading.Event()
-
-    def _handler(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGTERM, _handler)
-    signal.signal(signal.SIGINT, _handler)
-    while not stop.wait(1.0):
-        pass
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        """aiosmtpd's hook: save the message with its SMTP envelope prepended as headers (so Bcc
+        recipients stay visible), atomically, so that readers globbing ``*.eml`` never see half."""
+        content = envelope.original_content or envelope.content
+        if isinstance(content, str):
+            content = content.encode("utf-8", "surrogateescape")
+        eol = b"\r\n" if b"\r\n" in content[:4096] else b"\n"
+        head = f"X-Envelope-From: <{envelope.mail_from or ''}>".encode() + eol
+        raw = head + f"X-Envelope-To: {', '.join(f'<{r}>' for r in envelope.rcpt_tos)}".encode() + eol + content
+        with self._lock:  # strictly increasing even within one clock tick, so names keep arrival order
+            self._last = received = max(datetime.now(UTC), self._last + timedelta(microseconds=1))
+        path = self.folder / message_file_name(raw, received)
+        tmp = path.with_name(f".{path.name}.tmp")
+        with open(tmp, "wb") as fh:
+            fh.write(raw)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+        return "250 Message accepted for delivery"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -178,6 +121,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1", help="loopback address to bind")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="0 picks a free port")
     args = parser.parse_args(argv)
+    # Blocked before the server thread starts (it inherits the mask), so only sigwait sees them.
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
     try:
         sink = SmtpSink(args.folder, host=args.host, port=args.port).start()
     except (OSError, ValueError) as exc:
@@ -185,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     print(f"smtp sink listening on {sink.host}:{sink.port}, saving to {sink.folder}", flush=True)
     try:
-        _wait_for_signal()
+        signal.sigwait({signal.SIGTERM, signal.SIGINT})
     finally:
         sink.stop()
     print("smtp sink stopped", flush=True)
