@@ -31,13 +31,9 @@ SCHEDULER_SILENCE_SECONDS = 180.0
 def s3_client(env: dict[str, str]) -> Any:
     import boto3
 
-    return boto3.client(
-        "s3",
-        endpoint_url=env["AWS_ENDPOINT_URL_S3"],
-        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
-        region_name=env["AWS_DEFAULT_REGION"],
-    )
+    keys = ("endpoint_url", "aws_access_key_id", "aws_secret_access_key", "region_name")
+    names = ("AWS_ENDPOINT_URL_S3", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION")
+    return boto3.client("s3", **{key: env[name] for key, name in zip(keys, names, strict=True)})
 
 
 def seed(client: Any, cfg: Any, start: date, days: int, rows_per_day: int) -> int:
@@ -49,9 +45,8 @@ def seed(client: Any, cfg: Any, start: date, days: int, rows_per_day: int) -> in
 
     if storage.object_size(client, cfg.storage.bucket, cfg.storage.reference_key) is None:
         seeding.write_reference(client, cfg, demo_data.generate_reference(seed=SEED))
-    batches = demo_data.generate_scenario(start, days=days, seed=SEED, rows_per_day=rows_per_day)
     landed = 0
-    for batch in batches:
+    for batch in demo_data.generate_scenario(start, days=days, seed=SEED, rows_per_day=rows_per_day):
         # Raw batches are never overwritten, not even by the demo that made them.
         if storage.object_size(client, cfg.storage.bucket, seeding.batch_key(cfg, batch)) is None:
             seeding.write_batch(client, cfg, batch)
@@ -61,22 +56,11 @@ def seed(client: Any, cfg: Any, start: date, days: int, rows_per_day: int) -> in
     return landed
 
 
-def _running_task(api: AirflowApi, dag_id: str, run_id: str) -> str:
-    active = [
-        t["task_id"] for t in api.task_instances(dag_id, run_id) if t["state"] in {"running", "deferred", "queued"}
-    ]
-    return ",".join(active) or "scheduling"
-
-
 def progress_line(dag_id: str, total: int, done: int, failed: int, active: list[str], elapsed: float) -> str:
     """One progress line: a bar, how many batches are done, and which run is on which task."""
-    width = 20
-    filled = round(width * done / total) if total else width
-    bar = "#" * filled + "-" * (width - filled)
-    line = f"  [{bar}] {dag_id}: {done}/{total} batches done"
-    if failed:
-        line += f" ({failed} failed)"
-    line += f", {elapsed:.0f} s"
+    filled = round(20 * done / total) if total else 20
+    line = f"  [{'#' * filled}{'-' * (20 - filled)}] {dag_id}: {done}/{total} batches done"
+    line += f" ({failed} failed), {elapsed:.0f} s" if failed else f", {elapsed:.0f} s"
     return line + (f"; now: {', '.join(active)}" if active else "")
 
 
@@ -92,22 +76,19 @@ def wait_for_runs(api: AirflowApi, dag_id: str, dates: list[str], timeout: float
         failed = [d for d in done if mine[d]["state"] != "success"]
         # Queued runs have no task yet: a count says as much as a list of 14 "scheduling".
         queued = [d for d, r in mine.items() if d not in done and r["state"] == "queued"]
-        active = [
-            f"{d} {_running_task(api, dag_id, r['dag_run_id'])}"
-            for d, r in sorted(mine.items())
-            if d not in done and d not in queued
-        ]
-        if queued:
-            active.append(f"{len(queued)} queued")
-        waiting = len(dates) - len(mine)
-        if waiting:
-            active.append(f"{waiting} not started")
+        active = []
+        for day, run in sorted(mine.items()):
+            if day not in done and day not in queued:
+                tasks = api.task_instances(dag_id, run["dag_run_id"])
+                busy = [t["task_id"] for t in tasks if t["state"] in {"running", "deferred", "queued"}]
+                active.append(f"{day} {','.join(busy) or 'scheduling'}")
+        active += [f"{len(queued)} queued"] if queued else []
+        active += [f"{len(dates) - len(mine)} not started"] if len(mine) < len(dates) else []
         state = f"{len(done)}|{len(failed)}|{active}"
         # A line when something changed, and a heartbeat every 30 s so a slow step never looks hung.
         if state != last_state or int(time.monotonic() - began) % 30 < 3:
-            print(
-                progress_line(dag_id, len(dates), len(done), len(failed), active, time.monotonic() - began), flush=True
-            )
+            elapsed = time.monotonic() - began
+            print(progress_line(dag_id, len(dates), len(done), len(failed), active, elapsed), flush=True)
             last_state = state
         if len(done) == len(dates):
             return (mine,)  # a tuple: true also when there are no dates
@@ -127,9 +108,8 @@ def scheduler_stalled(api: AirflowApi, max_silence: float = SCHEDULER_SILENCE_SE
     Without this, a dead scheduler leaves the runs queued and the demo waiting out its timeout.
     """
     beat = (api.call("GET", "/monitor/health").get("scheduler") or {}).get("latest_scheduler_heartbeat")
-    if beat is None:
-        return None  # not started yet: the first heartbeat comes within seconds of the start
-    silence = (datetime.now(UTC) - datetime.fromisoformat(beat)).total_seconds()
+    # None: not started yet, the first heartbeat comes within seconds of the start.
+    silence = (datetime.now(UTC) - datetime.fromisoformat(beat)).total_seconds() if beat else 0
     if silence <= max_silence:
         return None
     return (
@@ -181,27 +161,19 @@ def bootstrap_champion(api: AirflowApi, retrain_id: str, tracking_uri: str, mode
         raise RuntimeError(f"bootstrap did not produce a champion (retrain runs: {states}); see the Airflow UI")
 
 
-def registry_table(tracking_uri: str, model: str) -> list[dict[str, Any]]:
-    """Every registered version with its aliases and the reasons behind each decision."""
-    from driftwatch import registry
-
-    return registry.version_summaries(tracking_uri, model)
-
-
 def batch_table(client: Any, cfg: Any, dates: list[str], runs: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     from driftwatch import history
 
     rows = []
     for day in dates:
         record = history.read_record(client, cfg, day) or {}
-        drift = record.get("drift") or {}
         rows.append(
             {
                 "batch_date": day,
                 "run_state": runs.get(day, {}).get("state", "missing"),
                 "rows": record.get("rows"),
                 "validation": record.get("status", "no record"),
-                "drift_share": drift.get("share"),
+                "drift_share": (record.get("drift") or {}).get("share"),
                 "action": record.get("action", "none"),
                 "reason": record.get("reason") or (record.get("validation") or {}).get("reason", ""),
             }
@@ -213,8 +185,7 @@ def ui_links(airflow_url: str, cfg: Any, rows: list[dict[str, Any]]) -> dict[str
     """The monitoring page (inside the Airflow UI and alone) and each batch's report pages."""
     from driftwatch import monitoring
 
-    base = f"{airflow_url}/driftwatch/report"
-    reports = {}
+    base, reports = f"{airflow_url}/driftwatch/report", {}
     for row in rows:
         if row["validation"] in ("passed", "quarantined"):
             keys = monitoring.batch_report_keys(cfg, row["batch_date"], row["validation"] == "quarantined")
@@ -236,6 +207,35 @@ def print_table(rows: list[dict[str, Any]]) -> None:
         )
 
 
+def run_pipeline(
+    api: AirflowApi, client: Any, cfg: Any, tracking_uri: str, dates: list[str], landed: int, timeout: float
+) -> tuple:
+    """Unpause the DAGs, bootstrap a champion, backfill the monitor over ``dates`` and wait for it
+    and for the retrains it asked for; return the monitor runs by date and the retrain runs."""
+    from driftwatch import history
+
+    monitor_id, retrain_id = f"monitor__{cfg.name}", f"retrain__{cfg.name}"
+    for dag_id in (retrain_id, f"rollback__{cfg.name}", monitor_id):
+        api.wait_for_dag(dag_id)
+        api.set_paused(dag_id, False)
+    bootstrap_champion(api, retrain_id, tracking_uri, cfg.registry.registered_model)
+    print(f"backfilling {monitor_id} over {dates[0]} .. {dates[-1]} through the scheduler")
+    # moto keeps S3 in memory: after a restart the batches are new, so earlier runs are redone.
+    # Runs recorded by Airflow but missing from S3's history (a restart wiped moto) are redone too.
+    missing = [d for d in dates if history.read_record(client, cfg, d) is None]
+    api.create_backfill(monitor_id, dates[0], dates[-1], max_active_runs=2, reprocess=bool(landed or missing))
+    runs = wait_for_runs(api, monitor_id, dates, timeout)
+    if failed_runs := [d for d, r in runs.items() if r["state"] != "success"]:
+        # A champion promoted by an Asset-triggered retrain moves the drift reference; a batch
+        # profiled against the old one is then refused, and the monitor asks for its run to be
+        # cleared. That is done once here; a failure that repeats is reported below.
+        print(f"re-running once, from the start, the run(s) that failed: {', '.join(failed_runs)}")
+        for day in failed_runs:
+            api.clear_run(monitor_id, runs[day]["dag_run_id"])
+        runs.update(wait_for_runs(api, monitor_id, failed_runs, timeout))
+    return runs, wait_for_consumers(api, retrain_id, timeout=timeout)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m devstack.demo", description=__doc__)
     parser.add_argument("--days", type=int, default=14)
@@ -245,42 +245,19 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     started, started_at = time.monotonic(), datetime.now(UTC).replace(microsecond=0)
 
+    from driftwatch import registry
     from driftwatch.config import load_config
 
     cfg = load_config(DEMO_CONFIG)
     stack.start()
     env, endpoints, password = stack.airflow_env(), stack.endpoints(), stack.admin_password()
-    client = s3_client(env)
-    today = datetime.now(UTC).date()
-    start = today - timedelta(days=args.days)
+    client, model, tracking_uri = s3_client(env), cfg.registry.registered_model, env["MLFLOW_TRACKING_URI"]
+    start = datetime.now(UTC).date() - timedelta(days=args.days)
     dates = [(start + timedelta(days=i)).isoformat() for i in range(args.days)]
     landed = seed(client, cfg, start, args.days, args.rows_per_day)
-
     api = AirflowApi(endpoints["airflow_url"], endpoints["login_user"], password or "")
-    monitor_id, retrain_id = f"monitor__{cfg.name}", f"retrain__{cfg.name}"
-    for dag_id in (retrain_id, f"rollback__{cfg.name}", monitor_id):
-        api.wait_for_dag(dag_id)
-        api.set_paused(dag_id, False)
-    tracking_uri = env["MLFLOW_TRACKING_URI"]
-    bootstrap_champion(api, retrain_id, tracking_uri, cfg.registry.registered_model)
-    print(f"backfilling {monitor_id} over {dates[0]} .. {dates[-1]} through the scheduler")
-    # moto keeps S3 in memory: after a restart the batches are new, so earlier runs are redone.
-    # Runs recorded by Airflow but missing from S3's history (a restart wiped moto) are redone too.
-    from driftwatch import history
-
-    missing = [d for d in dates if history.read_record(client, cfg, d) is None]
-    api.create_backfill(monitor_id, dates[0], dates[-1], max_active_runs=2, reprocess=bool(landed or missing))
-    runs = wait_for_runs(api, monitor_id, dates, args.timeout)
-    if failed_runs := [d for d, r in runs.items() if r["state"] != "success"]:
-        # A champion promoted by an Asset-triggered retrain moves the drift reference; a batch
-        # profiled against the old one is then refused, and the monitor asks for its run to be
-        # cleared. That is done once here; a failure that repeats is reported below.
-        print(f"re-running once, from the start, the run(s) that failed: {', '.join(failed_runs)}")
-        for day in failed_runs:
-            api.clear_run(monitor_id, runs[day]["dag_run_id"])
-        runs.update(wait_for_runs(api, monitor_id, failed_runs, args.timeout))
-    retrain_runs = wait_for_consumers(api, retrain_id, timeout=args.timeout)
-    versions = registry_table(tracking_uri, cfg.registry.registered_model)
+    runs, retrain_runs = run_pipeline(api, client, cfg, tracking_uri, dates, landed, args.timeout)
+    versions = registry.version_summaries(tracking_uri, model)
 
     rows = batch_table(client, cfg, dates, runs)
     print_table(rows)
@@ -290,21 +267,17 @@ def main(argv: list[str] | None = None) -> int:
         if parsedate_to_datetime(m["Date"]) >= started_at
     ]
     print(f"\nemails sent by this demo ({len(mails)}), saved as .eml in {endpoints['mail_dir']}:")
-    for mail in mails:
-        print(f"  - {mail['subject']}")
+    print("".join(f"  - {mail['subject']}\n" for mail in mails), end="")
     asset_runs = [r for r in retrain_runs if r.get("run_type") == "asset_triggered"]
-    print(f"\n{retrain_id}: {len(asset_runs)} Asset-triggered run(s), {len(retrain_runs)} in all")
-    print(f"\nmodel registry {cfg.registry.registered_model} ({tracking_uri}):")
+    print(f"\nretrain__{cfg.name}: {len(asset_runs)} Asset-triggered run(s), {len(retrain_runs)} in all")
+    print(f"\nmodel registry {model} ({tracking_uri}):")
     for v in versions:
-        aliases = ",".join(v["aliases"]) or "-"
-        print(f"  v{v['version']:<3} {aliases:<20} {v['status']:<10} {v['detail'][:110]}")
-    wall = time.monotonic() - started
-    pages = ui_links(endpoints["airflow_url"], cfg, rows)
+        print(f"  v{v['version']:<3} {','.join(v['aliases']) or '-':<20} {v['status']:<10} {v['detail'][:110]}")
+    wall, pages = time.monotonic() - started, ui_links(endpoints["airflow_url"], cfg, rows)
     print(f"\nAirflow UI: {endpoints['airflow_url']}  (user {endpoints['login_user']}, password {password})")
     print(f"Model monitoring: {pages['monitoring']}  (page alone: {pages['monitoring_page']})")
     print("Reports (also in each run's Reports tab):")
-    for day, links in pages["reports"].items():
-        print(f"  {day}: " + "  ".join(links.values()))
+    print("".join(f"  {day}: " + "  ".join(links.values()) + "\n" for day, links in pages["reports"].items()), end="")
     print(f"S3 endpoint: {endpoints['s3_endpoint']}  bucket {cfg.storage.bucket}")
     print(f"MLflow: {tracking_uri}")
     print(f"demo wall time: {wall:.0f} s.  `make stop` ends the stack.")
@@ -318,7 +291,7 @@ def main(argv: list[str] | None = None) -> int:
         "retrain_runs": [
             {"run_id": r["dag_run_id"], "run_type": r.get("run_type"), "state": r["state"]} for r in retrain_runs
         ],
-        "registry": {"model": cfg.registry.registered_model, "versions": versions},
+        "registry": {"model": model, "versions": versions},
         "endpoints": {
             "airflow_ui": endpoints["airflow_url"],
             "airflow_user": endpoints["login_user"],
@@ -334,15 +307,14 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(endpoints["state_dir"]) / "demo-summary.json"
     out.write_text(json.dumps(summary, indent=2))
     print(f"summary written to {out}")
-    failed = [r["batch_date"] for r in rows if r["run_state"] != "success"]
-    if failed:
-        print(f"runs that did not succeed: {failed}; see {endpoints['logs_dir']} and the Airflow UI", file=sys.stderr)
-        return 1
     # A run that succeeded without writing its history record did not process this demo's batch.
-    unrecorded = [r["batch_date"] for r in rows if r["validation"] == "no record"]
-    if unrecorded:
-        print(f"batches no run recorded: {unrecorded}; see {endpoints['logs_dir']} and the Airflow UI", file=sys.stderr)
-        return 1
+    for label, bad in (
+        ("runs that did not succeed", [r["batch_date"] for r in rows if r["run_state"] != "success"]),
+        ("batches no run recorded", [r["batch_date"] for r in rows if r["validation"] == "no record"]),
+    ):
+        if bad:
+            print(f"{label}: {bad}; see {endpoints['logs_dir']} and the Airflow UI", file=sys.stderr)
+            return 1
     return 0
 
 
