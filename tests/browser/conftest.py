@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from tests import stackutil
+from tests import helpers
 from tests.browser import stackctl
 
 CHROMIUM = "/usr/bin/chromium"
@@ -56,12 +56,12 @@ def stack() -> Iterator[dict[str, Any]]:
         state, _, ports_text = existing.partition(":")
         ports = [int(p) for p in ports_text.split(",")]
     else:
-        state, ports = tempfile.mkdtemp(prefix="driftwatch-browser-"), stackutil.free_ports()
-    env = stackutil.private_stack_env(Path(state), ports)
+        state, ports = tempfile.mkdtemp(prefix="driftwatch-browser-"), helpers.free_ports()
+    env = helpers.private_stack_env(Path(state), ports)
     try:
         began = time.monotonic()
         if not existing:
-            stackutil.run_stack("start", env)
+            helpers.run_stack("start", env)
         started = time.monotonic()
         seeded = stackctl.seed_and_run(env, days=DAYS, rows_per_day=ROWS_PER_DAY, bootstrap=True, timeout=600)
         print(
@@ -78,7 +78,7 @@ def stack() -> Iterator[dict[str, Any]]:
         }
     finally:
         if not existing:
-            stackutil.run_stack("stop", env)
+            helpers.run_stack("stop", env)
             shutil.rmtree(state, ignore_errors=True)
 
 

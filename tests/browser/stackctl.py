@@ -1,4 +1,4 @@
-"""Seed and run the browser tests' private stack (started and stopped with tests.stackutil).
+"""Seed and run the browser tests' private stack (started and stopped with tests.helpers).
 
 `seed_and_run` runs this module in a child process with the stack's environment, because
 devstack.stack reads its state folder and ports from the environment.
@@ -12,7 +12,7 @@ import sys
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from tests.stackutil import REPO, wait_until
+from tests.helpers import REPO, wait_until
 
 
 def seed_and_run(env: dict[str, str], days: int, rows_per_day: int, bootstrap: bool, timeout: float) -> dict[str, Any]:

@@ -25,7 +25,7 @@ import pytest
 from devstack import procs, services, stack
 from devstack.airflow_api import AirflowApi
 from devstack.smtp_sink import read_messages
-from tests.stackutil import REPO, free_ports, private_stack_env, run_stack, wait_until
+from tests.helpers import REPO, free_ports, private_stack_env, run_stack, wait_until
 
 skip_stack = pytest.mark.skipif(
     os.environ.get("DRIFTWATCH_SKIP_STACK_TEST") == "1", reason="DRIFTWATCH_SKIP_STACK_TEST=1"
