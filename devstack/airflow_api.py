@@ -110,20 +110,16 @@ class AirflowApi:
         runs = {r["logical_date"][:10]: r for r in self.dag_runs(dag_id) if r.get("logical_date")}
         start, end = date.fromisoformat(from_date), date.fromisoformat(to_date)
         missing = []
-        for day in (start + timedelta(days=i) for i in range((end - start).days + 1)):
-            run = runs.get(day.isoformat())
-            if run is None:
-                missing.append(day.isoformat())
-                continue
-            ended_before = run.get("end_date") and datetime.fromisoformat(run["end_date"]) < created
-            if reprocess and run["state"] in TERMINAL_RUN_STATES and ended_before:
-                missing.append(day.isoformat())
+        for day in ((start + timedelta(days=i)).isoformat() for i in range((end - start).days + 1)):
+            run = runs.get(day)
+            ended_before = run and run.get("end_date") and datetime.fromisoformat(run["end_date"]) < created
+            if run is None or (reprocess and run["state"] in TERMINAL_RUN_STATES and ended_before):
+                missing.append(day)
         return missing
 
     def dag_runs(self, dag_id: str) -> list[dict[str, Any]]:
-        return self.call("GET", f"/dags/{dag_id}/dagRuns", params={"limit": 100, "order_by": "logical_date"})[
-            "dag_runs"
-        ]
+        params = {"limit": 100, "order_by": "logical_date"}
+        return self.call("GET", f"/dags/{dag_id}/dagRuns", params=params)["dag_runs"]
 
     def clear_run(self, dag_id: str, run_id: str) -> None:
         """Clear every task of a run, so that it runs again from the start."""

@@ -1,9 +1,7 @@
 """A real distributed Airflow on one machine: CeleryExecutor, PostgreSQL, Redis, two workers.
 
-``make test-distributed`` drives it (tests/distributed); ``python -m devstack.distributed up``
-starts it in the foreground for a look around, and ``python -m devstack.distributed stop DIR``
-cleans up after a run that was killed before it could clean up itself.
-
+``make test-distributed`` drives it (tests/distributed); ``python -m devstack.distributed up`` starts it in the
+foreground for a look around; ``python -m devstack.distributed stop DIR`` cleans up after a killed run.
 Every component is a separate process in its own process group, on 127.0.0.1 only:
 
     postgres   the machine's server (default 127.0.0.1:5432, user postgres or root, trust auth):
@@ -17,17 +15,14 @@ Every component is a separate process in its own process group, on 127.0.0.1 onl
                                                     DRIFTWATCH_DIST_API_PORT     (8181)
                and two ``airflow celery worker`` processes, worker-a and worker-b
 
-The two workers share nothing on local disk: each has its own working directory, HOME, TMPDIR
-and AIRFLOW_HOME (so its own local task logs) under ``<state>/workers/<name>/``. Task logs reach
-the api-server the way they would across machines: uploaded to S3 (remote logging) and read
-back from there. Each worker reports its own name as the task instances' ``hostname``
-(``[core] hostname_callable`` = :func:`worker_hostname`), so the REST API shows where each task ran.
-
-Other settings: DRIFTWATCH_DIST_PG_URL (server URL without database, e.g.
+The two workers share nothing on local disk: each has its own working directory, HOME, TMPDIR and AIRFLOW_HOME
+(so its own local task logs) under ``<state>/workers/<name>/``. Task logs reach the api-server the way they would
+across machines: uploaded to S3 (remote logging) and read back from there. Each worker reports its own name as the
+task instances' ``hostname`` (``[core] hostname_callable`` = :func:`worker_hostname`), so the REST API shows
+where each task ran. Other settings: DRIFTWATCH_DIST_PG_URL (server URL without database, e.g.
 ``postgresql://user:pw@host:5432``), DRIFTWATCH_DIST_REDIS_URL, DRIFTWATCH_DIST_START_TIMEOUT (s),
-DRIFTWATCH_DIST_WORKER_CONCURRENCY (1 task at a time per worker, which also makes both take work).
-Logs, mail and the generated admin password live in a temporary state folder (mode 0700).
-Linux only: processes, ports and waiting are devstack.procs; settings and health checks devstack.services.
+DRIFTWATCH_DIST_WORKER_CONCURRENCY (1 task at a time per worker, which also makes both take work). Logs, mail and
+the generated admin password live in a temporary state folder (mode 0700). Linux only.
 """
 
 from __future__ import annotations
@@ -52,7 +47,7 @@ from typing import Any
 
 from devstack import procs, services
 from devstack.procs import HOST
-from devstack.services import REPO_ROOT, VENV_BIN, ports_from_env, seconds_from_env
+from devstack.services import REPO_ROOT, VENV_BIN, seconds_from_env
 
 DB_NAME = "driftwatch_dist"
 MLFLOW_DB_NAME = "driftwatch_dist_mlflow"
@@ -85,9 +80,6 @@ def worker_hostname() -> str:
     return os.environ.get(HOSTNAME_VAR) or socket.getfqdn()
 
 
-# --------------------------------------------------------------------------- prerequisites
-
-
 def _pg_url(user: str | None = None) -> Any:
     """SQLAlchemy URL of the PostgreSQL server (no database), from the environment or the default."""
     from sqlalchemy.engine import make_url
@@ -101,14 +93,13 @@ def _pg_url(user: str | None = None) -> Any:
 def _pg_connect(url: Any, database: str = "postgres") -> Any:
     import psycopg2
 
-    conn = psycopg2.connect(
-        host=url.host or HOST,
-        port=url.port or 5432,
-        user=url.username,
-        password=url.password or None,
-        dbname=database,
-        connect_timeout=5,
-    )
+    server = {
+        "host": url.host or HOST,
+        "port": url.port or 5432,
+        "user": url.username,
+        "password": url.password or None,
+    }
+    conn = psycopg2.connect(**server, dbname=database, connect_timeout=5)
     conn.autocommit = True
     return conn
 
@@ -137,10 +128,9 @@ def check_postgres() -> Any:
             cur.execute("SELECT rolcreatedb OR rolsuper FROM pg_roles WHERE rolname = current_user")
             row = cur.fetchone()
         conn.close()
-        if not (row and row[0]):
-            errors.append(f"{url.username}: may not create databases")
-            continue
-        return url
+        if row and row[0]:
+            return url
+        errors.append(f"{url.username}: may not create databases")
     raise DistributedError(
         "PostgreSQL is required but not usable: "
         + "; ".join(errors)
@@ -166,18 +156,6 @@ def check_redis() -> str:
     return url
 
 
-def configured_ports() -> dict[str, int]:
-    return ports_from_env(DEFAULT_PORTS, PORT_ENV, DistributedError)
-
-
-def check_ports(ports: dict[str, int]) -> None:
-    if conflict := procs.port_conflict(ports, PORT_ENV):
-        raise DistributedError(conflict)
-
-
-# --------------------------------------------------------------------------- the cluster
-
-
 @dataclass
 class Cluster:
     """One running distributed stack; ``stop()`` ends every process and drops its databases."""
@@ -195,24 +173,13 @@ class Cluster:
     #: Settings added to every component's environment last (e.g. DRIFTWATCH_CONFIG_DIR).
     extra_env: dict[str, str] = field(default_factory=dict)
 
-    # ---- locations
-
-    @property
-    def logs(self) -> Path:
-        return self.state / "logs"
-
-    @property
-    def mail_dir(self) -> Path:
-        return self.state / "mail"
-
-    @property
-    def airflow_home(self) -> Path:
-        """AIRFLOW_HOME of the control plane (scheduler, dag-processor, triggerer, api-server)."""
-        return self.state / "airflow"
-
-    @property
-    def password_file(self) -> Path:
-        return self.state / "auth" / "passwords.json"
+    def __post_init__(self) -> None:
+        #: airflow_home: AIRFLOW_HOME of the control plane (scheduler, dag-processor, triggerer, api-server).
+        self.logs, self.mail_dir, self.airflow_home = (self.state / n for n in ("logs", "mail", "airflow"))
+        self.password_file, self.mlflow_home = self.state / "auth" / "passwords.json", self.state / "mlflow-home"
+        self.api_url, self.s3_endpoint, self.mlflow_url = (
+            f"http://{HOST}:{self.ports[n]}" for n in ("api", "s3", "mlflow")
+        )
 
     def worker_dir(self, name: str) -> Path:
         return self.state / "workers" / name
@@ -223,37 +190,17 @@ class Cluster:
     def log(self, service: str) -> Path:
         return self.logs / f"{service}.log"
 
-    @property
-    def api_url(self) -> str:
-        return f"http://{HOST}:{self.ports['api']}"
-
-    @property
-    def s3_endpoint(self) -> str:
-        return f"http://{HOST}:{self.ports['s3']}"
-
-    @property
-    def mlflow_url(self) -> str:
-        return f"http://{HOST}:{self.ports['mlflow']}"
-
-    @property
-    def mlflow_home(self) -> Path:
-        return self.state / "mlflow-home"
-
     def db_url(self, database: str) -> str:
         return self.pg.set(database=database).render_as_string(hide_password=False)
 
-    # ---- environments
-
     def base_env(self) -> dict[str, str]:
-        """The caller's environment minus its Airflow settings, plus the stack marker (see stack.py)."""
-        # A caller's MLflow settings (pytest's conftest sets a SQLite tracking URI) must not
-        # override the mlflow_default connection the pipeline reads.
+        """services.base_env without the caller's MLflow settings (pytest's conftest sets a SQLite tracking
+        URI), which would override the mlflow_default connection the pipeline reads."""
         return {k: v for k, v in services.base_env(self.state).items() if not k.startswith("MLFLOW_")}
 
     def airflow_env(self) -> dict[str, str]:
         """Settings every Airflow component shares (the workers override a few, see worker_env)."""
-        ports = {"api": self.ports["api"], "s3": self.ports["s3"], "smtp": self.ports["smtp"]}
-        db = self.db_url(DB_NAME)
+        ports, db = {n: self.ports[n] for n in ("api", "s3", "smtp")}, self.db_url(DB_NAME)
         return {
             **services.shared_airflow_env(self.airflow_home, db, ports, self.creds, self.password_file),
             "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
@@ -288,26 +235,16 @@ class Cluster:
             "PYTHONPATH": os.pathsep.join([*PYTHONPATH, str(REPO_ROOT)]),
         }
 
-    # ---- processes
-
     def _launch(self, name: str, argv: list[str], env: dict[str, str], cwd: Path) -> subprocess.Popen[bytes]:
         self.procs[name] = proc = procs.launch(argv, env, self.log(name), cwd)
-        self._write_record()
-        return proc
-
-    def _write_record(self) -> None:
-        record = {
-            "state_dir": str(self.state),
-            "pg": self.pg.render_as_string(hide_password=True),
-            "databases": [DB_NAME, MLFLOW_DB_NAME],
-            "redis_url": self.redis_url,
-            "ports": self.ports,
-            "services": {
-                name: {"pid": p.pid, "pgid": p.pid, "start_time": procs.start_time(p.pid), "log": str(self.log(name))}
-                for name, p in self.procs.items()
-            },
+        recorded = {
+            n: {"pid": p.pid, "pgid": p.pid, "start_time": procs.start_time(p.pid), "log": str(self.log(n))}
+            for n, p in self.procs.items()
         }
-        services.write_private(self.state / RECORD_NAME, json.dumps(record, indent=2) + "\n")
+        record = {"state_dir": str(self.state), "pg": self.pg.render_as_string(hide_password=True)}
+        record |= {"databases": [DB_NAME, MLFLOW_DB_NAME], "redis_url": self.redis_url, "ports": self.ports}
+        services.write_private(self.state / RECORD_NAME, json.dumps({**record, "services": recorded}, indent=2) + "\n")
+        return proc
 
     def _wait(self, name: str, check: Callable[[], bool], timeout: float) -> None:
         """Wait for ``check`` while the service's process lives; raise with its log tail otherwise."""
@@ -326,8 +263,7 @@ class Cluster:
         services.write_private(self.password_file, json.dumps({ADMIN_USER: self.admin_password}) + "\n")
         self._reset_backends()
 
-        base = self.base_env()
-        env = {**base, **self.airflow_env(), **self.extra_env}
+        env = {**self.base_env(), **self.airflow_env(), **self.extra_env}
         py, airflow = str(VENV_BIN / "python"), str(VENV_BIN / "airflow")
         self._launch("s3", [py, "-m", "moto.server", "-H", HOST, "-p", str(self.ports["s3"])], env, self.state)
         smtp_argv = [py, "-m", "devstack.smtp_sink", "--folder", str(self.mail_dir), "--host", HOST]
@@ -338,7 +274,16 @@ class Cluster:
         client = self.s3_client()
         for bucket in [*services.model_buckets(), LOG_BUCKET, MLFLOW_BUCKET]:
             client.create_bucket(Bucket=bucket)
-        self._launch("mlflow", self._mlflow_argv(), {**env, **self._mlflow_env()}, self.state)
+        mlflow = [str(VENV_BIN / "mlflow"), "server", "--artifacts-destination", f"s3://{MLFLOW_BUCKET}/artifacts"]
+        mlflow_env = {
+            # From the environment rather than argv: a password in the URL stays out of `ps`.
+            "MLFLOW_BACKEND_STORE_URI": self.db_url(MLFLOW_DB_NAME),
+            "MLFLOW_S3_ENDPOINT_URL": self.s3_endpoint,
+            "HOME": str(self.mlflow_home),
+            **services.MLFLOW_ENV,
+        }
+        mlflow += ["--host", HOST, "--port", str(self.ports["mlflow"]), "--workers", "1"]
+        self._launch("mlflow", mlflow, {**env, **mlflow_env}, self.state)
 
         timeout, log = seconds_from_env("DRIFTWATCH_DIST_START_TIMEOUT", 420), self.log("db-migrate")
         try:
@@ -360,11 +305,8 @@ class Cluster:
             self._launch(name, argv, {**env, **self.worker_env(name)}, self.worker_dir(name))
 
         self._wait("smtp", lambda: services.smtp_healthy(self.ports["smtp"]), 30)
-        self._wait(
-            "api-server",
-            lambda: services.airflow_healthy(services.airflow_health(self.ports["api"]), since),
-            timeout,
-        )
+        health = services.airflow_health
+        self._wait("api-server", lambda: services.airflow_healthy(health(self.ports["api"]), since), timeout)
         for name in (*CONTROL_PLANE, *self.workers):
             if self.procs[name].poll() is not None:
                 raise DistributedError(f"{name} exited with code {self.procs[name].returncode}; see {self.log(name)}")
@@ -373,27 +315,12 @@ class Cluster:
         self._wait("mlflow", self.mlflow_healthy, timeout)
         self.timings["start total"] = round(time.monotonic() - began, 1)
 
-    def _mlflow_argv(self) -> list[str]:
-        argv = [str(VENV_BIN / "mlflow"), "server", "--artifacts-destination", f"s3://{MLFLOW_BUCKET}/artifacts"]
-        return [*argv, "--host", HOST, "--port", str(self.ports["mlflow"]), "--workers", "1"]
-
-    def _mlflow_env(self) -> dict[str, str]:
-        return {
-            # From the environment rather than argv: a password in the URL stays out of `ps`.
-            "MLFLOW_BACKEND_STORE_URI": self.db_url(MLFLOW_DB_NAME),
-            "MLFLOW_S3_ENDPOINT_URL": self.s3_endpoint,
-            "HOME": str(self.mlflow_home),
-            **services.MLFLOW_ENV,
-        }
-
     def _reset_backends(self) -> None:
         """Fresh databases and an empty Redis database: nothing of an earlier run survives."""
         import redis
 
         _drop_databases(_pg_connect(self.pg), create=True)
         redis.Redis.from_url(self.redis_url, socket_timeout=5).flushdb()
-
-    # ---- health and clients
 
     def s3_client(self) -> Any:
         return services.s3_client(self.ports["s3"], self.creds, **S3_CONFIG)
@@ -417,16 +344,12 @@ class Cluster:
             app.close()
         return {node for reply in replies for node in reply}
 
-    # ---- inspection helpers for tests
-
     def service_pid(self, name: str) -> int:
         """Pid of the main process of a service (the Popen'd one)."""
         return self.procs[name].pid
 
     def log_tails(self, lines: int = 25) -> str:
         return "\n".join(f"--- {self.log(name)}\n{procs.log_tail(self.log(name), lines)}" for name in self.procs)
-
-    # ---- stopping
 
     def stop(self) -> list[str]:
         """Kill every process group, sweep escapees, drop the databases, flush Redis."""
@@ -435,21 +358,8 @@ class Cluster:
 
 def stop_state(state: Path, pg: Any = None, redis_url: str | None = None) -> list[str]:
     """Stop the cluster recorded in ``<state>/cluster.json``, sweep escapees, drop its databases."""
-    record: dict[str, Any] = {}
-    with suppress(FileNotFoundError, json.JSONDecodeError):
-        record = json.loads((state / RECORD_NAME).read_text())
-    recorded = record.get("services", {}).items()
-    # Only our own groups: after a reboot a recorded pgid may be someone else's. Airflow renames
-    # its processes with setproctitle (which overwrites their environment and the marker in it),
-    # so the leader's start time proves an api-server or worker group ours while the leader lives.
-    ours = {n: svc["pgid"] for n, svc in recorded if procs.group_is_ours(svc["pgid"], state, svc.get("start_time"))}
-    # Airflow's components (workers included) first, then MLflow, then S3 and SMTP, as in devstack.stack.
-    leaves = {"mlflow": 1, "smtp": 2, "s3": 2}
-    stages = [(services.AIRFLOW_STOP_GRACE_SECONDS, {}), (procs.STOP_GRACE_SECONDS, {}), (procs.STOP_GRACE_SECONDS, {})]
-    for name, pgid in ours.items():
-        stages[leaves.get(name, 0)][1][name] = pgid
-    report = procs.stop_groups(stages)
-    report += procs.sweep(state)
+    record = services.read_json(state / RECORD_NAME) or {}
+    report = services.stop_recorded(state, record.get("services", {}))
     if pg is None and record.get("pg"):
         from sqlalchemy.engine import make_url
 
@@ -462,8 +372,7 @@ def stop_state(state: Path, pg: Any = None, redis_url: str | None = None) -> lis
             report.append(f"could not connect to PostgreSQL to drop {DB_NAME}: {exc}")
         else:
             _drop_databases(conn)
-    redis_url = redis_url or record.get("redis_url")
-    if redis_url:
+    if redis_url := redis_url or record.get("redis_url"):
         with suppress(Exception):
             import redis
 
@@ -495,10 +404,10 @@ def start(state: Path | None = None, workers: int = len(WORKERS), extra_env: dic
 
     ``workers`` Celery workers are started; ``extra_env`` is added to every component's environment.
     """
-    pg = check_postgres()
-    redis_url = check_redis()
-    ports = configured_ports()
-    check_ports(ports)
+    pg, redis_url = check_postgres(), check_redis()
+    ports = services.ports_from_env(DEFAULT_PORTS, PORT_ENV, DistributedError)
+    if conflict := procs.port_conflict(ports, PORT_ENV):
+        raise DistributedError(conflict)
     if not (VENV_BIN / "airflow").exists():
         raise DistributedError(f"{VENV_BIN / 'airflow'} not found: run this with the project's venv python")
     try:
@@ -507,19 +416,12 @@ def start(state: Path | None = None, workers: int = len(WORKERS), extra_env: dic
         raise DistributedError(
             "apache-airflow-providers-celery is not installed in the project's venv (CeleryExecutor needs it)"
         ) from None
-    if state is None:
-        state = Path(tempfile.mkdtemp(prefix="driftwatch-dist-"))
+    state = state or Path(tempfile.mkdtemp(prefix="driftwatch-dist-"))
     state.mkdir(parents=True, exist_ok=True)
     state.chmod(0o700)
+    creds, password = services.new_secrets(), secrets.token_urlsafe(18)
     cluster = Cluster(
-        state=state,
-        ports=ports,
-        pg=pg,
-        redis_url=redis_url,
-        creds=services.new_secrets(),
-        admin_password=secrets.token_urlsafe(18),
-        workers=worker_names(workers),
-        extra_env=dict(extra_env or {}),
+        state, ports, pg, redis_url, creds, password, workers=worker_names(workers), extra_env=extra_env or {}
     )
     try:
         cluster.start()
@@ -535,8 +437,7 @@ def start(state: Path | None = None, workers: int = len(WORKERS), extra_env: dic
 def running(keep_state: bool = False) -> Iterator[Cluster]:
     """``with running() as cluster:`` start, yield, and always stop; the state folder is removed
     after a clean exit unless ``keep_state`` (or DRIFTWATCH_DIST_KEEP_STATE=1)."""
-    cluster = start()
-    ok = False
+    cluster, ok = start(), False
     try:
         yield cluster
         ok = True
@@ -552,50 +453,32 @@ def running(keep_state: bool = False) -> Iterator[Cluster]:
             print(f"distributed stack logs kept in {cluster.state}")
 
 
-# --------------------------------------------------------------------------- CLI
-
-
-def _cmd_up() -> int:
-    stop_requested = False
-
-    def _request_stop(signum: int, frame: Any) -> None:
-        nonlocal stop_requested
-        stop_requested = True
-
-    signal.signal(signal.SIGTERM, _request_stop)
-    began = time.monotonic()
-    with running(keep_state=True) as cluster:
-        print(f"distributed stack up in {time.monotonic() - began:.0f} s; state {cluster.state}")
-        print(f"  airflow  {cluster.api_url}  (user {ADMIN_USER}, password {cluster.admin_password})")
-        print(f"  s3       {cluster.s3_endpoint}    mail {cluster.mail_dir}")
-        print(f"  mlflow   {cluster.mlflow_url}")
-        print("  workers  " + ", ".join(sorted(cluster.celery_nodes())))
-        print("Ctrl-C stops everything and drops the databases.")
-        with suppress(KeyboardInterrupt):
-            procs.poll_until(lambda: stop_requested, float("inf"), 1.0)
-    return 0
-
-
-def _cmd_stop(state: str) -> int:
-    for line in stop_state(Path(state).resolve()):
-        print(f"  {line}")
-    print("stopped")
-    return 0
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m devstack.distributed",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        prog="python -m devstack.distributed", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("up", help="start in the foreground; Ctrl-C stops and cleans up")
-    stop_parser = sub.add_parser("stop", help="clean up after a run that could not (its state folder)")
-    stop_parser.add_argument("state_dir")
+    sub.add_parser("stop", help="clean up after a run that could not (its state folder)").add_argument("state_dir")
     args = parser.parse_args(argv)
     try:
-        return _cmd_up() if args.command == "up" else _cmd_stop(args.state_dir)
+        if args.command == "stop":
+            for line in stop_state(Path(args.state_dir).resolve()):
+                print(f"  {line}")
+            print("stopped")
+            return 0
+        stop_requested, began = [], time.monotonic()
+        signal.signal(signal.SIGTERM, lambda signum, frame: stop_requested.append(signum))
+        with running(keep_state=True) as cluster:
+            print(f"distributed stack up in {time.monotonic() - began:.0f} s; state {cluster.state}")
+            print(f"  airflow  {cluster.api_url}  (user {ADMIN_USER}, password {cluster.admin_password})")
+            print(f"  s3       {cluster.s3_endpoint}    mail {cluster.mail_dir}")
+            print(f"  mlflow   {cluster.mlflow_url}")
+            print("  workers  " + ", ".join(sorted(cluster.celery_nodes())))
+            print("Ctrl-C stops everything and drops the databases.")
+            with suppress(KeyboardInterrupt):
+                procs.poll_until(lambda: stop_requested, float("inf"), 1.0)
+        return 0
     except DistributedError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

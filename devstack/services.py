@@ -1,9 +1,5 @@
-"""What devstack's two stacks share: per-install secrets, the environment of their processes,
-the Airflow settings, and clients and health checks of moto S3, the SMTP sink, MLflow and Airflow.
-
-devstack.stack (the embedded stack, ``airflow standalone``) and devstack.distributed
-(CeleryExecutor) build on these; processes, ports and waiting are in devstack.procs.
-"""
+"""What devstack.stack (``airflow standalone``) and devstack.distributed (CeleryExecutor) share:
+secrets, environments, Airflow settings, clients and health checks of the services, and the stop."""
 
 from __future__ import annotations
 
@@ -14,7 +10,6 @@ import secrets
 import socket
 import string
 import sys
-import urllib.error
 import urllib.request
 from datetime import datetime
 from pathlib import Path
@@ -22,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from devstack import procs
 from devstack.procs import HOST, MARKER_VAR, StackError
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -31,40 +27,45 @@ REGION = "us-east-1"
 ADMIN_USER = "admin"
 MAIL_FROM = "driftwatch@localhost"
 AIRFLOW_COMPONENTS = ("metadatabase", "scheduler", "triggerer", "dag_processor")
-# Airflow legitimately needs longer than procs.STOP_GRACE_SECONDS: its scheduler waits for the
-# executor's workers (one still supervising a task that just ended: 3.5 s), its triggerer gives the
-# trigger runner up to 10 s (TriggererJobRunner: kill(escalation_delay=10)), then the 150-250 MB
-# components tear down their interpreters at once (full garbage collections): 5-12 s in all on a
-# loaded 2-core machine. It stops first, while S3, MLflow and SMTP still serve its last tasks.
+# Airflow legitimately needs longer than procs.STOP_GRACE_SECONDS: its scheduler waits for the executor's
+# workers (one still supervising a task that just ended: 3.5 s), its triggerer gives the trigger runner up
+# to 10 s (TriggererJobRunner: kill(escalation_delay=10)), then the 150-250 MB components tear down their
+# interpreters at once (full garbage collections): 5-12 s in all on a loaded 2-core machine.
 AIRFLOW_STOP_GRACE_SECONDS = 30.0
-# MLflow's job execution (GenAI jobs: prompt optimisation, online scorers) starts a job runner
-# and seven huey consumers, each importing all of MLflow (~230 MB), some 20-30 s after the
-# server; the pipeline uses none of it. On SIGTERM the eight tear down their interpreters at
-# once, which took 15 s on 2 cores: the flaky "process group N ignored SIGTERM" of the stop.
+# Stopped one stage after the other, dependents first: Airflow (every component and worker) while
+# S3, MLflow and SMTP still serve its last tasks, then MLflow (its artifacts live in S3), then the rest.
+STOP_STAGES = {"mlflow": 1, "smtp": 2, "s3": 2}  # any other service is Airflow's: stage 0
+# MLflow's job execution (GenAI jobs: prompt optimisation, online scorers) starts a job runner and seven
+# huey consumers, each importing all of MLflow (~230 MB), 20-30 s after the server; the pipeline uses none
+# of it. On SIGTERM the eight tore down their interpreters at once for 15 s on 2 cores: the stop's flake.
 MLFLOW_ENV = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
-
-
-# --------------------------------------------------------------------------- files, secrets, environment
 
 
 def write_private(path: Path, text: str) -> None:
     """Atomically write ``text`` to ``path`` with mode 0600."""
     tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
+    with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as fh:
         fh.write(text)
     os.replace(tmp, path)
 
 
-def _random_token(alphabet: str, length: int) -> str:
-    return "".join(secrets.choice(alphabet) for _ in range(length))
+def read_json(path: Path) -> Any:
+    """The JSON in ``path``, or None when it is missing or unreadable (a record a crash cut short)."""
+    try:
+        return json.loads(path.read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
 
 
 def new_secrets() -> dict[str, str]:
     """Fresh per-install secrets; moto accepts any AWS key pair, so these only look real."""
+
+    def token(alphabet: str, length: int) -> str:
+        return "".join(secrets.choice(alphabet) for _ in range(length))
+
     return {
-        "aws_access_key_id": "AKIA" + _random_token(string.ascii_uppercase + string.digits, 16),
-        "aws_secret_access_key": _random_token(string.ascii_letters + string.digits + "+/", 40),
+        "aws_access_key_id": "AKIA" + token(string.ascii_uppercase + string.digits, 16),
+        "aws_secret_access_key": token(string.ascii_letters + string.digits + "+/", 40),
         # Same format as cryptography's Fernet.generate_key(), without importing it here.
         "fernet_key": base64.urlsafe_b64encode(os.urandom(32)).decode(),
         "jwt_secret": secrets.token_urlsafe(48),
@@ -74,18 +75,11 @@ def new_secrets() -> dict[str, str]:
 
 def model_buckets(config_dir: Path = CONFIG_DIR) -> list[str]:
     """Distinct ``storage.bucket`` values of ``config/models/*.yaml``, in file order."""
-    buckets: list[str] = []
-    for path in sorted(config_dir.glob("*.yaml")):
-        data = yaml.safe_load(path.read_text()) or {}
-        bucket = (data.get("storage") or {}).get("bucket")
-        if bucket and bucket not in buckets:
-            buckets.append(bucket)
-    return buckets
+    buckets = [(yaml.safe_load(p.read_text()) or {}).get("storage") or {} for p in sorted(config_dir.glob("*.yaml"))]
+    return list(dict.fromkeys(b["bucket"] for b in buckets if b.get("bucket")))
 
 
-def ports_from_env(
-    defaults: dict[str, int], names: dict[str, str], error: type[Exception] = StackError
-) -> dict[str, int]:
+def ports_from_env(defaults: dict[str, int], names: dict[str, str], error: type = StackError) -> dict[str, int]:
     """Each service's port from its variable in ``names`` (else ``defaults``); they must differ."""
     ports = {}
     for service, default in defaults.items():
@@ -104,12 +98,8 @@ def seconds_from_env(var: str, default: float) -> float:
 
 
 def base_env(state: Path, *bins: Path) -> dict[str, str]:
-    """Environment shared by all services: the caller's minus its Airflow settings.
-
-    Inherited AIRFLOW_* variables are dropped: a pytest run (UNIT_TEST_MODE, a temp
-    AIRFLOW_HOME) or another project's shell must not reconfigure the stack. ``bins`` come
-    first on PATH, then the venv's.
-    """
+    """Environment shared by all services: the caller's minus its AIRFLOW_* settings (a pytest run's
+    temp AIRFLOW_HOME or another project's shell must not reconfigure the stack); ``bins`` first on PATH."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
     env["PATH"] = os.pathsep.join([*map(str, bins), str(VENV_BIN), env.get("PATH", "")])
     env[MARKER_VAR] = str(state)
@@ -117,35 +107,15 @@ def base_env(state: Path, *bins: Path) -> dict[str, str]:
     return env
 
 
-# --------------------------------------------------------------------------- Airflow settings
-
-
-def _aws_conn(s3_port: int, creds: dict[str, str]) -> str:
-    return json.dumps(
-        {
-            "conn_type": "aws",
-            "login": creds["aws_access_key_id"],
-            "password": creds["aws_secret_access_key"],
-            "extra": {"endpoint_url": f"http://{HOST}:{s3_port}", "region_name": REGION},
-        }
-    )
-
-
-def _smtp_conn(smtp_port: int) -> str:
-    # Field names from airflow.providers.smtp.hooks.smtp (provider 3.2.0): no login means
-    # no AUTH; disable_tls/disable_ssl because the sink speaks plain SMTP.
-    extra = {"from_email": MAIL_FROM, "disable_tls": True, "disable_ssl": True, "timeout": 10, "retry_limit": 1}
-    return json.dumps({"conn_type": "smtp", "host": HOST, "port": smtp_port, "extra": extra})
-
-
 def shared_airflow_env(
     home: Path, db_url: str, ports: dict[str, int], creds: dict[str, str], password_file: Path
 ) -> dict[str, str]:
-    """Settings every Airflow of the devstack shares (this stack's and devstack.distributed's).
-
-    ``ports`` holds the ports of ``api`` (the api-server), ``s3`` and ``smtp``.
-    """
+    """Settings every Airflow of the devstack shares; ``ports`` of ``api`` (the api-server), ``s3`` and ``smtp``."""
     s3_url = f"http://{HOST}:{ports['s3']}"
+    aws = {"endpoint_url": s3_url, "region_name": REGION}
+    # Field names from airflow.providers.smtp.hooks.smtp (provider 3.2.0): no login means
+    # no AUTH; disable_tls/disable_ssl because the sink speaks plain SMTP.
+    smtp = {"from_email": MAIL_FROM, "disable_tls": True, "disable_ssl": True, "timeout": 10, "retry_limit": 1}
     return {
         "AIRFLOW_HOME": str(home),
         # Explicit, so an AIRFLOW__DATABASE__* inherited from the caller's shell or an old
@@ -179,8 +149,17 @@ def shared_airflow_env(
         "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
         "PYTHONPATH": f"{REPO_ROOT / 'include'}{os.pathsep}{REPO_ROOT / 'plugins'}",
         "DRIFTWATCH_CONFIG_DIR": str(CONFIG_DIR),
-        "AIRFLOW_CONN_AWS_DEFAULT": _aws_conn(ports["s3"], creds),
-        "AIRFLOW_CONN_SMTP_DEFAULT": _smtp_conn(ports["smtp"]),
+        "AIRFLOW_CONN_AWS_DEFAULT": json.dumps(
+            {
+                "conn_type": "aws",
+                "login": creds["aws_access_key_id"],
+                "password": creds["aws_secret_access_key"],
+                "extra": aws,
+            }
+        ),
+        "AIRFLOW_CONN_SMTP_DEFAULT": json.dumps(
+            {"conn_type": "smtp", "host": HOST, "port": ports["smtp"], "extra": smtp}
+        ),
         "AWS_ACCESS_KEY_ID": creds["aws_access_key_id"],
         "AWS_SECRET_ACCESS_KEY": creds["aws_secret_access_key"],
         "AWS_ENDPOINT_URL_S3": s3_url,
@@ -189,9 +168,6 @@ def shared_airflow_env(
         # talks to loopback only.
         "AWS_EC2_METADATA_DISABLED": "true",
     }
-
-
-# --------------------------------------------------------------------------- clients and health checks
 
 
 def s3_client(port: int, creds: dict[str, str], timeout: float = 10.0, **config: Any) -> Any:
@@ -232,7 +208,7 @@ def mlflow_healthy(port: int, timeout: float = 3.0) -> bool:
     try:
         with urllib.request.urlopen(f"http://{HOST}:{port}/health", timeout=timeout) as response:
             return response.status == 200
-    except (OSError, urllib.error.URLError):
+    except OSError:
         return False
 
 
@@ -249,17 +225,11 @@ def smtp_healthy(port: int, timeout: float = 3.0) -> bool:
 
 def airflow_health(port: int, timeout: float = 5.0) -> dict[str, Any] | None:
     """The JSON of ``/api/v2/monitor/health`` (no auth needed), or None if unreachable."""
-    url = f"http://{HOST}:{port}/api/v2/monitor/health"
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp:
+        with urllib.request.urlopen(f"http://{HOST}:{port}/api/v2/monitor/health", timeout=timeout) as resp:
             return json.loads(resp.read())
-    except (OSError, ValueError, urllib.error.URLError):
+    except (OSError, ValueError):
         return None
-
-
-def _heartbeat(component: dict[str, Any]) -> datetime | None:
-    beat = next((v for k, v in component.items() if k.endswith("heartbeat") and v), None)
-    return datetime.fromisoformat(beat) if beat else None
 
 
 def airflow_healthy(health: dict[str, Any] | None, since: datetime | None = None) -> bool:
@@ -272,9 +242,20 @@ def airflow_healthy(health: dict[str, Any] | None, since: datetime | None = None
         return False
     for name in AIRFLOW_COMPONENTS:
         component = health.get(name) or {}
+        beat = next((v for k, v in component.items() if k.endswith("heartbeat") and v), None)
         if component.get("status") != "healthy":
             return False
-        beat = _heartbeat(component)
-        if since and name != "metadatabase" and (beat is None or beat < since):
+        if since and name != "metadatabase" and (beat is None or datetime.fromisoformat(beat) < since):
             return False
     return True
+
+
+def stop_recorded(state: Path, recorded: dict[str, dict[str, Any]]) -> list[str]:
+    """Stop the services a stack of ``state`` recorded (name: pgid, start_time) in STOP_STAGES, then
+    sweep the processes that escaped; return the report lines."""
+    stages = [(AIRFLOW_STOP_GRACE_SECONDS, {}), (procs.STOP_GRACE_SECONDS, {}), (procs.STOP_GRACE_SECONDS, {})]
+    for name, svc in recorded.items():
+        # Only our own groups: after a reboot a recorded pgid may be someone else's.
+        if procs.group_is_ours(svc["pgid"], state, svc.get("start_time")):
+            stages[STOP_STAGES.get(name, 0)][1][name] = svc["pgid"]
+    return procs.stop_groups(stages) + procs.sweep(state)

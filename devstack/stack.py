@@ -26,10 +26,9 @@ import json
 import os
 import shlex
 import shutil
-import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -37,70 +36,24 @@ from typing import Any
 
 from devstack import procs, services
 from devstack.procs import HOST, StackError
-from devstack.services import (
-    ADMIN_USER,
-    REPO_ROOT,
-    VENV_BIN,
-    airflow_health,
-    airflow_healthy,
-    model_buckets,
-    ports_from_env,
-    seconds_from_env,
-)
+from devstack.services import ADMIN_USER, REPO_ROOT, VENV_BIN, airflow_health, airflow_healthy, model_buckets
 
-SERVICES = ("s3", "smtp", "mlflow", "airflow")  # in status order
-# Stopped one stage after the other, dependents first (grace in seconds, services).
-STOP_STAGES = (
-    (services.AIRFLOW_STOP_GRACE_SECONDS, ("airflow",)),
-    (procs.STOP_GRACE_SECONDS, ("mlflow",)),
-    (procs.STOP_GRACE_SECONDS, ("smtp", "s3")),
-)
+SERVICES = ("s3", "smtp", "mlflow", "airflow")  # status order; stop order: services.STOP_STAGES
 DEFAULT_PORTS = {"airflow": 8080, "s3": 9555, "smtp": 8025, "mlflow": 5500}
 PORT_ENV = {name: f"DRIFTWATCH_{name.upper()}_PORT" for name in DEFAULT_PORTS}
 SCHEDULER_RESTARTS = 5  # crashes the airflow shim restarts the scheduler after (see _write_airflow_shim)
 SCHEDULER_RESTART_PAUSE = 5  # seconds between a crash and the restart
 
 
-# --------------------------------------------------------------------------- paths & ports
-
-
-@dataclass(frozen=True)
 class Paths:
     """Every location under the state folder."""
 
-    state: Path
-
-    @property
-    def airflow_home(self) -> Path:
-        return self.state / "airflow"
-
-    @property
-    def mail(self) -> Path:
-        return self.state / "mail"
-
-    @property
-    def logs(self) -> Path:
-        return self.state / "logs"
-
-    @property
-    def bin(self) -> Path:
-        return self.state / "bin"
-
-    @property
-    def stack_file(self) -> Path:
-        return self.state / "stack.json"
-
-    @property
-    def secrets_file(self) -> Path:
-        return self.state / "secrets.json"
-
-    @property
-    def mlflow(self) -> Path:
-        return self.state / "mlflow"
-
-    @property
-    def password_file(self) -> Path:
-        return self.airflow_home / "simple_auth_manager_passwords.json.generated"
+    def __init__(self, state: Path) -> None:
+        self.state, self.stack_file, self.secrets_file = state, state / "stack.json", state / "secrets.json"
+        self.airflow_home, self.mail, self.logs, self.bin, self.mlflow = (
+            state / name for name in ("airflow", "mail", "logs", "bin", "mlflow")
+        )
+        self.password_file = self.airflow_home / "simple_auth_manager_passwords.json.generated"
 
     def log(self, service: str) -> Path:
         return self.logs / f"{service}.log"
@@ -108,12 +61,20 @@ class Paths:
 
 @dataclass(frozen=True)
 class Ports:
-    """TCP ports of the three services (all on 127.0.0.1)."""
+    """TCP ports of the services (all on 127.0.0.1)."""
 
     airflow: int
     s3: int
     smtp: int
     mlflow: int
+
+    def urls(self) -> dict[str, str]:
+        return {
+            "airflow": f"http://{HOST}:{self.airflow}",
+            "s3": f"http://{HOST}:{self.s3}",
+            "smtp": f"smtp://{HOST}:{self.smtp}",
+            "mlflow": f"http://{HOST}:{self.mlflow}",
+        }
 
 
 def paths() -> Paths:
@@ -124,7 +85,7 @@ def paths() -> Paths:
 
 def configured_ports() -> Ports:
     """Ports requested by the environment (or the defaults)."""
-    return Ports(**ports_from_env(DEFAULT_PORTS, PORT_ENV))
+    return Ports(**services.ports_from_env(DEFAULT_PORTS, PORT_ENV))
 
 
 def current_ports() -> Ports:
@@ -136,19 +97,15 @@ def current_ports() -> Ports:
     return configured_ports()
 
 
-# --------------------------------------------------------------------------- small file helpers
+def check_ports(ports: Ports) -> None:
+    """Fail with a clear message if any port is already taken."""
+    if conflict := procs.port_conflict(asdict(ports), PORT_ENV):
+        raise StackError(conflict)
 
 
 def read_record() -> dict[str, Any] | None:
     """The ``stack.json`` of the running (or crashed) stack, if any."""
-    try:
-        return json.loads(paths().stack_file.read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        return None
-
-
-def _write_record(record: dict[str, Any]) -> None:
-    services.write_private(paths().stack_file, json.dumps(record, indent=2) + "\n")
+    return services.read_json(paths().stack_file)
 
 
 def _make_state_dir(p: Paths) -> None:
@@ -170,18 +127,6 @@ def _locked(p: Paths) -> Iterator[None]:
         yield
 
 
-def _make_dirs(p: Paths) -> None:
-    _make_state_dir(p)
-    # moto keeps S3 in memory, so the model artifacts are gone after a restart: a registry
-    # that still listed them would point at missing objects. Both start empty together.
-    shutil.rmtree(p.mlflow, ignore_errors=True)
-    for folder in (p.airflow_home, p.mail, p.logs, p.bin, p.mlflow):
-        folder.mkdir(parents=True, exist_ok=True)
-
-
-# --------------------------------------------------------------------------- secrets
-
-
 def load_secrets() -> dict[str, str]:
     """Read ``secrets.json``, creating it (mode 0600) on first use."""
     p = paths()
@@ -197,14 +142,15 @@ def load_secrets() -> dict[str, str]:
     return created
 
 
-# --------------------------------------------------------------------------- configuration
+def admin_password() -> str | None:
+    """The admin password SimpleAuthManager generated, once it exists."""
+    return (services.read_json(paths().password_file) or {}).get(ADMIN_USER)
 
 
 def airflow_env(ports: Ports | None = None) -> dict[str, str]:
     """Environment for Airflow components, the ``airflow`` CLI and plain boto3 callers."""
     p, ports = paths(), ports or current_ports()
-    home = p.airflow_home
-    shared_ports = {"api": ports.airflow, "s3": ports.s3, "smtp": ports.smtp}
+    home, shared_ports = p.airflow_home, {"api": ports.airflow, "s3": ports.s3, "smtp": ports.smtp}
     return {
         **services.shared_airflow_env(
             home, f"sqlite:///{home / 'airflow.db'}", shared_ports, load_secrets(), p.password_file
@@ -224,59 +170,22 @@ def airflow_env(ports: Ports | None = None) -> dict[str, str]:
     }
 
 
-def endpoints() -> dict[str, Any]:
+def endpoints(p: Paths | None = None, ports: Ports | None = None) -> dict[str, Any]:
     """Where to find each service; for summaries (contains no secret)."""
-    return endpoints_for(paths(), current_ports())
-
-
-def admin_password() -> str | None:
-    """The admin password SimpleAuthManager generated, once it exists."""
-    try:
-        return json.loads(paths().password_file.read_text()).get(ADMIN_USER)
-    except (FileNotFoundError, json.JSONDecodeError):
-        return None
-
-
-# --------------------------------------------------------------------------- health checks
-
-
-def _service_healthy(service: str, ports: Ports) -> bool:
-    if service == "s3":
-        return services.s3_healthy(ports.s3, load_secrets())
-    if service == "smtp":
-        return services.smtp_healthy(ports.smtp)
-    if service == "mlflow":
-        return services.mlflow_healthy(ports.mlflow)
-    return airflow_healthy(airflow_health(ports.airflow))
-
-
-# --------------------------------------------------------------------------- stopping
-
-
-def stop() -> list[str]:
-    """Stop every process of the stack (idempotent); return report lines."""
-    with _locked(paths()):
-        return _stop_unlocked()
-
-
-def _stop_unlocked() -> list[str]:
-    p, record = paths(), read_record()
-    recorded = (record or {}).get("services", {})
-    # After a reboot a recorded pgid may belong to someone else: signal only our groups.
-    ours = {name: svc["pgid"] for name, svc in recorded.items() if procs.group_is_ours(svc["pgid"], p.state)}
-    report = procs.stop_groups([(grace, {n: ours[n] for n in names if n in ours}) for grace, names in STOP_STAGES])
-    report += procs.sweep(p.state)
-    p.stack_file.unlink(missing_ok=True)
-    return report
-
-
-# --------------------------------------------------------------------------- starting
-
-
-def check_ports(ports: Ports) -> None:
-    """Fail with a clear message if any port is already taken."""
-    if conflict := procs.port_conflict(asdict(ports), PORT_ENV):
-        raise StackError(conflict)
+    p, ports = p or paths(), ports or current_ports()
+    urls = ports.urls()
+    return {
+        "airflow_url": urls["airflow"],
+        "s3_endpoint": urls["s3"],
+        "buckets": model_buckets(),
+        "smtp": f"{HOST}:{ports.smtp}",
+        "mlflow_url": urls["mlflow"],
+        "mail_dir": str(p.mail),
+        "login_user": ADMIN_USER,
+        "password_file": str(p.password_file),
+        "logs_dir": str(p.logs),
+        "state_dir": str(p.state),
+    }
 
 
 def _write_airflow_shim(p: Paths) -> None:
@@ -334,79 +243,36 @@ def _commands(p: Paths, ports: Ports) -> dict[str, list[str]]:
     return {"s3": s3, "smtp": smtp, "airflow": [str(p.bin / "airflow"), "standalone"], "mlflow": mlflow}
 
 
-def _record(p: Paths, ports: Ports, started: dict[str, subprocess.Popen[bytes]]) -> dict[str, Any]:
-    urls = {
-        "airflow": f"http://{HOST}:{ports.airflow}",
-        "s3": f"http://{HOST}:{ports.s3}",
-        "smtp": f"smtp://{HOST}:{ports.smtp}",
-        "mlflow": f"http://{HOST}:{ports.mlflow}",
-    }
-    return {
-        "state_dir": str(p.state),
-        "started_at": datetime.now(UTC).isoformat(),
-        "ports": asdict(ports),
-        "services": {
-            name: {"pid": proc.pid, "pgid": proc.pid, "url": urls[name], "log": str(p.log(name))}
-            for name, proc in started.items()
-        },
-        "endpoints": endpoints_for(p, ports),
-    }
-
-
-def endpoints_for(p: Paths, ports: Ports) -> dict[str, Any]:
-    """``endpoints()`` for explicit paths and ports."""
-    return {
-        "airflow_url": f"http://{HOST}:{ports.airflow}",
-        "s3_endpoint": f"http://{HOST}:{ports.s3}",
-        "buckets": model_buckets(),
-        "smtp": f"{HOST}:{ports.smtp}",
-        "mlflow_url": f"http://{HOST}:{ports.mlflow}",
-        "mail_dir": str(p.mail),
-        "login_user": ADMIN_USER,
-        "password_file": str(p.password_file),
-        "logs_dir": str(p.logs),
-        "state_dir": str(p.state),
-    }
-
-
 def _start_services(p: Paths, ports: Ports) -> None:
-    env = {**services.base_env(p.state, p.bin), **airflow_env(ports)}
-    commands, started = _commands(p, ports), {}
+    env, creds = {**services.base_env(p.state, p.bin), **airflow_env(ports)}, load_secrets()
+    commands, started, record = _commands(p, ports), {}, {}
     since = datetime.now(UTC)
+    head = {"state_dir": str(p.state), "started_at": since.isoformat(), "ports": asdict(ports), "services": record}
     # Airflow first: it takes longest, and S3/SMTP come up while it migrates its DB.
     for name in ("airflow", "s3", "smtp", "mlflow"):
         extra = services.MLFLOW_ENV if name == "mlflow" else {}
-        started[name] = procs.launch(commands[name], {**env, **extra}, p.log(name), REPO_ROOT)
-        _write_record(_record(p, ports, started))
-
-    def wait(what: str, name: str, check: Callable[[], object], timeout: float) -> None:
+        proc = started[name] = procs.launch(commands[name], {**env, **extra}, p.log(name), REPO_ROOT)
+        record[name] = {"pid": proc.pid, "pgid": proc.pid, "start_time": procs.start_time(proc.pid)}
+        record[name] |= {"url": ports.urls()[name], "log": str(p.log(name))}
+        services.write_private(p.stack_file, json.dumps({**head, "endpoints": endpoints(p, ports)}, indent=2) + "\n")
+    checks = {
+        "s3": ("S3 (moto)", lambda: services.s3_healthy(ports.s3, creds), "DRIFTWATCH_S3_TIMEOUT", 60),
+        "smtp": ("SMTP sink", lambda: services.smtp_healthy(ports.smtp), None, 30),
+        "mlflow": ("MLflow", lambda: services.mlflow_healthy(ports.mlflow), None, 120),
+        "airflow": (
+            "Airflow",
+            lambda: airflow_healthy(airflow_health(ports.airflow), since),
+            "DRIFTWATCH_AIRFLOW_TIMEOUT",
+            300,
+        ),
+    }
+    for name, (what, check, var, timeout) in checks.items():
+        timeout = services.seconds_from_env(var, timeout) if var else timeout
         procs.wait_until(check, timeout, what, log=p.log(name), proc=started[name])
-
-    creds = load_secrets()
-    wait(
-        "S3 (moto)",
-        "s3",
-        lambda: services.s3_healthy(ports.s3, creds),
-        seconds_from_env("DRIFTWATCH_S3_TIMEOUT", 60),
-    )
-    services.create_buckets(services.s3_client(ports.s3, creds), model_buckets())
-    wait("SMTP sink", "smtp", lambda: services.smtp_healthy(ports.smtp), 30)
-    wait("MLflow", "mlflow", lambda: services.mlflow_healthy(ports.mlflow), 120)
-    airflow_timeout = seconds_from_env("DRIFTWATCH_AIRFLOW_TIMEOUT", 300)
-    wait("Airflow", "airflow", lambda: airflow_healthy(airflow_health(ports.airflow), since), airflow_timeout)
+        if name == "s3":
+            services.create_buckets(services.s3_client(ports.s3, creds), model_buckets())
     if p.password_file.exists():
         p.password_file.chmod(0o600)
-
-
-def running_services() -> dict[str, bool]:
-    """For each recorded service: does its process group still have live members?"""
-    record = read_record() or {}
-    return {name: bool(procs.group_members(svc["pgid"])) for name, svc in record.get("services", {}).items()}
-
-
-def is_healthy() -> bool:
-    """True when all three services run and pass their health checks."""
-    return set(service_states().values()) == {"healthy"}
 
 
 def start() -> bool:
@@ -416,31 +282,43 @@ def start() -> bool:
     """
     if not (VENV_BIN / "airflow").exists():
         raise StackError(f"{VENV_BIN / 'airflow'} not found: run this with the project's venv python")
-    with _locked(paths()):
+    p = paths()
+    with _locked(p):
         if read_record() is not None:
             if is_healthy():
                 return False
             print("found a stopped or unhealthy stack: cleaning it up first")
             _print_report(_stop_unlocked())
-        _start_unlocked()
+        ports = configured_ports()
+        check_ports(ports)
+        _make_state_dir(p)
+        # moto keeps S3 in memory, so the model artifacts are gone after a restart: a registry
+        # that still listed them would point at missing objects. Both start empty together.
+        shutil.rmtree(p.mlflow, ignore_errors=True)
+        for folder in (p.airflow_home, p.mail, p.logs, p.bin, p.mlflow):
+            folder.mkdir(parents=True, exist_ok=True)
+        load_secrets()
+        _write_airflow_shim(p)
+        try:
+            _start_services(p, ports)
+        except BaseException:
+            print("start did not complete: stopping the services started so far", file=sys.stderr)
+            _print_report(_stop_unlocked())
+            raise
     return True
 
 
-def _start_unlocked() -> None:
-    p, ports = paths(), configured_ports()
-    check_ports(ports)
-    _make_dirs(p)
-    load_secrets()
-    _write_airflow_shim(p)
-    try:
-        _start_services(p, ports)
-    except BaseException:
-        print("start did not complete: stopping the services started so far", file=sys.stderr)
-        _print_report(_stop_unlocked())
-        raise
+def stop() -> list[str]:
+    """Stop every process of the stack (idempotent); return report lines."""
+    with _locked(paths()):
+        return _stop_unlocked()
 
 
-# --------------------------------------------------------------------------- CLI
+def _stop_unlocked() -> list[str]:
+    p = paths()
+    report = services.stop_recorded(p.state, (read_record() or {}).get("services", {}))
+    p.stack_file.unlink(missing_ok=True)
+    return report
 
 
 def _print_report(lines: list[str]) -> None:
@@ -450,16 +328,27 @@ def _print_report(lines: list[str]) -> None:
 
 def service_states() -> dict[str, str]:
     """``healthy``, ``unhealthy``, ``dead`` or ``not started`` for each service."""
-    ports, running = current_ports(), running_services()
+    ports, recorded = current_ports(), (read_record() or {}).get("services", {})
+    healthy = {
+        "s3": lambda: services.s3_healthy(ports.s3, load_secrets()),
+        "smtp": lambda: services.smtp_healthy(ports.smtp),
+        "mlflow": lambda: services.mlflow_healthy(ports.mlflow),
+        "airflow": lambda: airflow_healthy(airflow_health(ports.airflow)),
+    }
     states = {}
     for name in SERVICES:
-        if name not in running:
+        if name not in recorded:
             states[name] = "not started"
-        elif not running[name]:
+        elif not procs.group_members(recorded[name]["pgid"]):
             states[name] = "dead"
         else:
-            states[name] = "healthy" if _service_healthy(name, ports) else "unhealthy"
+            states[name] = "healthy" if healthy[name]() else "unhealthy"
     return states
+
+
+def is_healthy() -> bool:
+    """True when all services run and pass their health checks."""
+    return set(service_states().values()) == {"healthy"}
 
 
 def status_lines(states: dict[str, str] | None = None) -> list[str]:
@@ -473,73 +362,47 @@ def status_lines(states: dict[str, str] | None = None) -> list[str]:
         svc = record["services"].get(name)
         if svc is None:
             lines.append(f"  {name:8} not started")
-            continue
-        state = states[name]
-        lines.append(f"  {name:8} {state:10} {svc['url']:24} pid {svc['pid']:<7} log {svc['log']}")
+        else:
+            lines.append(f"  {name:8} {states[name]:10} {svc['url']:24} pid {svc['pid']:<7} log {svc['log']}")
     password = admin_password() or "(not generated yet)"
-    lines += [
+    return [
+        *lines,
         f"  buckets  {', '.join(model_buckets())}",
         f"  mail     {p.mail}",
         f"  login    {ADMIN_USER} / {password}   (stored in {p.password_file})",
         '  shell    eval "$(python -m devstack.stack env)"',
     ]
-    return lines
-
-
-def _cmd_start() -> int:
-    began = time.monotonic()
-    if start():
-        print(f"started in {time.monotonic() - began:.1f} s")
-    else:
-        print("already running and healthy")
-    print("\n".join(status_lines()))
-    return 0
-
-
-def _cmd_stop() -> int:
-    began = time.monotonic()
-    was_running = read_record() is not None
-    report = stop()
-    _print_report(report)
-    if was_running or report:
-        print(f"stopped in {time.monotonic() - began:.1f} s")
-    else:
-        print("stack was not running")
-    return 0
-
-
-def _cmd_status() -> int:
-    if read_record() is None:
-        print("\n".join(status_lines()))
-        return 3  # LSB convention: "program is not running"
-    states = service_states()
-    print("\n".join(status_lines(states)))
-    return 0 if set(states.values()) == {"healthy"} else 1
-
-
-def _cmd_env() -> int:
-    for key, value in airflow_env().items():
-        print(f"export {key}={shlex.quote(value)}")
-    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``python -m devstack.stack``."""
     parser = argparse.ArgumentParser(
-        prog="python -m devstack.stack",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        prog="python -m devstack.stack", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("command", choices=["start", "stop", "status", "env"])
-    args = parser.parse_args(argv)
-    handlers = {"start": _cmd_start, "stop": _cmd_stop, "status": _cmd_status, "env": _cmd_env}
+    command, began = parser.parse_args(argv).command, time.monotonic()
     try:
-        return handlers[args.command]()
+        if command == "start":
+            print(f"started in {time.monotonic() - began:.1f} s" if start() else "already running and healthy")
+            print("\n".join(status_lines()))
+        elif command == "stop":
+            was_running = read_record() is not None
+            _print_report(report := stop())
+            print(f"stopped in {time.monotonic() - began:.1f} s" if was_running or report else "stack was not running")
+        elif command == "status":
+            if read_record() is None:
+                print("\n".join(status_lines()))
+                return 3  # LSB convention: "program is not running"
+            print("\n".join(status_lines(states := service_states())))
+            return 0 if set(states.values()) == {"healthy"} else 1
+        else:
+            print("\n".join(f"export {key}={shlex.quote(value)}" for key, value in airflow_env().items()))
     except StackError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
+    return 0
 
 
 if __name__ == "__main__":
