@@ -189,13 +189,20 @@ def build_monitor_dag(cfg: ModelConfig) -> Any:
 
             return score_step(dagkit.s3(cfg), cfg, dagkit.tracking_uri(cfg), summary["batch_date"])
 
+        @task(multiple_outputs=False, trigger_rule="none_skipped")
+        def scoring_outcome(ti: Any = None) -> dict[str, Any]:
+            """What scoring gave the decision; when it failed, the drift alert and request go ahead without it."""
+            from driftwatch.scoring import scoring_outcome as outcome
+
+            return outcome(ti.xcom_pull(task_ids="score_batch"))
+
         @task(multiple_outputs=False)
         @fail_fast
         def decide(drift: dict[str, Any], scored: dict[str, Any]) -> dict[str, Any]:
-            """One retraining decision from data drift, live performance and the force Param."""
-            from driftwatch.scoring import retraining_decision
+            """One retraining decision from data drift, live performance and the force Param; recorded."""
+            from driftwatch.scoring import decide_step
 
-            return retraining_decision(drift, scored)
+            return decide_step(dagkit.s3(cfg), cfg, drift, scored)
 
         @task.short_circuit
         def retraining_needed(decision: dict[str, Any]) -> bool:
@@ -212,7 +219,9 @@ def build_monitor_dag(cfg: ModelConfig) -> Any:
             client = dagkit.s3(cfg)
             trend = history.read_history(client, cfg, last=14)
             message = drift_email(cfg, decision["batch_date"], decision, report_links(cfg, decision["links"]), trend)
-            return dagkit.email(cfg, message, client)
+            sent = dagkit.email(cfg, message, client)
+            history.record_step(client, cfg, decision["batch_date"], "alert", {"done": True, "sent_to": sent})
+            return sent
 
         @task(outlets=[retraining_requested])
         @fail_fast
@@ -227,9 +236,11 @@ def build_monitor_dag(cfg: ModelConfig) -> Any:
             client, day = dagkit.s3(cfg), decision["batch_date"]
             earlier = history.earlier_retraining_request(client, cfg, day, decision["reason"], run_id or "")
             if earlier and not params.get("force_retrain"):
+                history.record_step(client, cfg, day, "retraining", {"done": True, "run_id": earlier["run_id"]})
                 # A skipped task emits no Asset event: a rerun must not start a second retrain run.
                 raise AirflowSkipException(f"retraining for {day} was already requested by run {earlier['run_id']}")
             history.record_retraining_request(client, cfg, day, decision["reason"], run_id or "")
+            history.record_step(client, cfg, day, "retraining", {"done": True, "run_id": run_id})
             outlet_events[retraining_requested].extra = {
                 "model": cfg.name,
                 "batch_date": decision["batch_date"],
@@ -246,7 +257,10 @@ def build_monitor_dag(cfg: ModelConfig) -> Any:
         route(summary) >> [quarantine_batch(summary), plan]
         scored = score_batch(summary)
         drift >> scored
-        decision = decide(drift, scored)
+        # Scoring's outcome, not its success: a failed score_batch must not silence the drift alert.
+        outcome = scoring_outcome()
+        scored >> outcome
+        decision = decide(drift, outcome)
         retraining_needed(decision) >> [alert_drift(decision), request_retraining(decision)]
 
     return monitor()

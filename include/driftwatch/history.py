@@ -90,17 +90,20 @@ def record_step(client: S3Client, cfg: ModelConfig, batch_date: str, step: str, 
 def final_action(steps: dict[str, dict[str, Any]]) -> str:
     """ "alert+retrain", "alert", "retrain", "none" or "pending", plus the steps that failed.
 
-    `steps.decide.retrain` says whether anything was due; `steps.alert.done` and
-    `steps.retraining.done` say what was done; a step with `failed` is named.
+    `steps.decide.retrain` says whether anything was due (`sends: false` for a check that never
+    sends, the fleet's); `steps.alert.done` and `steps.retraining.done` say what was done; a step
+    with `failed` is named.
     """
     decision = steps.get("decide")
     done = [label for name, label in ACTION_STEPS if (steps.get(name) or {}).get("done")]
     if done:
         action = "+".join(done)
-    elif decision is None or decision.get("retrain"):
-        action = "pending"
-    else:
+    elif decision is not None and not decision.get("retrain"):
         action = "none"
+    elif decision is not None and decision.get("sends") is False:
+        action = "retrain advised (not sent: a fleet check sends nothing)"
+    else:
+        action = "pending"
     failed = sorted(name for name, outcome in steps.items() if (outcome or {}).get("failed"))
     return f"{action} ({', '.join(failed)} failed)" if failed else action
 

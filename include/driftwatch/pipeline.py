@@ -259,7 +259,8 @@ def drift_step(
             "scores": {f.name: f.score for f in result.features},
             "drifted": [f.name for f in result.drifted_features],
         },
-        "action": "alert+retrain" if retrain else "none",
+        # What was done is recorded by the steps that do it (history.record_step); until then:
+        "action": "pending",
         "reason": reason,
         "links": links,
     }
@@ -281,6 +282,8 @@ def check_batch(client: S3Client, cfg: ModelConfig, batch_date: str) -> dict[str
         quarantine_step(client, cfg, batch_date, summary)
         return {"model": cfg.name, "passed": False, "drifted_share": None, "retrain": False}
     drift = drift_step(client, cfg, batch_date, summary)
+    outcome = {"retrain": drift["retrain"], "reason": drift["reason"], "sends": False}
+    history.record_step(client, cfg, batch_date, "decide", outcome)
     return {"model": cfg.name, "passed": True, "drifted_share": drift["drifted_share"], "retrain": drift["retrain"]}
 
 

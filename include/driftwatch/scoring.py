@@ -159,6 +159,26 @@ def score_step(client: S3Client, cfg: ModelConfig, tracking_uri: str, batch_date
     return {**scored, "live": live}
 
 
+SCORING_FAILED = "score_batch failed (see its failure email): decided on data drift alone"
+
+
+def scoring_outcome(scored: dict[str, Any] | None) -> dict[str, Any]:
+    """What score_batch returned, or, when it failed and returned nothing, a result without live performance."""
+    if scored is not None:
+        return scored
+    return {"scored": False, "failed": True, "reason": SCORING_FAILED, "live": None}
+
+
+def decide_step(client: S3Client, cfg: ModelConfig, drift: dict[str, Any], scored: dict[str, Any]) -> dict[str, Any]:
+    """The combined decision, recorded as the batch's `decide` step (the action follows what is then done)."""
+    decision = retraining_decision(drift, scored)
+    outcome: dict[str, Any] = {"retrain": decision["retrain"], "reason": decision["reason"]}
+    if scored.get("failed"):
+        outcome["scoring"] = scored["reason"]
+    history.record_step(client, cfg, drift["batch_date"], "decide", outcome)
+    return decision
+
+
 def retraining_decision(drift: dict[str, Any], scored: dict[str, Any]) -> dict[str, Any]:
     """Combine the data-drift decision with the live-performance one into a single request."""
     live = scored.get("live") or {}

@@ -33,14 +33,29 @@ def default_args(cfg: ModelConfig) -> dict[str, Any]:
 
 
 def dag_settings(cfg: ModelConfig, kind: str, *, max_active_runs: int) -> dict[str, Any]:
-    """The `@dag` arguments every DAG of a model shares: start date, no catch-up, tags, the retry policy."""
+    """The `@dag` arguments every DAG of a model shares: start date, no catch-up, tags, the retry policy.
+
+    Every task also gets the failure callback: a task that failed for good emails the model's
+    owners, and a monitor task marks its batch's record.
+    """
+    from driftwatch_airflow.callbacks import on_task_failure
+
+    batch = _context_batch_date if kind == "monitor" else _no_batch_date
     return {
         "start_date": start_date(cfg),
         "catchup": False,
         "max_active_runs": max_active_runs,
         "tags": ["driftwatch", kind, cfg.name],
-        "default_args": default_args(cfg),
+        "default_args": {**default_args(cfg), "on_failure_callback": on_task_failure(cfg, batch)},
     }
+
+
+def _context_batch_date(context: dict[str, Any]) -> str:
+    return batch_date_of(context.get("params") or {}, context.get("ds"))
+
+
+def _no_batch_date(context: dict[str, Any]) -> None:
+    return None
 
 
 def start_date(cfg: ModelConfig) -> datetime:

@@ -8,7 +8,7 @@ from datetime import UTC, date, datetime
 import pytest
 
 from devstack.smtp_sink import read_messages
-from driftwatch import layout, seeding, storage
+from driftwatch import history, layout, seeding, storage
 from tests.helpers import asset_events
 
 pytestmark = pytest.mark.integration
@@ -114,3 +114,41 @@ def test_rerun_overwrites_instead_of_duplicating(airflow_db, seeded, s3, demo_cf
         o.key for o in storage.list_objects(s3, demo_cfg.storage.bucket, demo_cfg.storage.output_prefix)
     )
     assert keys_first == keys_second
+
+
+def test_a_failed_score_batch_does_not_silence_the_drift_alert(
+    airflow_db, seeded, s3, demo_cfg, mail_dir, scenario, monkeypatch, tmp_path
+):
+    # A registry that cannot be opened (its folder is a file): score_batch fails for good (no retries here).
+    (tmp_path / "blocked").write_text("not a folder")
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_MLFLOW_DEFAULT",
+        json.dumps({"conn_type": "http", "extra": {"tracking_uri": f"sqlite:///{tmp_path}/blocked/mlflow.db"}}),
+    )
+    cfg = demo_cfg.model_copy(update={"monitor": demo_cfg.monitor.model_copy(update={"retries": 0})})
+    batch = strongest_drift(scenario)
+    day = batch.batch_date.isoformat()
+    before = len(asset_events(cfg))
+    run, states = run_monitor(cfg, batch.batch_date)
+
+    assert states["score_batch"] == "failed"
+    assert states["alert_drift"] == "success" and states["request_retraining"] == "success"
+    subjects = sorted(m["Subject"] for m in read_messages(mail_dir))
+    assert len(subjects) == 2, subjects
+    drift_mail = [s for s in subjects if "score_batch failed" not in s]
+    assert len(drift_mail) == 1 and day in drift_mail[0]
+    assert [s for s in subjects if s.endswith(f"{day}: score_batch failed in monitor__{cfg.name}")]
+    assert len(asset_events(cfg)) == before + 1
+    record = history.read_record(s3, cfg, day)
+    assert record["steps"]["score_batch"]["failed"] is True
+    assert record["steps"]["decide"]["scoring"].startswith("score_batch failed")
+    assert record["action"] == "alert+retrain (score_batch failed)"
+
+
+def test_the_record_says_what_was_done(airflow_db, seeded, s3, demo_cfg, mail_dir, scenario):
+    batch = strongest_drift(scenario)
+    run_monitor(demo_cfg, batch.batch_date)
+    record = history.read_record(s3, demo_cfg, batch.batch_date.isoformat())
+    assert record["action"] == "alert+retrain"
+    assert record["steps"]["alert"]["done"] and record["steps"]["retraining"]["done"]
+    assert record["steps"]["decide"]["retrain"] is True and "scoring" not in record["steps"]["decide"]
