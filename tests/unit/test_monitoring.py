@@ -7,7 +7,7 @@ import zlib
 
 import pytest
 
-from driftwatch import history, monitoring
+from driftwatch import monitoring
 
 PREFIX = "driftwatch/credit_default/"
 HOSTILE = '<script>alert("x")</script>'
@@ -185,17 +185,6 @@ def test_bar_chart_png_is_a_valid_png_with_red_bars_over_the_threshold():
     assert pixel(10) == (9, 105, 218), "a bar under the threshold is blue"
     assert pixel(30) == (207, 34, 46), "a bar over the threshold is red"
     assert pixel(1) == (255, 255, 255)
-
-
-def test_load_model_page_reads_the_history_from_s3(s3, demo_cfg):
-    history.write_record(s3, demo_cfg, "2026-11-12", {k: v for k, v in record("2026-11-12", 0.1).items()})
-    history.write_record(s3, demo_cfg, "2026-11-13", record("2026-11-13", None, status="quarantined"))
-    page = monitoring.load_model_page(s3, demo_cfg, None, last=5)
-    assert [r.batch_date for r in page.rows] == ["2026-11-13", "2026-11-12"]
-    assert page.champion is None and page.errors == []
-    broken = monitoring.load_model_page(s3, demo_cfg, "http://127.0.0.1:9/", last=5)
-    assert broken.errors and "MLflow registry unavailable" in broken.errors[0]
-    assert len(broken.rows) == 2, "the batches still show when the registry is down"
 
 
 def test_a_missing_batch_is_listed_without_report_links(demo_cfg):
