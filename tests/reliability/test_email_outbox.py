@@ -14,7 +14,7 @@ from email import message_from_bytes, policy
 import pytest
 
 from devstack.smtp_sink import read_messages
-from driftwatch import demo_data, history, layout, registry, seeding, storage
+from driftwatch import demo_data, layout, registry, seeding, storage
 from tests.conftest import fresh_bucket
 from tests.integration.test_registry import Env, register
 from tests.reliability.support import quick_retries, run_dag, try_numbers
@@ -159,7 +159,7 @@ def test_rollback_email_with_smtp_down_then_back_is_delivered_once(world, env, s
     assert kept["Message-ID"] == messages[0]["Message-ID"], "the kept message is not the one delivered later"
     # The record's key, not the delivered header: a long header comes back folded from the .eml.
     key = record["dedup_key"]
-    delivered = storage.read_json(world["s3"], cfg.storage.bucket, history.alert_record_key(cfg, key, "delivered"))
+    delivered = storage.read_json(world["s3"], cfg.storage.bucket, layout.alert_record_key(cfg, key, "delivered"))
     assert delivered["attempts"] == 1, delivered
     pointer = storage.read_json(world["s3"], cfg.storage.bucket, layout.reference_pointer_key(cfg))
     assert pointer["model_version"] == "1", pointer

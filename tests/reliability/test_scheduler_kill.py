@@ -395,7 +395,7 @@ def test_scheduler_killed_mid_run_and_restarted_leaves_nothing_inconsistent(
     assert not storage.list_objects(bucket, cfg.storage.bucket, layout.quarantine_prefix(cfg, day))
     assert len(storage.list_objects(bucket, cfg.storage.bucket, layout.history_key(cfg, day))) == 1
     assert history.read_record(bucket, cfg, day)["status"] == "passed"
-    requests = storage.list_objects(bucket, cfg.storage.bucket, history.retraining_request_key(cfg, day))
+    requests = storage.list_objects(bucket, cfg.storage.bucket, layout.retraining_request_key(cfg, day))
     assert len(requests) == 1, "the retraining request should be recorded once"
     messages = read_messages(smtp_sink.folder)
     assert len(messages) == 1 and "retraining requested" in messages[0]["Subject"], [m["Subject"] for m in messages]

@@ -135,10 +135,10 @@ def test_smtp_down_then_back_delivers_the_alert_once(flaky_s3, s3_proxy, demo_cf
     assert len(messages) == 1 and "quarantined" in messages[0]["Subject"]
     key = messages[0]["X-Driftwatch-Dedup-Key"]
     delivered = storage.read_json(
-        flaky_s3, demo_cfg.storage.bucket, history.alert_record_key(demo_cfg, key, "delivered")
+        flaky_s3, demo_cfg.storage.bucket, layout.alert_record_key(demo_cfg, key, "delivered")
     )
     undelivered = storage.read_json(
-        flaky_s3, demo_cfg.storage.bucket, history.alert_record_key(demo_cfg, key, "undelivered")
+        flaky_s3, demo_cfg.storage.bucket, layout.alert_record_key(demo_cfg, key, "undelivered")
     )
     assert delivered["attempts"] == 1 and undelivered["attempts"] == 3
     assert "Connection refused" in undelivered["error"] or "ConnectionRefused" in undelivered["error"]
@@ -164,7 +164,7 @@ def test_smtp_down_for_good_fails_the_run_and_keeps_the_alert(flaky_s3, demo_cfg
     assert read_messages(smtp_sink.folder) == []
     key = f"{demo_cfg.name}/{day.isoformat()}/quarantine"
     record = storage.read_json(
-        flaky_s3, demo_cfg.storage.bucket, history.alert_record_key(demo_cfg, key, "undelivered")
+        flaky_s3, demo_cfg.storage.bucket, layout.alert_record_key(demo_cfg, key, "undelivered")
     )
     assert record is not None, "the undelivered alert was not recorded"
     _, eml_key = storage.parse_s3_uri(record["eml"])
