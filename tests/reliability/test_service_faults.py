@@ -163,9 +163,7 @@ def test_smtp_down_for_good_fails_the_run_and_keeps_the_alert(flaky_s3, demo_cfg
     assert try_numbers(run)["quarantine_batch"] == 2
     assert read_messages(smtp_sink.folder) == []
     key = f"{demo_cfg.name}/{day.isoformat()}/quarantine"
-    record = storage.read_json(
-        flaky_s3, demo_cfg.storage.bucket, layout.alert_record_key(demo_cfg, key, "undelivered")
-    )
+    record = storage.read_json(flaky_s3, demo_cfg.storage.bucket, layout.alert_record_key(demo_cfg, key, "undelivered"))
     assert record is not None, "the undelivered alert was not recorded"
     _, eml_key = storage.parse_s3_uri(record["eml"])
     kept = message_from_bytes(storage.read_bytes(flaky_s3, demo_cfg.storage.bucket, eml_key), policy=policy.default)
