@@ -67,6 +67,14 @@ def _non_utf8(frame: pd.DataFrame) -> bytes:
     return f.to_csv(index=False).encode("latin-1")
 
 
+def _damaged_page(frame: pd.DataFrame) -> bytes:
+    """A Parquet file whose footer is intact but whose first data pages are overwritten."""
+    data = bytearray(_parquet(frame))
+    start = 4 + len(data) // 20  # past the "PAR1" magic, inside the first column chunks
+    data[start : start + 256] = b"\xff" * 256
+    return bytes(data)
+
+
 @dataclass(frozen=True)
 class Case:
     name: str
@@ -129,6 +137,12 @@ CASES = [
         "truncated_parquet",
         "truncated Parquet",
         lambda f: {"part-000.parquet": _parquet(f)[: len(_parquet(f)) // 2]},
+        "unreadable parquet",
+    ),
+    Case(
+        "damaged_page",
+        "damaged Parquet page (footer intact)",
+        lambda f: {"part-000.parquet": _damaged_page(f)},
         "unreadable parquet",
     ),
     Case(
