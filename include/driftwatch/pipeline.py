@@ -264,8 +264,16 @@ def drift_step(
         "reason": reason,
         "links": links,
     }
-    history.write_record(client, cfg, batch_date, record)
+    history.update_record(client, cfg, batch_date, lambda stored: {**_scored_fields(stored), **record})
     return {**decision, "links": links, "bucket": bucket}
+
+
+def _scored_fields(stored: dict[str, Any] | None) -> dict[str, Any]:
+    """What scoring recorded for the batch: a drift check (the fleet's, a rerun's) must not erase it.
+
+    A monitor run's score_batch replaces both afterwards; each names the model version it measured.
+    """
+    return {k: v for k, v in (stored or {}).items() if k in ("scoring", "live")}
 
 
 def _retrain_reason(result: Any, force_retrain: bool) -> str:
