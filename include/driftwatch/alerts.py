@@ -136,7 +136,10 @@ def failure_email(
     table = "".join(f"<tr><th>{escape(k)}</th><td>{escape(str(v))}</td></tr>" for k, v in rows)
     link = f'<p><a href="{escape(log_url)}">Open the log</a></p>' if log_url else ""
     html = emails.page(f"{cfg.name}{when}: {task_id} failed", f"<table>{table}</table>{link}")
-    return _message(cfg, subject, f"failed/{dag_id}/{run_id}/{task_id}", batch_date or "-", text + "\n", html)
+    message = _message(cfg, subject, f"failed/{dag_id}/{run_id}/{task_id}", batch_date or "-", text + "\n", html)
+    # The same error again on a later try (a rerun, a clear) is the same alert: the try and log link are not.
+    message["X-Driftwatch-Content-Key"] = _subject(first_line)
+    return message
 
 
 def drift_email(

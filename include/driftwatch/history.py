@@ -115,7 +115,13 @@ def final_action(steps: dict[str, dict[str, Any]]) -> str:
 
 
 def alert_content_sha256(message: EmailMessage) -> str:
-    """What makes two sends the same alert: subject and plain text, not the Date header."""
+    """What makes two sends the same alert: subject and plain text, not the Date header.
+
+    An alert whose text changes from try to try (a failure email names the try and its log)
+    says what identifies it in X-Driftwatch-Content-Key instead.
+    """
+    if message["X-Driftwatch-Content-Key"]:
+        return hashlib.sha256(f"{message['Subject']}\n{message['X-Driftwatch-Content-Key']}".encode()).hexdigest()
     body = message.get_body(("plain",))
     text = body.get_content() if body is not None else ""
     return hashlib.sha256(f"{message['Subject']}\n{text}".encode()).hexdigest()
