@@ -104,6 +104,7 @@ def build_monitor_dag(cfg: ModelConfig) -> Any:
             # A batch that never arrives skips the run instead of failing it; record_missing_batch
             # then records and reports it, and checks that the folder really is empty.
             soft_fail=True,
+            execution_timeout=None,  # the sensor's own timeout bounds the wait, and soft-fails
         )
 
         @task(multiple_outputs=False, trigger_rule="all_skipped")

@@ -38,7 +38,13 @@ from driftwatch_airflow.dagkit import batch_date_of, fail_fast
     schedule=None,
     catchup=False,
     tags=["driftwatch", "monitor", "fleet"],
-    default_args={"owner": "ml-platform", "retries": 2, "retry_delay": timedelta(seconds=30)},
+    default_args={
+        "owner": "ml-platform",
+        "retries": 2,
+        "retry_delay": timedelta(seconds=30),
+        "execution_timeout": timedelta(hours=2),
+    },
+    dagrun_timeout=timedelta(hours=6),
     params={
         # No "null" in the type: the trigger form marks the field required and Airflow refuses a
         # run without it, rather than a task failing later.

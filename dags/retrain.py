@@ -35,7 +35,6 @@ Promotions and rejections, with their reasons, are listed on the **Model monitor
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Any
 
 from airflow.providers.standard.operators.hitl import ApprovalOperator
@@ -157,7 +156,8 @@ def build_retrain_dag(cfg: ModelConfig) -> Any:
             task_id="await_approval",
             subject=f"Promote a new champion for {cfg.name}?",
             body="The challenger passed the gate and the smoke test. See the evaluation report in this run's XCom.",
-            response_timeout=timedelta(days=2),
+            response_timeout=dagkit.APPROVAL_TIMEOUT,
+            execution_timeout=None,  # waits on a person: response_timeout bounds it
         )
 
         @task(multiple_outputs=False, trigger_rule="none_failed_min_one_success")

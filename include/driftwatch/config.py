@@ -264,6 +264,14 @@ class MonitorConfig(_Strict):
     sensor_poke_seconds: int = Field(default=60, ge=1)
     retries: int = Field(default=3, ge=2)
     retry_delay_seconds: int = Field(default=30, ge=1)
+    task_timeout_minutes: int = Field(
+        default=120,
+        ge=1,
+        description=(
+            "Longest a task may run (sensors and approvals keep their own timeouts): a hung task then "
+            "fails, and its failure email goes out, instead of the run waiting forever."
+        ),
+    )
 
 
 CLASSIFICATION_METRICS = ("roc_auc", "average_precision", "f1", "accuracy", "balanced_accuracy", "log_loss")

@@ -29,6 +29,7 @@ def default_args(cfg: ModelConfig) -> dict[str, Any]:
         "retry_delay": timedelta(seconds=cfg.monitor.retry_delay_seconds),
         "retry_exponential_backoff": True,
         "max_retry_delay": timedelta(minutes=10),
+        "execution_timeout": timedelta(minutes=cfg.monitor.task_timeout_minutes),
     }
 
 
@@ -45,9 +46,26 @@ def dag_settings(cfg: ModelConfig, kind: str, *, max_active_runs: int) -> dict[s
         "start_date": start_date(cfg),
         "catchup": False,
         "max_active_runs": max_active_runs,
+        "dagrun_timeout": dagrun_timeout(cfg, kind),
         "tags": ["driftwatch", kind, cfg.name],
         "default_args": {**default_args(cfg), "on_failure_callback": on_task_failure(cfg, batch)},
     }
+
+
+# Longest a run may wait on a person: the retrain's approval (await_approval's response_timeout).
+APPROVAL_TIMEOUT = timedelta(days=2)
+# Tasks a run executes one after the other at the most, for its deadline.
+SEQUENTIAL_TASKS = {"monitor": 8, "retrain": 8, "rollback": 2}
+
+
+def dagrun_timeout(cfg: ModelConfig, kind: str) -> timedelta:
+    """A run's deadline: its waits (the sensor, the approval) plus each task's timeout in turn.
+
+    No run can hang past it; the scheduler fails it, so the next one is not blocked behind it.
+    """
+    waits = {"monitor": timedelta(minutes=cfg.monitor.sensor_timeout_minutes), "retrain": APPROVAL_TIMEOUT}
+    tasks = SEQUENTIAL_TASKS.get(kind, 8) * timedelta(minutes=cfg.monitor.task_timeout_minutes)
+    return waits.get(kind, timedelta(0)) + tasks
 
 
 def _context_batch_date(context: dict[str, Any]) -> str:

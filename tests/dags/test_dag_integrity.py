@@ -74,6 +74,22 @@ def test_dags_have_tags_docs_and_retries(dagbag):
             assert retries >= 2, f"{dag_id}.{task.task_id}: retries is {retries}, expected at least 2"
 
 
+# Tasks that wait on something outside (a batch landing, a person) are bounded by their own timeout.
+WAITS = {"wait_for_batch", "await_approval"}
+
+
+def test_no_task_or_run_can_hang(dagbag):
+    for dag_id, dag in dagbag.dags.items():
+        assert dag.dagrun_timeout is not None, f"{dag_id} has no dagrun_timeout"
+        for task in dag.tasks:
+            timeout = task.execution_timeout
+            if task.task_id in WAITS:
+                assert timeout is None, f"{dag_id}.{task.task_id}: its own timeout, not execution_timeout, bounds it"
+                continue
+            assert timeout is not None, f"{dag_id}.{task.task_id} has no execution_timeout"
+            assert timeout < dag.dagrun_timeout, f"{dag_id}.{task.task_id}: execution_timeout past the run's deadline"
+
+
 def _types(schema: dict) -> set[str]:
     kinds = schema.get("type", [])
     return {kinds} if isinstance(kinds, str) else set(kinds)
