@@ -27,6 +27,11 @@ COPY --chown=airflow:0 include/ /opt/airflow/include/
 COPY --chown=airflow:0 plugins/ /opt/airflow/plugins/
 COPY --chown=airflow:0 config/ /opt/airflow/config/
 
+# The image has no .git (see .dockerignore): the commit goes into every model's lineage from here.
+#   docker compose build --build-arg GIT_COMMIT=$(git rev-parse HEAD)   (compose passes DRIFTWATCH_GIT_COMMIT)
+ARG GIT_COMMIT=unknown
+ENV DRIFTWATCH_GIT_COMMIT=${GIT_COMMIT}
+
 ENV PYTHONPATH=/opt/airflow/include:/opt/airflow/plugins \
     DRIFTWATCH_CONFIG_DIR=/opt/airflow/config/models \
     GX_ANALYTICS_ENABLED=false

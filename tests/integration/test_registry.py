@@ -172,6 +172,19 @@ def test_git_commit_reads_the_checkout_without_git(tmp_path):
     assert registry.git_commit(checkout / "sub" / "dir") == "a" * 40
 
 
+def test_an_image_without_git_names_the_commit_baked_into_it(tmp_path, monkeypatch):
+    from driftwatch.registry.store import code_commit
+
+    monkeypatch.delenv("DRIFTWATCH_GIT_COMMIT", raising=False)
+    assert code_commit(tmp_path) == "unknown"
+    monkeypatch.setenv("DRIFTWATCH_GIT_COMMIT", "B" * 40)
+    assert code_commit(tmp_path) == "b" * 40
+    monkeypatch.setenv("DRIFTWATCH_GIT_COMMIT", "unknown")
+    assert code_commit(tmp_path) == "unknown"
+    checkout = fake_checkout(tmp_path / "repo", "c" * 40)
+    assert code_commit(checkout) == "c" * 40, "a checkout's own commit wins"
+
+
 # --- registration ---------------------------------------------------------------------
 
 

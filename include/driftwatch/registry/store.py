@@ -62,6 +62,18 @@ def _find_git_dir(start: Path) -> Path | None:
     return None
 
 
+BAKED_COMMIT_ENV = "DRIFTWATCH_GIT_COMMIT"
+
+
+def code_commit(repo_dir: str | os.PathLike[str]) -> str:
+    """The commit of the running code: the checkout's, else the one baked into the image, else "unknown".
+
+    An image has no .git (.dockerignore drops it), so the Dockerfile bakes the commit in at build time.
+    """
+    baked = os.environ.get(BAKED_COMMIT_ENV, "").strip().lower()
+    return git_commit(repo_dir) or (baked if _SHA1.match(baked) else "unknown")
+
+
 def git_commit(repo_dir: str | os.PathLike[str]) -> str | None:
     """The commit checked out in `repo_dir`, read from .git without the git binary; None if unknown."""
     try:
@@ -360,7 +372,7 @@ def log_and_register(
 
     provenance = {
         "config_sha256": config_hash(cfg),
-        "git_commit": git_commit(repo_dir or _REPO_DIR) or "unknown",
+        "git_commit": code_commit(repo_dir or _REPO_DIR),
     }
     run_tags = {
         **_lineage_tags(lineage),
