@@ -171,6 +171,14 @@ class StorageConfig(_Strict):
     )
     reference_key: str = Field(min_length=1, description="Initial reference data (CSV or Parquet).")
     max_batch_bytes: int = Field(default=256 * 1024 * 1024, gt=0)
+    max_batch_rows: int = Field(
+        default=50_000_000, gt=0, description="Rows a batch may hold, read from Parquet footers before any data."
+    )
+    max_uncompressed_bytes: int = Field(
+        default=4 * 1024**3,
+        gt=0,
+        description="Decoded size a Parquet batch may claim in its footers: a small file can hide a huge one.",
+    )
     formats: list[Literal["csv", "parquet"]] = Field(default_factory=lambda: ["csv", "parquet"], min_length=1)
 
     @field_validator("incoming_prefix", "labels_prefix", "output_prefix")

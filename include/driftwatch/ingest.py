@@ -281,13 +281,54 @@ def read_batch(client: S3Client, cfg: ModelConfig, batch_date: str, spool: Path 
     return Batch(data=data, objects=objects, total_bytes=total)
 
 
+def check_parquet_footer(source: Any, key: str, cfg: ModelConfig, rows_before: int = 0) -> int:
+    """Refuse, from the footer alone, a Parquet object too large once decoded or with nested columns.
+
+    The size limit counts compressed bytes: a small file can decode to gigabytes (a "bomb"), and a
+    nested column cannot be validated. Either quarantines the batch before any data is read.
+    Returns the rows of the batch so far (`rows_before` plus this object's).
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    limits = cfg.storage
+    try:
+        parquet = pq.ParquetFile(source)
+        meta, schema = parquet.metadata, parquet.schema_arrow
+    except (ValueError, OSError) as err:  # pyarrow's ArrowInvalid is a ValueError
+        raise IngestError("unreadable parquet", f"{key}: {str(err)[:300]}") from None
+    finally:
+        if hasattr(source, "seek"):
+            source.seek(0)
+    rows = rows_before + meta.num_rows
+    if rows > limits.max_batch_rows:
+        raise IngestError(f"batch too large: {rows} rows, over storage.max_batch_rows ({limits.max_batch_rows})", key)
+    # Encoded sizes hide run-length bombs: a decoded column takes at least 8 bytes a value.
+    decoded = max(
+        sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups)), meta.num_rows * meta.num_columns * 8
+    )
+    if decoded > limits.max_uncompressed_bytes:
+        raise IngestError(
+            f"batch too large: decodes to {decoded} bytes or more, over storage.max_uncompressed_bytes "
+            f"({limits.max_uncompressed_bytes})",
+            key,
+        )
+    skipped = set(cfg.dataset.unused_columns)
+    nested = [f.name for f in schema if f.name not in skipped and pa.types.is_nested(f.type)]
+    if nested:
+        raise IngestError(f"nested column(s) {', '.join(nested)}: only flat columns are supported", key)
+    return rows
+
+
 def _parse_objects(client: S3Client, cfg: ModelConfig, objects: list[ObjectInfo]) -> pd.DataFrame:
     frames = []
+    rows = 0
     for obj in objects:
         fmt = layout.batch_format(obj.key) or "csv"
         if fmt == "parquet" and obj.size > 0:
             # Read in place by ranged requests: the object's bytes are never held beside the frame.
             data: Any = storage.RangeReader(client, cfg.storage.bucket, obj.key)
+            rows = check_parquet_footer(data, obj.key, cfg, rows)
         else:
             data = storage.read_bytes(client, cfg.storage.bucket, obj.key, max_bytes=cfg.storage.max_batch_bytes)
         frames.append(parse_object(data, fmt, obj.key, cfg.dataset.categorical_features, text_columns(cfg)))
@@ -297,9 +338,11 @@ def _parse_objects(client: S3Client, cfg: ModelConfig, objects: list[ObjectInfo]
 def _spool_parquet(client: S3Client, cfg: ModelConfig, objects: list[ObjectInfo], spool: Path) -> ParquetColumns:
     """Copy the batch's Parquet objects to local files and check that each one opens."""
     paths = []
+    rows = 0
     for number, obj in enumerate(objects):
         path = spool / f"part-{number:05d}.parquet"
         storage.download_file(client, cfg.storage.bucket, obj.key, path)
+        rows = check_parquet_footer(path, obj.key, cfg, rows)
         try:
             _open_parquet(path, ())
         except (ValueError, OSError) as err:  # pyarrow's ArrowInvalid is a ValueError

@@ -146,6 +146,12 @@ CASES = [
         "unreadable parquet",
     ),
     Case(
+        "nested_column",
+        "nested (list) column in Parquet",
+        lambda f: {"part-000.parquet": _parquet(f.assign(age=[[30, 31]] * len(f)))},
+        "nested column(s) age",
+    ),
+    Case(
         "gzip_as_csv",
         "gzip file named .csv",
         lambda f: {"part-000.csv": gzip.compress(_csv(f))},
@@ -235,6 +241,31 @@ def test_bad_batch_is_quarantined(case: Case, bucket, demo_cfg, mail_dir, figure
         f"quarantined: {seen['reason'][:110]}; report beside the copy; 1 email; no drift",
         intact=True,
     )
+
+
+@pytest.mark.parametrize(
+    ("limit", "reason"),
+    [
+        ({"max_batch_rows": 1000}, "20000 rows, over storage.max_batch_rows (1000)"),
+        ({"max_uncompressed_bytes": 100_000}, "over storage.max_uncompressed_bytes (100000)"),
+    ],
+    ids=["rows", "decoded_bytes"],
+)
+def test_a_parquet_bomb_is_quarantined_from_its_footer(limit, reason, bucket, demo_cfg, mail_dir, figures):
+    # 20,000 copies of one row: a few kB on disk, far more once decoded.
+    frame = clean_frame(rows=400)
+    bomb = pd.concat([frame.head(1)] * 20_000, ignore_index=True)
+    data = _parquet(bomb)
+    cfg = demo_cfg.model_copy(update={"storage": demo_cfg.storage.model_copy(update=limit)})
+    assert len(data) < cfg.storage.max_batch_bytes
+    land(bucket, cfg, DAY, "part-000.parquet", data)
+    raw_before = snapshot(bucket, cfg.storage.bucket, layout.incoming_prefix(cfg, DAY))
+
+    result = monitor_steps(bucket, cfg, DAY)
+
+    assert result["quarantine"] is not None
+    assert_quarantined(bucket, cfg, DAY, raw_before, mail_dir, reason)
+    figures.add("input", f"Parquet bomb ({next(iter(limit))})", f"quarantined from the footer: {reason}", intact=True)
 
 
 def test_batch_over_the_size_limit_is_refused_before_download(bucket, demo_cfg, mail_dir, figures):
