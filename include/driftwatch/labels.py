@@ -10,12 +10,13 @@ or for an id the batch does not know counted, not silently used.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import pandas as pd
 
 from driftwatch import ingest, layout, storage
 from driftwatch.config import ModelConfig
-from driftwatch.dtypes import class_labels, numeric_target, text_values
+from driftwatch.dtypes import class_labels, numeric_target, text_value, text_values
 from driftwatch.errors import SchemaMismatch
 from driftwatch.storage import S3Client
 
@@ -102,6 +103,20 @@ def join_labels(rows: pd.DataFrame, labels: pd.DataFrame, cfg: ModelConfig) -> t
         missing_target=int(missing.sum()),
     )
     return joined, info
+
+
+def live_label_problems(labels: pd.Series, cfg: ModelConfig, model_classes: list[Any] | None) -> list[str]:
+    """What makes live labels unusable to measure a model: the training checks, plus classes the model never saw."""
+    problems = class_problems(labels, cfg)
+    if cfg.dataset.target.task == "classification" and model_classes is not None:
+        known = {text_value(c) for c in model_classes}
+        unseen = sorted({text_value(v) for v in labels.dropna().unique()} - known)
+        if unseen:
+            problems.append(
+                f"labels hold class(es) {', '.join(map(repr, unseen[:6]))} the model was not trained on "
+                f"(it knows {', '.join(map(repr, sorted(known)))}): fix the labels or schema.target"
+            )
+    return problems
 
 
 def class_problems(labels: pd.Series, cfg: ModelConfig) -> list[str]:

@@ -80,6 +80,7 @@ def live_performance(
     positive: Any = None,
     lookback_days: int = 7,
     today: dict[str, Any] | None = None,
+    model_classes: list[Any] | None = None,
 ) -> dict[str, Any]:
     """Measure the champion on every recent batch whose labels have arrived and that is not measured yet.
 
@@ -104,12 +105,15 @@ def live_performance(
             continue
         predictions = ingest.read_table(client, cfg.storage.bucket, layout.predictions_key(cfg, day))
         joined, info = labels.join_labels(predictions, found, cfg)
-        value = metric_value(cfg, joined[cfg.dataset.target.name].to_numpy(), joined["score"].to_numpy(), positive)
+        target = joined[cfg.dataset.target.name]
+        # Labels the model cannot be measured on are reported, never turned into a misleading metric.
+        problems = labels.live_label_problems(target, cfg, model_classes)
+        value = None if problems else metric_value(cfg, target.to_numpy(), joined["score"].to_numpy(), positive)
         live = {
             "metric": metric,
             "value": value,
             "rows": len(joined),
-            "labels": info.to_dict(),
+            "labels": {**info.to_dict(), "problems": problems},
             "model_version": record["scoring"]["model_version"],
             "evaluated": evaluated,
             "degraded": _degraded(value, evaluated, tolerance, cfg.evaluation.lower_is_better),
@@ -151,7 +155,8 @@ def score_step(client: S3Client, cfg: ModelConfig, tracking_uri: str, batch_date
     evaluated = finite((champion.get("tags") or {}).get(EVALUATED_TAG))  # "unavailable" when undefined
     positive = training.positive_class(model, cfg) if training.is_classification(cfg) else None
     fields: dict[str, Any] = {"scoring": {k: v for k, v in scored.items() if k != "scored"}}
-    live = live_performance(client, cfg, batch_date, evaluated, positive, today=dict(fields))
+    classes = list(model.classes_) if hasattr(model, "classes_") else None
+    live = live_performance(client, cfg, batch_date, evaluated, positive, today=dict(fields), model_classes=classes)
     own = live.pop("today")
     if own is not None:
         fields["live"] = own

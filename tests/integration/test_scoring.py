@@ -79,3 +79,26 @@ def test_live_performance_returns_the_batch_own_measurement_instead_of_writing_i
     assert live["today"]["rows"] == 300 and live["today"]["value"] > 0.5
     assert history.read_record(s3, cfg, DAY) is None  # the caller writes it, with its scoring, once
     assert history.read_record(s3, cfg, earlier)["live"]["rows"] == 300
+
+
+def test_live_labels_the_model_cannot_be_measured_on_are_reported_not_scored(s3, demo_cfg, model):
+    cfg = demo_cfg
+    frame = demo_data.generate_reference(seed=30, rows=200)
+    ids = frame[cfg.dataset.id_column].astype(str)
+    scores = training.predict_scores(model, frame, cfg)
+    predictions = pd.DataFrame({cfg.dataset.id_column: ids, "score": scores, "model_version": "3"})
+    ingest.write_parquet(s3, cfg.storage.bucket, layout.predictions_key(cfg, DAY), predictions)
+    target = frame[cfg.dataset.target.name].astype(str).where(frame.index % 10 != 0, "2")  # a class never trained on
+    labels = pd.DataFrame({cfg.dataset.id_column: ids, cfg.dataset.target.name: target})
+    key = layout.labels_key(cfg, DAY, "labels.csv")
+    storage.write_bytes(s3, cfg.storage.bucket, key, labels.to_csv(index=False).encode(), "text/csv")
+    today = {"status": "passed", "scoring": {"model_version": "3"}}
+
+    live = scoring.live_performance(
+        s3, cfg, DAY, evaluated=0.8, positive=model.classes_[1], today=today, model_classes=list(model.classes_)
+    )
+
+    measured = live["today"]
+    assert measured["value"] is None and measured["degraded"] is False
+    problems = " ".join(measured["labels"]["problems"])
+    assert "3 classes" in problems and "'2'" in problems and "not trained on" in problems
