@@ -127,7 +127,7 @@ def build_monitor_dag(cfg: ModelConfig) -> Any:
             """Read the batch, drop PII, validate it with GX, stage it when valid."""
             from driftwatch.pipeline import validate_step
 
-            return validate_step(dagkit.s3(cfg), cfg, batch_date_of(params, ds))
+            return validate_step(dagkit.s3(cfg), cfg, batch_date_of(params, ds), dagkit.tracking_uri(cfg))
 
         @task.branch
         def route(summary: dict[str, Any]) -> str:

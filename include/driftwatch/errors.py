@@ -17,3 +17,7 @@ class SchemaMismatch(PermanentError, ValueError):
 
 class NotEnoughData(PermanentError, ValueError):
     """Too few validated, labelled rows or batches to train or evaluate a model."""
+
+
+class ReferenceMismatch(PermanentError):
+    """The drift reference names another model version than the champion, and cannot be repaired."""

@@ -15,6 +15,7 @@ from typing import Any
 from driftwatch import history, ingest, layout, storage
 from driftwatch.artifacts import ArtifactSet
 from driftwatch.config import ModelConfig
+from driftwatch.errors import PermanentError
 from driftwatch.storage import S3Client
 
 log = logging.getLogger(__name__)
@@ -38,10 +39,30 @@ def _observed_text(observed: dict[str, Any]) -> str:
     return "; ".join(parts)[:300]
 
 
-def validate_step(client: S3Client, cfg: ModelConfig, batch_date: str) -> dict[str, Any]:
-    """Ingest and validate one batch; stage it as typed Parquet when it passes."""
-    from driftwatch import references, validation
+def validate_step(
+    client: S3Client, cfg: ModelConfig, batch_date: str, tracking_uri: str | None = None
+) -> dict[str, Any]:
+    """Ingest and validate one batch; stage it as typed Parquet when it passes.
 
+    With the registry's `tracking_uri`, the drift reference is first checked against the champion
+    (and repaired); a registry that cannot be reached leaves the reference as it is, with a warning.
+    """
+    from driftwatch import references, retraining, validation
+
+    if tracking_uri is not None:
+        try:
+            checked = retraining.reference_in_force(client, cfg, tracking_uri)
+            if checked.get("repaired"):
+                log.warning(
+                    "the drift reference of %s named v%s; repaired to the champion v%s",
+                    cfg.name,
+                    checked["from"],
+                    checked["to"],
+                )
+        except PermanentError:
+            raise
+        except Exception:
+            log.warning("could not check the drift reference of %s against the registry", cfg.name, exc_info=True)
     reports = _reports(client, cfg, batch_date)
     # Until drift or quarantine commits the set, readers see it as being written (a rerun included).
     reports.begin(batch_date=batch_date)

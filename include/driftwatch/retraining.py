@@ -16,7 +16,7 @@ import pandas as pd
 from driftwatch import history, ingest, labels, layout, storage
 from driftwatch.artifacts import ArtifactSet
 from driftwatch.config import ModelConfig
-from driftwatch.errors import NotEnoughData
+from driftwatch.errors import NotEnoughData, ReferenceMismatch
 from driftwatch.storage import S3Client
 
 
@@ -315,6 +315,33 @@ def apply_decision(
         }
     promote_reference(client, cfg, data["train"]["uri"], version)
     return {"action": "promoted", "version": version, "previous_champion": plan["champion"], "reasons": []}
+
+
+def reference_in_force(client: S3Client, cfg: ModelConfig, tracking_uri: str) -> dict[str, Any]:
+    """Make sure the drift reference is the champion's training data; repair the pointer when it is not.
+
+    A promotion or rollback that failed between moving the alias and writing the pointer would
+    otherwise leave the monitor comparing batches with another model's data. Without a champion
+    (before the bootstrap) the configured reference is in force and nothing is checked.
+    """
+    from driftwatch import registry
+
+    name = cfg.registry.registered_model
+    champion = registry.champion(tracking_uri, name)
+    if champion is None:
+        return {"checked": False, "reason": "no champion yet"}
+    pointer = storage.read_json(client, cfg.storage.bucket, layout.reference_pointer_key(cfg)) or {}
+    if str(pointer.get("model_version")) == champion["version"]:
+        return {"checked": True, "repaired": False, "model_version": champion["version"]}
+    train_uri = registry.training_data_uri(tracking_uri, name, champion["version"])
+    if not train_uri:
+        raise ReferenceMismatch(
+            f"the drift reference of {cfg.name} names version {pointer.get('model_version')!r} but the champion is "
+            f"v{champion['version']}, whose training data the registry does not record: roll back or promote "
+            "through the rollback or retrain DAG, which writes the reference with the alias"
+        )
+    promote_reference(client, cfg, train_uri, champion["version"])
+    return {"checked": True, "repaired": True, "from": pointer.get("model_version"), "to": champion["version"]}
 
 
 def rollback_champion(

@@ -211,3 +211,19 @@ def test_rollback_moves_the_alias_back_and_records_who_and_why(world, cfg, env):
     pointer = storage.read_json(world["s3"], cfg.storage.bucket, layout.reference_pointer_key(cfg))
     assert pointer["model_version"] == "1"
     assert f"from v{before} to v1" in read_messages(env)[-1]["Subject"]
+
+
+def test_a_reference_left_on_another_version_is_repaired_to_the_champion(world, cfg, env):
+    # As if a promotion had died between moving the alias and writing the reference pointer.
+    champion = champion_version(world, cfg)
+    key = layout.reference_pointer_key(cfg)
+    right = storage.read_json(world["s3"], cfg.storage.bucket, key)
+    assert right["model_version"] == champion
+    storage.write_json(world["s3"], cfg.storage.bucket, key, {"uri": right["uri"] + ".old", "model_version": "0"})
+
+    repaired = retraining.reference_in_force(world["s3"], cfg, world["tracking_uri"])
+
+    assert repaired == {"checked": True, "repaired": True, "from": "0", "to": champion}
+    assert storage.read_json(world["s3"], cfg.storage.bucket, key) == right
+    again = retraining.reference_in_force(world["s3"], cfg, world["tracking_uri"])
+    assert again == {"checked": True, "repaired": False, "model_version": champion}
