@@ -52,15 +52,23 @@ def _subject(text: str) -> str:
     return re.sub(r"\s+", " ", text).strip()[:250]
 
 
-def _message(cfg: ModelConfig, subject: str, kind: str, batch_date: str, text: str, html: str) -> EmailMessage:
+def _message(
+    cfg: ModelConfig, subject: str, kind: str, batch_date: str, text: str, html: str, identity: str | None = None
+) -> EmailMessage:
+    """An alert. `identity` is what makes it this alert (its decision), apart from what changes on a rerun
+    (a trend chart, the live table, a try number): two alerts of one key and identity are one alert, sent
+    once, with one Message-ID; another identity is another alert, with its own Message-ID.
+    """
     msg = EmailMessage()
     msg["Subject"] = _subject(subject)
     msg["From"] = cfg.alerts.sender
     msg["To"] = ", ".join(cfg.alerts.recipients)
     msg["Date"] = formatdate(usegmt=True)
     key = dedup_key(cfg.name, batch_date, kind)
-    msg["Message-ID"] = _message_id(key)
+    msg["Message-ID"] = _message_id(key if identity is None else f"{key}\n{_subject(identity)}")
     msg["X-Driftwatch-Dedup-Key"] = key
+    if identity is not None:
+        msg["X-Driftwatch-Content-Key"] = _subject(identity)
     msg["X-Driftwatch-Model"] = cfg.name
     msg["X-Driftwatch-Batch-Date"] = batch_date
     msg["X-Driftwatch-Kind"] = kind
@@ -91,7 +99,8 @@ def quarantine_email(
         f"<p>{escape(intro)}</p><p><b>Reason:</b> {escape(reason)}</p>"
         f"{emails.table(headers, rows)}<p>Where to look:</p>{emails.links(links)}",
     )
-    return _message(cfg, subject, "quarantine", batch_date, text, html)
+    identity = f"{reason} | " + "; ".join(f"{f.get('check')} {f.get('column')}" for f in failures)
+    return _message(cfg, subject, "quarantine", batch_date, text, html, identity)
 
 
 def missing_batch_email(cfg: ModelConfig, batch_date: str, reason: str) -> EmailMessage:
@@ -103,7 +112,7 @@ def missing_batch_email(cfg: ModelConfig, batch_date: str, reason: str) -> Email
         "clear this run (or trigger the monitor with batch_date) to process it."
     )
     html = emails.page(f"{cfg.name} {batch_date}: missing batch", f"<p>{escape(text)}</p>")
-    return _message(cfg, subject, "missing", batch_date, text + "\n", html)
+    return _message(cfg, subject, "missing", batch_date, text + "\n", html, reason)
 
 
 def failure_email(
@@ -136,10 +145,9 @@ def failure_email(
     table = "".join(f"<tr><th>{escape(k)}</th><td>{escape(str(v))}</td></tr>" for k, v in rows)
     link = f'<p><a href="{escape(log_url)}">Open the log</a></p>' if log_url else ""
     html = emails.page(f"{cfg.name}{when}: {task_id} failed", f"<table>{table}</table>{link}")
-    message = _message(cfg, subject, f"failed/{dag_id}/{run_id}/{task_id}", batch_date or "-", text + "\n", html)
     # The same error again on a later try (a rerun, a clear) is the same alert: the try and log link are not.
-    message["X-Driftwatch-Content-Key"] = _subject(first_line)
-    return message
+    kind = f"failed/{dag_id}/{run_id}/{task_id}"
+    return _message(cfg, subject, kind, batch_date or "-", text + "\n", html, first_line)
 
 
 def drift_email(
@@ -192,7 +200,8 @@ def drift_email(
     html = emails.page(
         f"{cfg.name} {batch_date}: retraining requested", html_body + f"<p>Where to look:</p>{emails.links(links)}"
     )
-    msg = _message(cfg, subject, "drift", batch_date, text, html)
+    identity = f"{reason} | " + "; ".join(f"{f['name']} {f['method']} {f['score']:.6g}" for f in drifted)
+    msg = _message(cfg, subject, "drift", batch_date, text, html, identity)
     if chart:
         msg.get_body(("html",)).add_related(chart[0], "image", "png", cid=f"<{TREND_CID}>", filename="drift-trend.png")
     return msg

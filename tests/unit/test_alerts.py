@@ -170,3 +170,21 @@ def test_failure_email_names_the_task_the_error_and_the_log(demo_cfg):
     hostile = failure(error=SCRIPT, batch_date=None)
     assert "<script>" not in hostile.get_body(("html",)).get_content()
     assert hostile["Subject"] == "[driftwatch] credit_default: score_batch failed in monitor__credit_default"
+
+
+def test_an_alert_is_its_decision_not_what_changes_on_a_rerun(demo_cfg):
+    from driftwatch.history import alert_content_sha256
+
+    first = alerts.drift_email(demo_cfg, "2026-01-08", decision(), {}, trend(0.1, 0.2))
+    live = {
+        "measured": [
+            {"batch_date": "2026-01-07", "metric": "roc_auc", "value": 0.7, "evaluated": 0.8, "degraded": True}
+        ]
+    }
+    rerun = alerts.drift_email(demo_cfg, "2026-01-08", {**decision(), "live": live}, {}, trend(0.1, 0.2, 0.5))
+    assert rerun["Message-ID"] == first["Message-ID"]
+    assert alert_content_sha256(rerun) == alert_content_sha256(first)
+    other = alerts.drift_email(demo_cfg, "2026-01-08", decision("income"), {}, trend(0.1))
+    assert other["X-Driftwatch-Dedup-Key"] == first["X-Driftwatch-Dedup-Key"]
+    assert other["Message-ID"] != first["Message-ID"], "another decision is another alert"
+    assert alert_content_sha256(other) != alert_content_sha256(first)
