@@ -61,6 +61,23 @@ def test_range_reader_reads_what_a_download_reads(s3):
         storage.RangeReader(s3, "driftwatch-demo", "absent.bin")
 
 
+def test_range_reader_reads_ahead_in_blocks(s3):
+    data = bytes(range(256)) * 40  # 10,240 bytes
+    storage.write_bytes(s3, "driftwatch-demo", "blob.bin", data, "application/octet-stream")
+    ranges: list[str] = []
+    s3.meta.events.register("before-call.s3.GetObject", lambda params, **_: ranges.append(params["headers"]["Range"]))
+    reader = storage.RangeReader(s3, "driftwatch-demo", "blob.bin", read_ahead=4096)
+    # Many small sequential reads, as pyarrow reads column chunks: one request per 4 kB block.
+    pieces = [reader.read(100) for _ in range(100)]
+    assert b"".join(pieces) == data[:10_000]
+    assert ranges == ["bytes=0-4095", "bytes=4096-8191", "bytes=8192-10239"]
+    reader.seek(50)  # back into a block already gone: fetched again, from there
+    assert reader.read(20) == data[50:70] and ranges[-1] == "bytes=50-4145"
+    reader.seek(0)
+    assert reader.read(6000) == data[:6000], "a read larger than the block is one request of its size"
+    assert ranges[-1] == "bytes=0-5999"
+
+
 def test_a_reference_promoted_between_profiling_and_deciding_is_used(seeded, s3, demo_cfg, scenario):
     """A retrain that promotes while a batch is half-way decides that batch against the new reference."""
     from driftwatch import references
