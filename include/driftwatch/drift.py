@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 import numpy as np
@@ -75,16 +75,9 @@ class FeatureDrift:
         return self.threshold / self.score if self.score > 0 else math.inf
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain-JSON form; a non-finite score becomes None."""
-        return {
-            "name": self.name,
-            "kind": self.kind,
-            "method": self.method,
-            "score_kind": self.score_kind,
-            "threshold": float(self.threshold),
-            "score": _json_float(self.score),
-            "drifted": bool(self.drifted),
-        }
+        """Plain-JSON form; a non-finite score becomes None, numpy numbers plain ones."""
+        plain = {"threshold": float(self.threshold), "score": _json_float(self.score), "drifted": bool(self.drifted)}
+        return {**asdict(self), "score_kind": self.score_kind, **plain}
 
 
 @dataclass(frozen=True)

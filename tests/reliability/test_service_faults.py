@@ -19,17 +19,7 @@ import pytest
 from devstack.smtp_sink import read_messages
 from driftwatch import history, layout, storage
 from driftwatch.artifacts import MANIFEST, WRITING, read_manifest
-from tests.reliability.support import (
-    StoppableProxy,
-    clean_frame,
-    land,
-    manifest_problems,
-    monitor_dag,
-    quick_retries,
-    run_dag,
-    snapshot,
-    try_numbers,
-)
+from tests.reliability import support
 
 pytestmark = pytest.mark.integration
 
@@ -39,7 +29,7 @@ REPORTS = {"validation.html", "validation.json", "drift.html", "drift.json", "dr
 
 @pytest.fixture
 def s3_proxy(s3_endpoint):
-    proxy = StoppableProxy(int(s3_endpoint.rsplit(":", 1)[1])).start()
+    proxy = support.StoppableProxy(int(s3_endpoint.rsplit(":", 1)[1])).start()
     yield proxy
     proxy.stop()
 
@@ -58,7 +48,7 @@ def flaky_s3(airflow_db, bucket, s3_proxy, empty_registry, monkeypatch):
 
 
 def _csv(day: date) -> bytes:
-    return clean_frame(day=day).to_csv(index=False).encode()
+    return support.clean_frame(day=day).to_csv(index=False).encode()
 
 
 @pytest.mark.parametrize(
@@ -77,10 +67,10 @@ def test_s3_outage_is_retried_and_leaves_one_complete_set(
     where, task_id, request_pattern, flaky_s3, s3_proxy, demo_cfg, smtp_sink, figures
 ):
     day = START + timedelta(days=0 if where == "ingest" else 1)
-    land(flaky_s3, demo_cfg, day.isoformat(), "part-000.csv", _csv(day))
+    support.land(flaky_s3, demo_cfg, day.isoformat(), "part-000.csv", _csv(day))
     bucket, prefix = demo_cfg.storage.bucket, layout.report_prefix(demo_cfg, day.isoformat())
-    raw_before = snapshot(flaky_s3, bucket, layout.incoming_prefix(demo_cfg, day.isoformat()))
-    dag = monitor_dag(quick_retries(demo_cfg))
+    raw_before = support.snapshot(flaky_s3, bucket, layout.incoming_prefix(demo_cfg, day.isoformat()))
+    dag = support.monitor_dag(support.quick_retries(demo_cfg))
     during: dict[str, object] = {}
 
     def end_outage(context) -> None:
@@ -93,20 +83,20 @@ def test_s3_outage_is_retried_and_leaves_one_complete_set(
     dag.get_task(task_id).on_retry_callback = [end_outage]
     s3_proxy.stop_on = re.compile(request_pattern)
 
-    run, states = run_dag(dag, day)
+    run, states = support.run_dag(dag, day)
 
     assert s3_proxy.refusals == 1, f"the outage never happened: {s3_proxy.requests[:40]}"
     # The rerun-safe marker, not a missing manifest: the IAM policy lets the pipeline delete nothing.
     assert during == {"manifest": WRITING, "complete": False, "proxy_up": False}, during
     assert run.state == "success", states
-    assert try_numbers(run)[task_id] == 2, "the task should have failed once and been retried"
-    keys = {k[len(prefix) :] for k in snapshot(flaky_s3, bucket, prefix)}
+    assert support.try_numbers(run)[task_id] == 2, "the task should have failed once and been retried"
+    keys = {k[len(prefix) :] for k in support.snapshot(flaky_s3, bucket, prefix)}
     # Besides the reports, only the drift step's per-partition intermediates (deterministic names).
     assert keys >= REPORTS and all(k.startswith("partitions/part-") for k in keys - REPORTS), keys
-    assert not manifest_problems(flaky_s3, bucket, prefix)
+    assert not support.manifest_problems(flaky_s3, bucket, prefix)
     assert history.read_record(flaky_s3, demo_cfg, day.isoformat())["status"] == "passed"
     assert len(storage.list_objects(flaky_s3, bucket, layout.history_key(demo_cfg, day.isoformat()))) == 1
-    assert snapshot(flaky_s3, bucket, layout.incoming_prefix(demo_cfg, day.isoformat())) == raw_before
+    assert support.snapshot(flaky_s3, bucket, layout.incoming_prefix(demo_cfg, day.isoformat())) == raw_before
     assert read_messages(smtp_sink.folder) == []
     figures.add(
         "fault",
@@ -119,18 +109,18 @@ def test_s3_outage_is_retried_and_leaves_one_complete_set(
 
 def test_smtp_down_then_back_delivers_the_alert_once(flaky_s3, s3_proxy, demo_cfg, smtp_sink, figures):
     day = START + timedelta(days=2)
-    land(flaky_s3, demo_cfg, day.isoformat(), "part-000.csv", b"")  # quarantined: an alert must go out
-    dag = monitor_dag(quick_retries(demo_cfg))
+    support.land(flaky_s3, demo_cfg, day.isoformat(), "part-000.csv", b"")  # quarantined: an alert must go out
+    dag = support.monitor_dag(support.quick_retries(demo_cfg))
     smtp_sink.stop()
 
     def smtp_back(context) -> None:
         smtp_sink.start()
 
     dag.get_task("quarantine_batch").on_retry_callback = [smtp_back]
-    run, states = run_dag(dag, day)
+    run, states = support.run_dag(dag, day)
 
     assert run.state == "success", states
-    assert try_numbers(run)["quarantine_batch"] == 2
+    assert support.try_numbers(run)["quarantine_batch"] == 2
     messages = read_messages(smtp_sink.folder)
     assert len(messages) == 1 and "quarantined" in messages[0]["Subject"]
     key = messages[0]["X-Driftwatch-Dedup-Key"]
@@ -143,7 +133,7 @@ def test_smtp_down_then_back_delivers_the_alert_once(flaky_s3, s3_proxy, demo_cf
     assert delivered["attempts"] == 1 and undelivered["attempts"] == 3
     assert "Connection refused" in undelivered["error"] or "ConnectionRefused" in undelivered["error"]
     q_prefix = layout.quarantine_prefix(demo_cfg, day.isoformat())
-    assert not manifest_problems(flaky_s3, demo_cfg.storage.bucket, q_prefix)
+    assert not support.manifest_problems(flaky_s3, demo_cfg.storage.bucket, q_prefix)
     figures.add(
         "fault",
         "SMTP server down during the quarantine alert, then back",
@@ -155,12 +145,12 @@ def test_smtp_down_then_back_delivers_the_alert_once(flaky_s3, s3_proxy, demo_cf
 
 def test_smtp_down_for_good_fails_the_run_and_keeps_the_alert(flaky_s3, demo_cfg, smtp_sink, figures):
     day = START + timedelta(days=3)
-    land(flaky_s3, demo_cfg, day.isoformat(), "part-000.csv", b"")
+    support.land(flaky_s3, demo_cfg, day.isoformat(), "part-000.csv", b"")
     smtp_sink.stop()
-    run, states = run_dag(monitor_dag(quick_retries(demo_cfg, retries=1)), day)
+    run, states = support.run_dag(support.monitor_dag(support.quick_retries(demo_cfg, retries=1)), day)
 
     assert states["quarantine_batch"] == "failed" and run.state == "failed", "an undelivered alert passed silently"
-    assert try_numbers(run)["quarantine_batch"] == 2
+    assert support.try_numbers(run)["quarantine_batch"] == 2
     assert read_messages(smtp_sink.folder) == []
     key = f"{demo_cfg.name}/{day.isoformat()}/quarantine"
     record = storage.read_json(flaky_s3, demo_cfg.storage.bucket, layout.alert_record_key(demo_cfg, key, "undelivered"))
