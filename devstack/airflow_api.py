@@ -16,7 +16,7 @@ BACKFILL_ATTEMPTS = 5
 
 
 class AirflowApiError(RuntimeError):
-    """An API call failed; the message carries the method, path, status and Airflow's detail."""
+    """The message carries the method, path, status and Airflow's detail."""
 
 
 class AirflowApi:
@@ -44,7 +44,6 @@ class AirflowApi:
         return response.json() if response.content else None
 
     def wait_for_dag(self, dag_id: str, timeout: float = 180.0) -> dict[str, Any]:
-        """Wait until the DAG processor has parsed a DAG; import errors end the wait early."""
 
         def parsed() -> dict[str, Any] | None:
             try:
@@ -68,12 +67,8 @@ class AirflowApi:
     def create_backfill(
         self, dag_id: str, from_date: str, to_date: str, max_active_runs: int, reprocess: bool = False
     ) -> dict[str, Any]:
-        """Backfill a daily DAG over [from_date, to_date] (YYYY-MM-DD), and check it really took every date.
-
-        On SQLite a POST answered "database is locked" half-way can leave a committed backfill
-        without its runs; the retried POST then gets 409 for that empty backfill. Such a backfill
-        is cancelled and the POST made again.
-        """
+        """Backfill [from_date, to_date] and check it took every date: on SQLite a POST answered "database
+        is locked" half-way can commit a backfill without runs (409 on retry); it is cancelled and redone."""
         body = {
             "dag_id": dag_id,
             "from_date": f"{from_date}T00:00:00Z",
@@ -104,8 +99,7 @@ class AirflowApi:
     def dates_not_taken(
         self, dag_id: str, backfill: dict[str, Any], from_date: str, to_date: str, reprocess: bool
     ) -> list[str]:
-        """The dates of the range that the backfill did not take: no run at all or, when reprocessing,
-        a run that had already finished before the backfill was created (it was not cleared)."""
+        """Dates with no run or, when reprocessing, a run that finished before the backfill (not cleared)."""
         created = datetime.fromisoformat(backfill["created_at"])
         runs = {r["logical_date"][:10]: r for r in self.dag_runs(dag_id) if r.get("logical_date")}
         start, end = date.fromisoformat(from_date), date.fromisoformat(to_date)
@@ -122,7 +116,6 @@ class AirflowApi:
         return self.call("GET", f"/dags/{dag_id}/dagRuns", params=params)["dag_runs"]
 
     def clear_run(self, dag_id: str, run_id: str) -> None:
-        """Clear every task of a run, so that it runs again from the start."""
         self.call("POST", f"/dags/{dag_id}/dagRuns/{quote(run_id, safe='')}/clear", json={"dry_run": False})
 
     def task_instances(self, dag_id: str, run_id: str) -> list[dict[str, Any]]:

@@ -1,9 +1,5 @@
-"""`make demo`: start the embedded stack, land the scenario, run it through the real scheduler.
-
-The scenario covers the last N days (ending yesterday), so that the daily schedule's own
-latest run falls on a seeded batch; the earlier days run as an Airflow backfill. Nothing
-already in the bucket is overwritten, so running the demo twice is safe.
-"""
+"""`make demo`: start the stack, land the last N days (ending yesterday), backfill them through the
+scheduler. Nothing already in the bucket is overwritten, so running the demo twice is safe."""
 
 from __future__ import annotations
 
@@ -37,10 +33,7 @@ def s3_client(env: dict[str, str]) -> Any:
 
 
 def seed(client: Any, cfg: Any, start: date, days: int, rows_per_day: int) -> int:
-    """Land the reference, the batches and their labels, skipping whatever is already there.
-
-    Returns how many batches were newly landed.
-    """
+    """Land the reference, batches and labels not there yet; return how many batches were new."""
     from driftwatch import demo_data, seeding, storage
 
     if storage.object_size(client, cfg.storage.bucket, cfg.storage.reference_key) is None:
@@ -57,7 +50,6 @@ def seed(client: Any, cfg: Any, start: date, days: int, rows_per_day: int) -> in
 
 
 def progress_line(dag_id: str, total: int, done: int, failed: int, active: list[str], elapsed: float) -> str:
-    """One progress line: a bar, how many batches are done, and which run is on which task."""
     filled = round(20 * done / total) if total else 20
     line = f"  [{'#' * filled}{'-' * (20 - filled)}] {dag_id}: {done}/{total} batches done"
     line += f" ({failed} failed), {elapsed:.0f} s" if failed else f", {elapsed:.0f} s"
@@ -65,7 +57,6 @@ def progress_line(dag_id: str, total: int, done: int, failed: int, active: list[
 
 
 def wait_for_runs(api: AirflowApi, dag_id: str, dates: list[str], timeout: float) -> dict[str, dict[str, Any]]:
-    """Print progress until every batch date has a finished run; return the runs by date."""
     began, last_state, unfinished = time.monotonic(), "", len(dates)
 
     def finished() -> tuple[dict[str, dict[str, Any]]] | None:
@@ -103,10 +94,7 @@ def wait_for_runs(api: AirflowApi, dag_id: str, dates: list[str], timeout: float
 
 
 def scheduler_stalled(api: AirflowApi, max_silence: float = SCHEDULER_SILENCE_SECONDS) -> str | None:
-    """Why no run can progress, when the scheduler has stopped heartbeating; None while it beats.
-
-    Without this, a dead scheduler leaves the runs queued and the demo waiting out its timeout.
-    """
+    """Why no run can progress (else a dead scheduler leaves the demo waiting out its timeout)."""
     beat = (api.call("GET", "/monitor/health").get("scheduler") or {}).get("latest_scheduler_heartbeat")
     # None: not started yet, the first heartbeat comes within seconds of the start.
     silence = (datetime.now(UTC) - datetime.fromisoformat(beat)).total_seconds() if beat else 0
@@ -119,11 +107,7 @@ def scheduler_stalled(api: AirflowApi, max_silence: float = SCHEDULER_SILENCE_SE
 
 
 def wait_for_consumers(api: AirflowApi, dag_id: str, timeout: float, quiet_seconds: float = 20) -> list[dict]:
-    """Wait until no run of an Asset-triggered DAG has been queued or running for `quiet_seconds`.
-
-    The quiet period matters: an Asset event can still turn into a new run a few seconds
-    after the previous one ended.
-    """
+    """Wait until no run has been active for `quiet_seconds` (an Asset event can still become a run)."""
     quiet_since, last, active = None, "", []
 
     def quiet() -> tuple[list[dict]] | None:
@@ -148,7 +132,6 @@ def wait_for_consumers(api: AirflowApi, dag_id: str, timeout: float, quiet_secon
 
 
 def bootstrap_champion(api: AirflowApi, retrain_id: str, tracking_uri: str, model: str) -> None:
-    """Train champion v1 on the reference data, unless the registry already has a champion."""
     from driftwatch import registry
 
     if registry.champion(tracking_uri, model) is not None:
@@ -182,7 +165,6 @@ def batch_table(client: Any, cfg: Any, dates: list[str], runs: dict[str, dict[st
 
 
 def ui_links(airflow_url: str, cfg: Any, rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """The monitoring page (inside the Airflow UI and alone) and each batch's report pages."""
     from driftwatch import monitoring
 
     base, reports = f"{airflow_url}/driftwatch/report", {}
@@ -210,8 +192,7 @@ def print_table(rows: list[dict[str, Any]]) -> None:
 def run_pipeline(
     api: AirflowApi, client: Any, cfg: Any, tracking_uri: str, dates: list[str], landed: int, timeout: float
 ) -> tuple:
-    """Unpause the DAGs, bootstrap a champion, backfill the monitor over ``dates`` and wait for it
-    and for the retrains it asked for; return the monitor runs by date and the retrain runs."""
+    """Unpause, bootstrap a champion, backfill ``dates``; the monitor runs by date and the retrains."""
     from driftwatch import history
 
     monitor_id, retrain_id = f"monitor__{cfg.name}", f"retrain__{cfg.name}"

@@ -1,28 +1,15 @@
 """A real distributed Airflow on one machine: CeleryExecutor, PostgreSQL, Redis, two workers.
 
-``make test-distributed`` drives it (tests/distributed); ``python -m devstack.distributed up`` starts it in the
-foreground for a look around; ``python -m devstack.distributed stop DIR`` cleans up after a killed run.
-Every component is a separate process in its own process group, on 127.0.0.1 only:
+usage: python -m devstack.distributed up | stop STATE_DIR   (tests/distributed drive it too)
 
-    postgres   the machine's server (default 127.0.0.1:5432, user postgres or root, trust auth):
-               a fresh database ``driftwatch_dist`` (and ``driftwatch_dist_mlflow``), dropped at stop
-    redis      the machine's server, database 5 (default redis://127.0.0.1:6379/5), flushed at start
-    s3         moto server                          DRIFTWATCH_DIST_S3_PORT      (9655)
-    smtp       devstack.smtp_sink                   DRIFTWATCH_DIST_SMTP_PORT    (8125)
-    mlflow     MLflow tracking server, Postgres backend store, artifacts in S3
-                                                    DRIFTWATCH_DIST_MLFLOW_PORT  (5055)
-    airflow    ``airflow db migrate``, then scheduler, dag-processor, triggerer, api-server
-                                                    DRIFTWATCH_DIST_API_PORT     (8181)
-               and two ``airflow celery worker`` processes, worker-a and worker-b
-
-The two workers share nothing on local disk: each has its own working directory, HOME, TMPDIR and AIRFLOW_HOME
-(so its own local task logs) under ``<state>/workers/<name>/``. Task logs reach the api-server the way they would
-across machines: uploaded to S3 (remote logging) and read back from there. Each worker reports its own name as the
-task instances' ``hostname`` (``[core] hostname_callable`` = :func:`worker_hostname`), so the REST API shows
-where each task ran. Other settings: DRIFTWATCH_DIST_PG_URL (server URL without database, e.g.
-``postgresql://user:pw@host:5432``), DRIFTWATCH_DIST_REDIS_URL, DRIFTWATCH_DIST_START_TIMEOUT (s),
-DRIFTWATCH_DIST_WORKER_CONCURRENCY (1 task at a time per worker, which also makes both take work). Logs, mail and
-the generated admin password live in a temporary state folder (mode 0700). Linux only.
+On 127.0.0.1, each in its own process group: the machine's PostgreSQL (databases driftwatch_dist and
+driftwatch_dist_mlflow, dropped at stop; DRIFTWATCH_DIST_PG_URL=postgresql://USER:PW@HOST:PORT) and
+Redis (DRIFTWATCH_DIST_REDIS_URL, default redis://127.0.0.1:6379/5, flushed), moto S3, the SMTP sink,
+MLflow, and Airflow (db migrate, scheduler, dag-processor, triggerer, api-server, workers worker-a and
+worker-b). Ports: DRIFTWATCH_DIST_{S3,SMTP,MLFLOW,API}_PORT (9655, 8125, 5055, 8181). Also
+DRIFTWATCH_DIST_START_TIMEOUT (s) and DRIFTWATCH_DIST_WORKER_CONCURRENCY (1). The workers share no
+local disk (own HOME, TMPDIR, AIRFLOW_HOME); task logs go through S3 (remote logging), and each
+worker records its name as the tasks' hostname. State: a temporary folder (mode 0700). Linux only.
 """
 
 from __future__ import annotations
@@ -61,11 +48,8 @@ PG_URL_ENV = "DRIFTWATCH_DIST_PG_URL"
 REDIS_URL_ENV = "DRIFTWATCH_DIST_REDIS_URL"
 DEFAULT_PG_USERS = ("postgres", "root")
 DEFAULT_REDIS_URL = f"redis://{HOST}:6379/5"
-#: Read by worker_hostname() in the task processes of a worker.
 HOSTNAME_VAR = "DRIFTWATCH_WORKER_HOSTNAME"
-#: include/ (domain package) and plugins/ (its Airflow hooks), as in devstack.stack.
 PYTHONPATH = (str(REPO_ROOT / "include"), str(REPO_ROOT / "plugins"))
-#: botocore settings of every S3 client here (the health check's included).
 S3_CONFIG = {"timeout": 5, "read_timeout": 30, "retries": {"max_attempts": 2}}
 CONTROL_PLANE = ("scheduler", "dag-processor", "triggerer", "api-server")
 RECORD_NAME = "cluster.json"
@@ -76,12 +60,11 @@ class DistributedError(RuntimeError):
 
 
 def worker_hostname() -> str:
-    """``[core] hostname_callable`` of the workers: their own name, recorded on each task instance."""
+    """``[core] hostname_callable`` of the workers: their own name."""
     return os.environ.get(HOSTNAME_VAR) or socket.getfqdn()
 
 
 def _pg_url(user: str | None = None) -> Any:
-    """SQLAlchemy URL of the PostgreSQL server (no database), from the environment or the default."""
     from sqlalchemy.engine import make_url
 
     raw = os.environ.get(PG_URL_ENV)
@@ -109,7 +92,7 @@ def _one_line(exc: BaseException) -> str:
 
 
 def check_postgres() -> Any:
-    """Return the URL of a reachable server where we may create databases, or raise plainly."""
+    """The URL of a reachable server where we may create databases."""
     try:
         import psycopg2
     except ImportError:
@@ -140,7 +123,6 @@ def check_postgres() -> Any:
 
 
 def check_redis() -> str:
-    """Return the broker URL once Redis answers PING, or raise plainly."""
     try:
         import redis
     except ImportError:
@@ -158,8 +140,6 @@ def check_redis() -> str:
 
 @dataclass
 class Cluster:
-    """One running distributed stack; ``stop()`` ends every process and drops its databases."""
-
     state: Path
     ports: dict[str, int]
     pg: Any  # sqlalchemy URL of the server, no database
@@ -168,13 +148,10 @@ class Cluster:
     admin_password: str
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
-    #: Names of the Celery workers to start (see worker_names()).
     workers: tuple[str, ...] = WORKERS
-    #: Settings added to every component's environment last (e.g. DRIFTWATCH_CONFIG_DIR).
     extra_env: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        #: airflow_home: AIRFLOW_HOME of the control plane (scheduler, dag-processor, triggerer, api-server).
         self.logs, self.mail_dir, self.airflow_home = (self.state / n for n in ("logs", "mail", "airflow"))
         self.password_file, self.mlflow_home = self.state / "auth" / "passwords.json", self.state / "mlflow-home"
         self.api_url, self.s3_endpoint, self.mlflow_url = (
@@ -194,12 +171,10 @@ class Cluster:
         return self.pg.set(database=database).render_as_string(hide_password=False)
 
     def base_env(self) -> dict[str, str]:
-        """services.base_env without the caller's MLflow settings (pytest's conftest sets a SQLite tracking
-        URI), which would override the mlflow_default connection the pipeline reads."""
+        """Without the caller's MLFLOW_* (pytest's SQLite tracking URI would override mlflow_default)."""
         return {k: v for k, v in services.base_env(self.state).items() if not k.startswith("MLFLOW_")}
 
     def airflow_env(self) -> dict[str, str]:
-        """Settings every Airflow component shares (the workers override a few, see worker_env)."""
         ports, db = {n: self.ports[n] for n in ("api", "s3", "smtp")}, self.db_url(DB_NAME)
         return {
             **services.shared_airflow_env(self.airflow_home, db, ports, self.creds, self.password_file),
@@ -222,7 +197,6 @@ class Cluster:
         }
 
     def worker_env(self, name: str) -> dict[str, str]:
-        """A worker's own home, temp folder and identity; nothing on disk is shared with the other."""
         own = self.worker_dir(name)
         return {
             "AIRFLOW_HOME": str(self.worker_home(name)),
@@ -237,17 +211,13 @@ class Cluster:
 
     def _launch(self, name: str, argv: list[str], env: dict[str, str], cwd: Path) -> subprocess.Popen[bytes]:
         self.procs[name] = proc = procs.launch(argv, env, self.log(name), cwd)
-        recorded = {
-            n: {"pid": p.pid, "pgid": p.pid, "start_time": procs.start_time(p.pid), "log": str(self.log(n))}
-            for n, p in self.procs.items()
-        }
+        recorded = {n: procs.process_record(p, self.log(n)) for n, p in self.procs.items()}
         record = {"state_dir": str(self.state), "pg": self.pg.render_as_string(hide_password=True)}
         record |= {"databases": [DB_NAME, MLFLOW_DB_NAME], "redis_url": self.redis_url, "ports": self.ports}
-        services.write_private(self.state / RECORD_NAME, json.dumps({**record, "services": recorded}, indent=2) + "\n")
+        services.write_record(self.state / RECORD_NAME, {**record, "services": recorded})
         return proc
 
     def _wait(self, name: str, check: Callable[[], bool], timeout: float) -> None:
-        """Wait for ``check`` while the service's process lives; raise with its log tail otherwise."""
         began = time.monotonic()
         procs.wait_until(check, timeout, name, log=self.log(name), proc=self.procs[name])
         self.timings[f"{name} ready"] = round(time.monotonic() - began, 1)
@@ -316,7 +286,6 @@ class Cluster:
         self.timings["start total"] = round(time.monotonic() - began, 1)
 
     def _reset_backends(self) -> None:
-        """Fresh databases and an empty Redis database: nothing of an earlier run survives."""
         import redis
 
         _drop_databases(_pg_connect(self.pg), create=True)
@@ -332,7 +301,6 @@ class Cluster:
         return services.mlflow_healthy(self.ports["mlflow"], timeout=5)
 
     def celery_nodes(self) -> set[str]:
-        """Names of the Celery workers that answer a broadcast ping on our broker."""
         from celery import Celery
 
         app = Celery(broker=self.redis_url)
@@ -345,19 +313,17 @@ class Cluster:
         return {node for reply in replies for node in reply}
 
     def service_pid(self, name: str) -> int:
-        """Pid of the main process of a service (the Popen'd one)."""
         return self.procs[name].pid
 
     def log_tails(self, lines: int = 25) -> str:
         return "\n".join(f"--- {self.log(name)}\n{procs.log_tail(self.log(name), lines)}" for name in self.procs)
 
     def stop(self) -> list[str]:
-        """Kill every process group, sweep escapees, drop the databases, flush Redis."""
         return stop_state(self.state, self.pg, self.redis_url)
 
 
 def stop_state(state: Path, pg: Any = None, redis_url: str | None = None) -> list[str]:
-    """Stop the cluster recorded in ``<state>/cluster.json``, sweep escapees, drop its databases."""
+    """Stop the cluster recorded in ``<state>/cluster.json`` and drop its databases."""
     record = services.read_json(state / RECORD_NAME) or {}
     report = services.stop_recorded(state, record.get("services", {}))
     if pg is None and record.get("pg"):
@@ -381,7 +347,6 @@ def stop_state(state: Path, pg: Any = None, redis_url: str | None = None) -> lis
 
 
 def _drop_databases(conn: Any, create: bool = False) -> None:
-    """Drop both databases (and ``create`` them anew) on a server connection, then close it."""
     try:
         with conn.cursor() as cur:
             for database in (DB_NAME, MLFLOW_DB_NAME):
@@ -393,17 +358,13 @@ def _drop_databases(conn: Any, create: bool = False) -> None:
 
 
 def worker_names(count: int) -> tuple[str, ...]:
-    """worker-a, worker-b, ... (the default two are WORKERS)."""
     if not 1 <= count <= 26:
         raise DistributedError(f"between 1 and 26 workers, not {count}")
     return tuple(f"worker-{chr(ord('a') + i)}" for i in range(count))
 
 
 def start(state: Path | None = None, workers: int = len(WORKERS), extra_env: dict[str, str] | None = None) -> Cluster:
-    """Check the prerequisites, then start everything; on any failure stop what started and raise.
-
-    ``workers`` Celery workers are started; ``extra_env`` is added to every component's environment.
-    """
+    """Check the prerequisites, start everything (``extra_env`` added last); on failure stop and raise."""
     pg, redis_url = check_postgres(), check_redis()
     ports = services.ports_from_env(DEFAULT_PORTS, PORT_ENV, DistributedError)
     if conflict := procs.port_conflict(ports, PORT_ENV):
@@ -435,8 +396,8 @@ def start(state: Path | None = None, workers: int = len(WORKERS), extra_env: dic
 
 @contextmanager
 def running(keep_state: bool = False) -> Iterator[Cluster]:
-    """``with running() as cluster:`` start, yield, and always stop; the state folder is removed
-    after a clean exit unless ``keep_state`` (or DRIFTWATCH_DIST_KEEP_STATE=1)."""
+    """Start, yield, always stop; remove the state after a clean exit unless ``keep_state`` or
+    DRIFTWATCH_DIST_KEEP_STATE=1."""
     cluster, ok = start(), False
     try:
         yield cluster

@@ -1,8 +1,7 @@
 """Processes, ports and waiting for devstack's stacks, on psutil and tenacity (Linux).
 
-A service runs in its own session (own process group); a stop ends its group and every descendant
-psutil finds of its members (``airflow standalone`` leaves its scheduler and workers behind), then
-sweeps the stack's processes that escaped: those carrying :data:`MARKER_VAR`, and Airflow's.
+A stop ends each service's process group and its members' descendants (``airflow standalone`` leaves
+its scheduler and workers behind), then sweeps escapees: those carrying :data:`MARKER_VAR`, and Airflow's.
 """
 
 from __future__ import annotations
@@ -36,8 +35,7 @@ class StackError(RuntimeError):
 
 
 def poll_until(predicate: Callable[[], T], timeout: float, interval: float = 0.2) -> T:
-    """Call ``predicate`` every ``interval`` s until it returns something truthy, for at most
-    ``timeout`` s; return that result, or the last (falsy) one. Its exceptions propagate."""
+    """``predicate()`` every ``interval`` s until truthy or ``timeout``; its last result."""
     return tenacity.Retrying(
         stop=tenacity.stop_after_delay(timeout),
         wait=tenacity.wait_fixed(interval),
@@ -47,7 +45,6 @@ def poll_until(predicate: Callable[[], T], timeout: float, interval: float = 0.2
 
 
 def log_tail(path: Path, lines: int = 15) -> str:
-    """The last ``lines`` lines of a log, indented, or "" when it cannot be read."""
     try:
         return "\n".join("    " + line for line in path.read_text(errors="replace").splitlines()[-lines:])
     except OSError:
@@ -57,9 +54,7 @@ def log_tail(path: Path, lines: int = 15) -> str:
 def wait_until(
     predicate: Callable[[], T], timeout: float, what: str, *, log: Path | None = None, proc: Any = None
 ) -> T:
-    """Poll ``predicate`` (every 0.5 s) until it returns something truthy, and return that. Raise a
-    StackError naming ``what`` (and ``log``, with its tail) when ``timeout`` s pass first, or as soon
-    as ``proc`` (a Popen), the process that should make it pass, has exited."""
+    """poll_until, raising a StackError (with ``log``'s tail) on timeout or once ``proc`` exited."""
     see = f"; see {log}\n{log_tail(log)}" if log else ""
 
     def ready() -> T:
@@ -73,7 +68,6 @@ def wait_until(
 
 
 def port_free(port: int, host: str = HOST) -> bool:
-    """True when ``port`` can be bound on ``host`` (nothing listens there)."""
     with socket.socket() as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
@@ -110,8 +104,7 @@ def port_conflict(ports: dict[str, int], env_names: dict[str, str]) -> str | Non
 
 
 def launch(argv: list[str], env: dict[str, str], log: Path, cwd: Path) -> subprocess.Popen[bytes]:
-    """Start ``argv`` in its own session (own process group: a stop ends the whole tree),
-    appending its output to ``log``; what it creates stays private to this user (umask 077)."""
+    """Start ``argv`` in its own process group, output appended to ``log``, umask 077."""
     with open(log, "ab") as out:
         gap = "\n" if out.tell() else ""
         out.write(f"{gap}===== {datetime.now(UTC).isoformat()} start: {shlex.join(argv)}\n".encode())
@@ -121,11 +114,15 @@ def launch(argv: list[str], env: dict[str, str], log: Path, cwd: Path) -> subpro
 
 
 def start_time(pid: int) -> float | None:
-    """When process ``pid`` started (seconds since the epoch, 10 ms steps), or None if it is gone."""
     try:
         return round(psutil.Process(pid).create_time(), 2)
     except psutil.Error:
         return None
+
+
+def process_record(proc: subprocess.Popen[bytes], log: Path) -> dict[str, Any]:
+    """What a stop needs to find a service's group again (see group_is_ours), and its log."""
+    return {"pid": proc.pid, "pgid": proc.pid, "start_time": start_time(proc.pid), "log": str(log)}
 
 
 def _alive(proc: psutil.Process) -> bool:
@@ -146,16 +143,12 @@ def _pgid(proc: psutil.Process) -> int | None:
 
 
 def group_members(pgid: int) -> list[psutil.Process]:
-    """Live processes in process group ``pgid``."""
     return [p for p in psutil.process_iter() if _pgid(p) == pgid and _alive(p)]
 
 
 def group_is_ours(pgid: int, state: Path, started: float | None = None) -> bool:
-    """Is process group ``pgid`` still one a stack of ``state`` started (not a reused number)?
-
-    ``started`` (the leader's :func:`start_time`) proves it while the leader lives: Airflow renames
-    its processes with setproctitle, which overwrites their environment and so the marker.
-    """
+    """Not a reused pgid? ``started`` (the leader's start_time) proves it while the leader lives:
+    Airflow's setproctitle overwrites the environment, and so the marker."""
     if started is not None and start_time(pgid) == started:
         return True
     return any(_environ(p).get(MARKER_VAR) == str(state) for p in group_members(pgid))
@@ -169,8 +162,6 @@ def _environ(proc: psutil.Process) -> dict[str, str]:
 
 
 class Leftover(NamedTuple):
-    """A process that references the state folder after the stack was stopped."""
-
     pid: int
     cmdline: str
     ours: bool  # started by the stack (marker) or an Airflow process of this AIRFLOW_HOME
@@ -178,7 +169,7 @@ class Leftover(NamedTuple):
 
 
 def find_leftovers(state: Path) -> list[Leftover]:
-    """Live processes whose environment or command line references ``state`` (never this one or its parents)."""
+    """Live processes (not this one or its parents) whose environment or argv mention ``state``."""
     needle, me = str(state), psutil.Process()
     skip, found = {me.pid, *(p.pid for p in me.parents())}, []
     for proc in psutil.process_iter(["cmdline", "environ"], ad_value=None):
@@ -204,14 +195,11 @@ def _all_gone(procs: Iterable[psutil.Process]) -> bool:
 
 
 def stop_groups(stages: list[tuple[float, dict[str, int]]]) -> list[str]:
-    """Stop named process groups stage by stage, each stage gone before the next begins (dependents
-    first): SIGTERM, and SIGKILL for a group still alive after its stage's grace (s). Return each
-    service's stop time, or that it had to be killed."""
+    """SIGTERM the groups stage by stage (each gone before the next), SIGKILL after the grace (s)."""
     return [line for grace, groups in stages for line in _stop_stage(grace, groups)]
 
 
 def _stop_stage(grace: float, groups: dict[str, int]) -> list[str]:
-    """Signal each group and the descendants of its members that left it; wait for all to go."""
     strays = {g: set() for g in groups.values()}
     for pgid, found in strays.items():
         for member in group_members(pgid):
@@ -228,7 +216,6 @@ def _stop_stage(grace: float, groups: dict[str, int]) -> list[str]:
         return not group_members(pgid) and _all_gone(strays[pgid])
 
     def settle() -> bool:
-        """Report the groups that are gone or overdue (then killed); True once none is left."""
         elapsed = time.monotonic() - began
         for name, pgid in list(pending.items()):
             if gone(pgid):
@@ -249,8 +236,7 @@ def _stop_stage(grace: float, groups: dict[str, int]) -> list[str]:
 
 
 def sweep(state: Path) -> list[str]:
-    """Kill the stack's processes that escaped their groups (SIGTERM, SIGKILL 5 s later); report the
-    other references to ``state``."""
+    """Kill the stack's escapees (SIGTERM, SIGKILL 5 s later); report the other references to ``state``."""
     leftovers = find_leftovers(state)
     ours = [item for item in leftovers if item.ours]
     for sig, grace in ((signal.SIGTERM, 5.0), (signal.SIGKILL, 2.0)):

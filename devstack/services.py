@@ -1,5 +1,4 @@
-"""What devstack.stack (``airflow standalone``) and devstack.distributed (CeleryExecutor) share:
-secrets, environments, Airflow settings, clients and health checks of the services, and the stop."""
+"""What devstack.stack (standalone) and devstack.distributed (Celery) share: settings, health checks, stop."""
 
 from __future__ import annotations
 
@@ -42,15 +41,18 @@ MLFLOW_ENV = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
 
 
 def write_private(path: Path, text: str) -> None:
-    """Atomically write ``text`` to ``path`` with mode 0600."""
     tmp = path.with_name(f".{path.name}.tmp")
     with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as fh:
         fh.write(text)
     os.replace(tmp, path)
 
 
+def write_record(path: Path, record: dict[str, Any]) -> None:
+    write_private(path, json.dumps(record, indent=2) + "\n")
+
+
 def read_json(path: Path) -> Any:
-    """The JSON in ``path``, or None when it is missing or unreadable (a record a crash cut short)."""
+    """None when missing or unreadable (a record a crash cut short)."""
     try:
         return json.loads(path.read_text())
     except (FileNotFoundError, json.JSONDecodeError):
@@ -74,13 +76,11 @@ def new_secrets() -> dict[str, str]:
 
 
 def model_buckets(config_dir: Path = CONFIG_DIR) -> list[str]:
-    """Distinct ``storage.bucket`` values of ``config/models/*.yaml``, in file order."""
     buckets = [(yaml.safe_load(p.read_text()) or {}).get("storage") or {} for p in sorted(config_dir.glob("*.yaml"))]
     return list(dict.fromkeys(b["bucket"] for b in buckets if b.get("bucket")))
 
 
 def ports_from_env(defaults: dict[str, int], names: dict[str, str], error: type = StackError) -> dict[str, int]:
-    """Each service's port from its variable in ``names`` (else ``defaults``); they must differ."""
     ports = {}
     for service, default in defaults.items():
         raw = os.environ.get(names[service], str(default))
@@ -93,13 +93,11 @@ def ports_from_env(defaults: dict[str, int], names: dict[str, str], error: type 
 
 
 def seconds_from_env(var: str, default: float) -> float:
-    """A timeout in seconds from the environment variable ``var``, else ``default``."""
     return float(os.environ.get(var, default))
 
 
 def base_env(state: Path, *bins: Path) -> dict[str, str]:
-    """Environment shared by all services: the caller's minus its AIRFLOW_* settings (a pytest run's
-    temp AIRFLOW_HOME or another project's shell must not reconfigure the stack); ``bins`` first on PATH."""
+    """The caller's environment minus AIRFLOW_* (a pytest AIRFLOW_HOME must not reconfigure the stack)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
     env["PATH"] = os.pathsep.join([*map(str, bins), str(VENV_BIN), env.get("PATH", "")])
     env[MARKER_VAR] = str(state)
@@ -110,7 +108,6 @@ def base_env(state: Path, *bins: Path) -> dict[str, str]:
 def shared_airflow_env(
     home: Path, db_url: str, ports: dict[str, int], creds: dict[str, str], password_file: Path
 ) -> dict[str, str]:
-    """Settings every Airflow of the devstack shares; ``ports`` of ``api`` (the api-server), ``s3`` and ``smtp``."""
     s3_url = f"http://{HOST}:{ports['s3']}"
     aws = {"endpoint_url": s3_url, "region_name": REGION}
     # Field names from airflow.providers.smtp.hooks.smtp (provider 3.2.0): no login means
@@ -118,28 +115,23 @@ def shared_airflow_env(
     smtp = {"from_email": MAIL_FROM, "disable_tls": True, "disable_ssl": True, "timeout": 10, "retry_limit": 1}
     return {
         "AIRFLOW_HOME": str(home),
-        # Explicit, so an AIRFLOW__DATABASE__* inherited from the caller's shell or an old
-        # airflow.cfg can never point the stack at another metadata database.
+        # Explicit, so an old airflow.cfg can never point the stack at another metadata database.
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": db_url,
         "AIRFLOW__CORE__DAGS_FOLDER": os.environ.get("DRIFTWATCH_DAGS_FOLDER", str(REPO_ROOT / "dags")),
         "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO_ROOT / "plugins"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__FERNET_KEY": creds["fernet_key"],
-        # The first parse on a cold 2-core machine happens while four components import
-        # Airflow at once; the 30 s default import timeout is too tight for that.
+        # A cold 2-core machine's first parse, with four components importing Airflow, exceeds 30 s.
         "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT": "120",
         "AIRFLOW__DAG_PROCESSOR__DAG_FILE_PROCESSOR_TIMEOUT": "180",
         "AIRFLOW__API__HOST": HOST,
         "AIRFLOW__API__PORT": str(ports["api"]),
-        # Task workers reach the Execution API here; the default is localhost:8080, which
-        # is wrong on any other port and may resolve to ::1 where nothing listens.
+        # The default localhost:8080 is wrong on any other port and may resolve to ::1.
         "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://{HOST}:{ports['api']}/execution/",
-        # Without fixed secrets every component generates its own, and the JWTs the
-        # scheduler hands to task workers are then rejected by the API server.
+        # Else each component generates its own, and the api-server rejects the workers' JWTs.
         "AIRFLOW__API_AUTH__JWT_SECRET": creds["jwt_secret"],
         "AIRFLOW__API__SECRET_KEY": creds["api_secret_key"],
-        # Exactly admin:admin (user admin, role admin): standalone only generates and
-        # prints a password for this value.
+        # Exactly admin:admin: standalone only generates and prints a password for this value.
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{ADMIN_USER}:admin",
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(password_file),
         # New DAG files appear within ~5 s, edited ones are re-parsed within ~10 s.
@@ -164,14 +156,13 @@ def shared_airflow_env(
         "AWS_SECRET_ACCESS_KEY": creds["aws_secret_access_key"],
         "AWS_ENDPOINT_URL_S3": s3_url,
         "AWS_DEFAULT_REGION": REGION,
-        # botocore must never probe the EC2 metadata address (169.254.169.254): the stack
-        # talks to loopback only.
+        # botocore must never probe 169.254.169.254: the stack talks to loopback only.
         "AWS_EC2_METADATA_DISABLED": "true",
     }
 
 
 def s3_client(port: int, creds: dict[str, str], timeout: float = 10.0, **config: Any) -> Any:
-    """A boto3 client of moto on ``port``; ``config`` overrides the botocore Config (one attempt, ``timeout``)."""
+    """A boto3 client of moto; ``config`` overrides the botocore Config (one attempt, ``timeout``)."""
     import boto3  # slow import; only needed while starting or checking
     from botocore.config import Config
 
@@ -187,7 +178,6 @@ def s3_client(port: int, creds: dict[str, str], timeout: float = 10.0, **config:
 
 
 def s3_healthy(port: int, creds: dict[str, str], timeout: float = 3.0, **config: Any) -> bool:
-    """True when moto answers a list_buckets call (``timeout`` and ``config`` as for s3_client)."""
     try:
         s3_client(port, creds, timeout, **config).list_buckets()
     except Exception:  # any botocore/connection error means "not yet"
@@ -196,7 +186,6 @@ def s3_healthy(port: int, creds: dict[str, str], timeout: float = 3.0, **config:
 
 
 def create_buckets(client: Any, buckets: list[str]) -> None:
-    """Create each bucket unless it exists (moto keeps them in memory only)."""
     existing = {b["Name"] for b in client.list_buckets().get("Buckets", [])}
     for bucket in buckets:
         if bucket not in existing:
@@ -204,7 +193,6 @@ def create_buckets(client: Any, buckets: list[str]) -> None:
 
 
 def mlflow_healthy(port: int, timeout: float = 3.0) -> bool:
-    """True when the MLflow server answers its /health endpoint."""
     try:
         with urllib.request.urlopen(f"http://{HOST}:{port}/health", timeout=timeout) as response:
             return response.status == 200
@@ -213,7 +201,6 @@ def mlflow_healthy(port: int, timeout: float = 3.0) -> bool:
 
 
 def smtp_healthy(port: int, timeout: float = 3.0) -> bool:
-    """True when the sink greets with a 220 banner."""
     try:
         with socket.create_connection((HOST, port), timeout=timeout) as sock:
             banner = sock.recv(512)
@@ -224,7 +211,6 @@ def smtp_healthy(port: int, timeout: float = 3.0) -> bool:
 
 
 def airflow_health(port: int, timeout: float = 5.0) -> dict[str, Any] | None:
-    """The JSON of ``/api/v2/monitor/health`` (no auth needed), or None if unreachable."""
     try:
         with urllib.request.urlopen(f"http://{HOST}:{port}/api/v2/monitor/health", timeout=timeout) as resp:
             return json.loads(resp.read())
@@ -233,11 +219,8 @@ def airflow_health(port: int, timeout: float = 5.0) -> dict[str, Any] | None:
 
 
 def airflow_healthy(health: dict[str, Any] | None, since: datetime | None = None) -> bool:
-    """All four components healthy and, with ``since``, heartbeating after it.
-
-    ``since`` matters on a restart: a job killed without a clean exit still counts as
-    healthy for 30 s (its last heartbeat is recent), so the old run could pass for the new.
-    """
+    """All four components healthy and heartbeating after ``since``: a job killed uncleanly still
+    counts as healthy for 30 s, so the old run could pass for the new."""
     if not health:
         return False
     for name in AIRFLOW_COMPONENTS:
@@ -251,8 +234,7 @@ def airflow_healthy(health: dict[str, Any] | None, since: datetime | None = None
 
 
 def stop_recorded(state: Path, recorded: dict[str, dict[str, Any]]) -> list[str]:
-    """Stop the services a stack of ``state`` recorded (name: pgid, start_time) in STOP_STAGES, then
-    sweep the processes that escaped; return the report lines."""
+    """Stop the recorded services (name: pgid, start_time) in STOP_STAGES, then sweep escapees."""
     stages = [(AIRFLOW_STOP_GRACE_SECONDS, {}), (procs.STOP_GRACE_SECONDS, {}), (procs.STOP_GRACE_SECONDS, {})]
     for name, svc in recorded.items():
         # Only our own groups: after a reboot a recorded pgid may be someone else's.

@@ -1,8 +1,6 @@
-"""SMTP sink: accepts every message on loopback and saves it as an .eml file.
+"""SMTP sink: accepts every message on loopback (no auth, no relay) and saves it as an .eml file.
 
-Used in-process by tests (``with SmtpSink(tmp_path) as sink: ... sink.port``) and as a
-standalone service by the dev stack (``python -m devstack.smtp_sink --folder F --port P``).
-Nothing is relayed anywhere; there is no authentication, so it only binds to loopback.
+usage: python -m devstack.smtp_sink --folder F --port P, or in-process: with SmtpSink(folder) as sink
 """
 
 from __future__ import annotations
@@ -30,13 +28,11 @@ SERVER_NAME = "driftwatch-smtp-sink"
 
 
 def message_file_name(raw: bytes, received: datetime) -> str:
-    """Return ``<UTC timestamp>-<hash>.eml``: names sort in arrival order."""
     stamp = received.astimezone(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
     return f"{stamp}-{hashlib.sha256(raw).hexdigest()[:10]}.eml"
 
 
 def read_messages(folder: str | os.PathLike[str]) -> list[EmailMessage]:
-    """Parse every saved message in ``folder``, oldest first (a missing folder is empty)."""
     parser = BytesParser(policy=email.policy.default)
     return [parser.parsebytes(path.read_bytes()) for path in sorted(Path(folder).glob("*.eml"))]
 
@@ -51,10 +47,7 @@ class _Controller(Controller):
 
 
 class SmtpSink:
-    """An SMTP server on loopback saving every message to ``folder`` as an .eml file.
-
-    ``port=0`` picks a free port; read the real one from ``.port`` after ``start()``.
-    """
+    """``port=0`` picks a free port; read the real one from ``.port`` after ``start()``."""
 
     def __init__(self, folder: str | os.PathLike[str], host: str = "127.0.0.1", port: int = 0) -> None:
         if not ipaddress.ip_address(host).is_loopback:
@@ -65,11 +58,9 @@ class SmtpSink:
 
     @property
     def port(self) -> int:
-        """The bound port while running, else the requested one."""
         return self._controller.port if self._controller else self._requested_port
 
     def start(self) -> SmtpSink:
-        """Create the folder and start serving in a background thread."""
         if self._controller is None:
             self.folder.mkdir(parents=True, exist_ok=True)
             controller = _Controller(self, hostname=self.host, port=self._requested_port, server_hostname=SERVER_NAME)
@@ -78,13 +69,11 @@ class SmtpSink:
         return self
 
     def stop(self) -> None:
-        """Stop serving; safe to call twice."""
         if self._controller is not None:
             self._controller.stop()
             self._controller = None
 
     def messages(self) -> list[EmailMessage]:
-        """All messages received so far, oldest first."""
         return read_messages(self.folder)
 
     def __enter__(self) -> SmtpSink:
@@ -94,8 +83,7 @@ class SmtpSink:
         self.stop()
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        """aiosmtpd's hook: save the message with its SMTP envelope prepended as headers (so Bcc
-        recipients stay visible), atomically, so that readers globbing ``*.eml`` never see half."""
+        """Save with the envelope as headers (Bcc stays visible), atomically (globbers never see half)."""
         content = envelope.original_content or envelope.content
         if isinstance(content, str):
             content = content.encode("utf-8", "surrogateescape")
@@ -115,7 +103,6 @@ class SmtpSink:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the sink as a standalone process until SIGTERM/SIGINT."""
     parser = argparse.ArgumentParser(prog="python -m devstack.smtp_sink", description=__doc__)
     parser.add_argument("--folder", required=True, help="where .eml files are written")
     parser.add_argument("--host", default="127.0.0.1", help="loopback address to bind")

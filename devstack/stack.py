@@ -1,20 +1,11 @@
-"""Embedded local stack: moto S3, the SMTP sink and ``airflow standalone``, on 127.0.0.1 only.
+"""Embedded local stack: moto S3, the SMTP sink, MLflow and ``airflow standalone``, on 127.0.0.1 only.
 
-Usage: ``python -m devstack.stack start|stop|status|env``.
+usage: python -m devstack.stack start|stop|status|env
 
-State lives in ``<repo>/.state`` (or ``$DRIFTWATCH_STATE_DIR``)::
-
-    .state/airflow/       AIRFLOW_HOME (SQLite DB, airflow.cfg, task logs, generated password)
-    .state/mail/          every e-mail the stack sent, as .eml files
-    .state/logs/<svc>.log one log per service
-    .state/bin/airflow    shim that standalone finds first on PATH (see _write_airflow_shim)
-    .state/secrets.json   per-install secrets, mode 0600
-    .state/stack.json     pids/pgids, ports and endpoints of the running stack
-
-Ports come from DRIFTWATCH_AIRFLOW_PORT (8080), DRIFTWATCH_S3_PORT (9555) and
-DRIFTWATCH_SMTP_PORT (8025). Tests may also set DRIFTWATCH_DAGS_FOLDER (default <repo>/dags),
-DRIFTWATCH_AIRFLOW_TIMEOUT (300 s) and DRIFTWATCH_S3_TIMEOUT (60 s).
-Processes, ports and waiting: devstack.procs (Linux only).
+State in <repo>/.state or $DRIFTWATCH_STATE_DIR: airflow/ (AIRFLOW_HOME), mail/ (.eml), logs/,
+bin/airflow (the shim), secrets.json, stack.json. Ports: DRIFTWATCH_AIRFLOW_PORT (8080),
+DRIFTWATCH_S3_PORT (9555), DRIFTWATCH_SMTP_PORT (8025), DRIFTWATCH_MLFLOW_PORT (5500). Tests may set
+DRIFTWATCH_DAGS_FOLDER, DRIFTWATCH_AIRFLOW_TIMEOUT (300 s) and DRIFTWATCH_S3_TIMEOUT (60 s).
 """
 
 from __future__ import annotations
@@ -28,7 +19,7 @@ import shlex
 import shutil
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -43,11 +34,16 @@ DEFAULT_PORTS = {"airflow": 8080, "s3": 9555, "smtp": 8025, "mlflow": 5500}
 PORT_ENV = {name: f"DRIFTWATCH_{name.upper()}_PORT" for name in DEFAULT_PORTS}
 SCHEDULER_RESTARTS = 5  # crashes the airflow shim restarts the scheduler after (see _write_airflow_shim)
 SCHEDULER_RESTART_PAUSE = 5  # seconds between a crash and the restart
+# The start waits for each service in this order: what it is called, its timeout variable, default (s).
+HEALTH_WAITS = {
+    "s3": ("S3 (moto)", "DRIFTWATCH_S3_TIMEOUT", 60),
+    "smtp": ("SMTP sink", None, 30),
+    "mlflow": ("MLflow", None, 120),
+    "airflow": ("Airflow", "DRIFTWATCH_AIRFLOW_TIMEOUT", 300),
+}
 
 
 class Paths:
-    """Every location under the state folder."""
-
     def __init__(self, state: Path) -> None:
         self.state, self.stack_file, self.secrets_file = state, state / "stack.json", state / "secrets.json"
         self.airflow_home, self.mail, self.logs, self.bin, self.mlflow = (
@@ -61,35 +57,25 @@ class Paths:
 
 @dataclass(frozen=True)
 class Ports:
-    """TCP ports of the services (all on 127.0.0.1)."""
-
     airflow: int
     s3: int
     smtp: int
     mlflow: int
 
     def urls(self) -> dict[str, str]:
-        return {
-            "airflow": f"http://{HOST}:{self.airflow}",
-            "s3": f"http://{HOST}:{self.s3}",
-            "smtp": f"smtp://{HOST}:{self.smtp}",
-            "mlflow": f"http://{HOST}:{self.mlflow}",
-        }
+        return {name: f"{'smtp' if name == 'smtp' else 'http'}://{HOST}:{port}" for name, port in asdict(self).items()}
 
 
 def paths() -> Paths:
-    """State folder: ``$DRIFTWATCH_STATE_DIR`` or ``<repo>/.state``."""
     override = os.environ.get("DRIFTWATCH_STATE_DIR")
     return Paths(Path(override).resolve() if override else REPO_ROOT / ".state")
 
 
 def configured_ports() -> Ports:
-    """Ports requested by the environment (or the defaults)."""
     return Ports(**services.ports_from_env(DEFAULT_PORTS, PORT_ENV))
 
 
 def current_ports() -> Ports:
-    """Ports of the running stack if there is one, else the configured ones."""
     record = read_record()
     if record and "ports" in record:
         # A record written before a service was added lacks its port: use the configured one.
@@ -98,20 +84,17 @@ def current_ports() -> Ports:
 
 
 def check_ports(ports: Ports) -> None:
-    """Fail with a clear message if any port is already taken."""
     if conflict := procs.port_conflict(asdict(ports), PORT_ENV):
         raise StackError(conflict)
 
 
 def read_record() -> dict[str, Any] | None:
-    """The ``stack.json`` of the running (or crashed) stack, if any."""
     return services.read_json(paths().stack_file)
 
 
 def _make_state_dir(p: Paths) -> None:
     p.state.mkdir(parents=True, exist_ok=True)
-    # It holds secrets and the admin password: keep other users out, and keep it out of
-    # git even where the repository's .gitignore does not list it.
+    # It holds secrets: keep other users out, and git even where .gitignore does not list it.
     p.state.chmod(0o700)
     ignore = p.state / ".gitignore"
     if not ignore.exists():
@@ -120,7 +103,6 @@ def _make_state_dir(p: Paths) -> None:
 
 @contextlib.contextmanager
 def _locked(p: Paths) -> Iterator[None]:
-    """Serialise start/stop of one state folder across processes (a second `start` waits)."""
     _make_state_dir(p)
     with open(p.state / "stack.lock", "w") as fh:  # not inherited: Popen closes fds
         fcntl.flock(fh, fcntl.LOCK_EX)
@@ -128,7 +110,6 @@ def _locked(p: Paths) -> Iterator[None]:
 
 
 def load_secrets() -> dict[str, str]:
-    """Read ``secrets.json``, creating it (mode 0600) on first use."""
     p = paths()
     _make_state_dir(p)
     try:
@@ -143,12 +124,10 @@ def load_secrets() -> dict[str, str]:
 
 
 def admin_password() -> str | None:
-    """The admin password SimpleAuthManager generated, once it exists."""
     return (services.read_json(paths().password_file) or {}).get(ADMIN_USER)
 
 
 def airflow_env(ports: Ports | None = None) -> dict[str, str]:
-    """Environment for Airflow components, the ``airflow`` CLI and plain boto3 callers."""
     p, ports = paths(), ports or current_ports()
     home, shared_ports = p.airflow_home, {"api": ports.airflow, "s3": ports.s3, "smtp": ports.smtp}
     return {
@@ -171,7 +150,6 @@ def airflow_env(ports: Ports | None = None) -> dict[str, str]:
 
 
 def endpoints(p: Paths | None = None, ports: Ports | None = None) -> dict[str, Any]:
-    """Where to find each service; for summaries (contains no secret)."""
     p, ports = p or paths(), ports or current_ports()
     urls = ports.urls()
     return {
@@ -189,17 +167,12 @@ def endpoints(p: Paths | None = None, ports: Ports | None = None) -> dict[str, A
 
 
 def _write_airflow_shim(p: Paths) -> None:
-    """Put an ``airflow`` wrapper first on standalone's PATH.
+    """An ``airflow`` wrapper first on standalone's PATH.
 
-    ``airflow standalone`` runs ``airflow scheduler`` and ``airflow triggerer`` without
-    ``--skip-serve-logs``; their log servers then bind every interface on 8793/8794
-    (airflow/utils/serve_logs/core.py hard-codes the host). With LocalExecutor the API
-    server reads task logs from local files, so the log servers are not needed.
-
-    The wrapper also restarts a crashed scheduler: on SQLite, a write race between the
-    api-server and the scheduler (a backfill POST answered "database is locked" half-way)
-    can end the scheduler with ObjectDeletedError, standalone never restarts it, and every
-    queued run then waits forever. A restarted scheduler adopts the runs, as in an HA setup.
+    standalone runs scheduler and triggerer without ``--skip-serve-logs``: their log servers bind
+    0.0.0.0:8793/8794 (serve_logs hard-codes the host); LocalExecutor reads local task logs anyway.
+    It also restarts a crashed scheduler: on SQLite an api-server write race ("database is locked")
+    can end it with ObjectDeletedError, standalone never restarts it, and queued runs wait forever.
     """
     real = shlex.quote(str(VENV_BIN / "airflow"))
     script = f"""#!/bin/sh
@@ -252,23 +225,12 @@ def _start_services(p: Paths, ports: Ports) -> None:
     for name in ("airflow", "s3", "smtp", "mlflow"):
         extra = services.MLFLOW_ENV if name == "mlflow" else {}
         proc = started[name] = procs.launch(commands[name], {**env, **extra}, p.log(name), REPO_ROOT)
-        record[name] = {"pid": proc.pid, "pgid": proc.pid, "start_time": procs.start_time(proc.pid)}
-        record[name] |= {"url": ports.urls()[name], "log": str(p.log(name))}
-        services.write_private(p.stack_file, json.dumps({**head, "endpoints": endpoints(p, ports)}, indent=2) + "\n")
-    checks = {
-        "s3": ("S3 (moto)", lambda: services.s3_healthy(ports.s3, creds), "DRIFTWATCH_S3_TIMEOUT", 60),
-        "smtp": ("SMTP sink", lambda: services.smtp_healthy(ports.smtp), None, 30),
-        "mlflow": ("MLflow", lambda: services.mlflow_healthy(ports.mlflow), None, 120),
-        "airflow": (
-            "Airflow",
-            lambda: airflow_healthy(airflow_health(ports.airflow), since),
-            "DRIFTWATCH_AIRFLOW_TIMEOUT",
-            300,
-        ),
-    }
-    for name, (what, check, var, timeout) in checks.items():
+        record[name] = {**procs.process_record(proc, p.log(name)), "url": ports.urls()[name]}
+        services.write_record(p.stack_file, {**head, "endpoints": endpoints(p, ports)})
+    checks = _health_checks(ports, since)
+    for name, (what, var, timeout) in HEALTH_WAITS.items():
         timeout = services.seconds_from_env(var, timeout) if var else timeout
-        procs.wait_until(check, timeout, what, log=p.log(name), proc=started[name])
+        procs.wait_until(checks[name], timeout, what, log=p.log(name), proc=started[name])
         if name == "s3":
             services.create_buckets(services.s3_client(ports.s3, creds), model_buckets())
     if p.password_file.exists():
@@ -276,10 +238,7 @@ def _start_services(p: Paths, ports: Ports) -> None:
 
 
 def start() -> bool:
-    """Start the stack unless it already runs healthy (then return False).
-
-    On failure, stop whatever was started and re-raise.
-    """
+    """Start the stack unless it already runs healthy (then False); on failure stop what started."""
     if not (VENV_BIN / "airflow").exists():
         raise StackError(f"{VENV_BIN / 'airflow'} not found: run this with the project's venv python")
     p = paths()
@@ -309,7 +268,6 @@ def start() -> bool:
 
 
 def stop() -> list[str]:
-    """Stop every process of the stack (idempotent); return report lines."""
     with _locked(paths()):
         return _stop_unlocked()
 
@@ -326,15 +284,17 @@ def _print_report(lines: list[str]) -> None:
         print(f"  {line}")
 
 
-def service_states() -> dict[str, str]:
-    """``healthy``, ``unhealthy``, ``dead`` or ``not started`` for each service."""
-    ports, recorded = current_ports(), (read_record() or {}).get("services", {})
-    healthy = {
+def _health_checks(ports: Ports, since: datetime | None = None) -> dict[str, Callable[[], bool]]:
+    return {
         "s3": lambda: services.s3_healthy(ports.s3, load_secrets()),
         "smtp": lambda: services.smtp_healthy(ports.smtp),
         "mlflow": lambda: services.mlflow_healthy(ports.mlflow),
-        "airflow": lambda: airflow_healthy(airflow_health(ports.airflow)),
+        "airflow": lambda: airflow_healthy(airflow_health(ports.airflow), since),
     }
+
+
+def service_states() -> dict[str, str]:
+    recorded, healthy = (read_record() or {}).get("services", {}), _health_checks(current_ports())
     states = {}
     for name in SERVICES:
         if name not in recorded:
@@ -347,12 +307,10 @@ def service_states() -> dict[str, str]:
 
 
 def is_healthy() -> bool:
-    """True when all services run and pass their health checks."""
     return set(service_states().values()) == {"healthy"}
 
 
 def status_lines(states: dict[str, str] | None = None) -> list[str]:
-    """Human-readable status: services, URLs and the Airflow login."""
     p, record = paths(), read_record()
     if record is None:
         return [f"stack: stopped (state: {p.state})"]
@@ -375,7 +333,6 @@ def status_lines(states: dict[str, str] | None = None) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``python -m devstack.stack``."""
     parser = argparse.ArgumentParser(
         prog="python -m devstack.stack", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
