@@ -23,7 +23,6 @@ from sklearn.pipeline import Pipeline
 from driftwatch.config import LOWER_IS_BETTER, ModelConfig
 from driftwatch.labels import target_values
 from driftwatch.metrics import THRESHOLD, finite, metric_values
-from driftwatch.reports import evaluation as evaluation_report
 from driftwatch.training import feature_frame, is_classification, positive_class, predict_scores
 
 MISSING_SLICE = "(missing)"
@@ -148,7 +147,7 @@ def _fmt(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.4f}"
 
 
-def _metric_value(evaluation: dict, name: str) -> float | None:
+def gated_metric(evaluation: dict, name: str) -> float | None:
     """The named metric of an evaluation: from `metrics`, else from `primary` if it is that metric."""
     value = (evaluation.get("metrics") or {}).get(name)
     if value is None and (evaluation.get("primary") or {}).get("name") == name:
@@ -190,7 +189,7 @@ def _check_improvement(name: str, value: float | None, champion: dict | None, cf
     ev = cfg.evaluation
     if champion is None:
         return GateCheck("improvement", True, "no champion: bootstrap")
-    reference = _metric_value(champion, name)
+    reference = gated_metric(champion, name)
     if value is None or reference is None:
         who = "challenger" if value is None else "champion"
         return GateCheck("improvement", False, f"{who} {name} not computable; cannot compare with the champion")
@@ -251,7 +250,7 @@ def gate(challenger: dict, champion: dict | None, cfg: ModelConfig) -> GateDecis
     """Decide whether the challenger may replace the champion; every check is always reported."""
     ev = cfg.evaluation
     name = ev.primary_metric
-    value = _metric_value(challenger, name)
+    value = gated_metric(challenger, name)
     checks = [
         _check_primary(name, value, challenger),
         _check_floor(name, value, ev.metric_floor, ev.lower_is_better),
@@ -259,32 +258,3 @@ def gate(challenger: dict, champion: dict | None, cfg: ModelConfig) -> GateDecis
         _check_slices(name, challenger, champion, cfg),
     ]
     return GateDecision(passed=all(c.passed for c in checks), checks=checks)
-
-
-# --- HTML report -------------------------------------------------------------------------------
-
-
-def render_evaluation_html(
-    challenger: dict,
-    champion: dict | None,
-    decision: GateDecision,
-    *,
-    model: str,
-    challenger_version: str,
-    champion_version: str | None,
-    split: dict | None = None,
-) -> str:
-    """The HTML report of one gate decision, drawn by driftwatch.reports.evaluation; `split` is the holdout's."""
-    # The champion's primary value is looked up here, the way the gate reads it, so that the
-    # report shows the number the decision was made on.
-    primary = (challenger.get("primary") or {}).get("name", "")
-    return evaluation_report.render(
-        challenger,
-        champion,
-        decision,
-        champion_primary=_metric_value(champion, primary) if champion else None,
-        model=model,
-        challenger_version=challenger_version,
-        champion_version=champion_version,
-        split=split,
-    )

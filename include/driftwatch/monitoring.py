@@ -20,7 +20,6 @@ from driftwatch.config import ModelConfig
 # Also re-exported: the webapp, alerts, devstack and tests use the page, charts and links from here.
 from driftwatch.reports.charts import EXCEEDANCE_CAP, bar_chart_png, drift_grid_svg, line_chart_svg  # noqa: F401
 from driftwatch.reports.markup import finite, report_url  # noqa: F401
-from driftwatch.reports.monitoring import render_model_section, render_page, render_run_reports  # noqa: F401
 
 P_VALUE_METHODS = frozenset({"ks", "chisquare"})  # same set as drift.P_VALUE_METHODS; drift imports numpy
 CONTENT_TYPES = {".html": "text/html; charset=utf-8", ".json": "application/json"}

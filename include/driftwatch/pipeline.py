@@ -48,6 +48,7 @@ def validate_step(
     (and repaired); a registry that cannot be reached leaves the reference as it is, with a warning.
     """
     from driftwatch import references, retraining, validation
+    from driftwatch.reports.validation import render_validation_html
 
     if tracking_uri is not None:
         try:
@@ -96,7 +97,7 @@ def validate_step(
         reports.put_json("validation.json", result.to_dict())
         reports.put_text(
             "validation.html",
-            validation.render_validation_html(result, model=cfg.name, batch_date=batch_date, sources=objects),
+            render_validation_html(result, model=cfg.name, batch_date=batch_date, sources=objects),
         )
         staged_uri = None
         if staged_path is not None:

@@ -227,6 +227,7 @@ def _summary(evaluation: dict[str, Any] | None) -> dict[str, Any] | None:
 def evaluate_candidate(run: RetrainRun, candidate: dict[str, Any]) -> dict[str, Any]:
     """Score champion and challenger on the same holdout, apply the gate, write the report."""
     from driftwatch import evaluation, registry
+    from driftwatch.reports.evaluation import render_evaluation_html
 
     client, cfg, tracking_uri, plan, data = run.client, run.cfg, run.tracking_uri, run.plan, run.data
     holdout = load_frame(client, data["holdout"])
@@ -237,7 +238,7 @@ def evaluate_candidate(run: RetrainRun, candidate: dict[str, Any]) -> dict[str, 
         champion_model = registry.load_model(tracking_uri, f"models:/{name}/{plan['champion']}")
         champion = evaluation.evaluate(champion_model, holdout, cfg)
     decision = evaluation.gate(challenger, champion, cfg)
-    html = evaluation.render_evaluation_html(
+    html = render_evaluation_html(
         challenger,
         champion,
         decision,

@@ -30,7 +30,6 @@ from driftwatch.expectations import (  # noqa: F401 (re-exported: the suite is p
     build_expectations,
     reference_facts,
 )
-from driftwatch.reports.validation import render_validation_html  # noqa: F401 (re-exported for the pipeline)
 
 if TYPE_CHECKING:
     from driftwatch.config import ModelConfig

@@ -39,14 +39,14 @@ def report_failure(cfg: ModelConfig, context: Context, batch_date: str | None) -
     """
     from driftwatch import history
     from driftwatch.alerts import failure_email
-    from driftwatch_airflow import dagkit
+    from driftwatch_airflow.hooks import s3_client, send_email
 
     ti = context["ti"]
     error = _first_line(context.get("exception"))
     done: dict[str, Any] = {"emailed": False, "recorded": False}
     client = None
     try:
-        client = dagkit.s3(cfg)
+        client = s3_client(cfg.storage.aws_conn_id)
         if batch_date:
             outcome = {"failed": True, "error": error, "try": ti.try_number, "run_id": ti.run_id}
             history.record_step(client, cfg, batch_date, ti.task_id, outcome)
@@ -64,7 +64,8 @@ def report_failure(cfg: ModelConfig, context: Context, batch_date: str | None) -
         batch_date=batch_date,
     )
     try:
-        done["emailed"] = bool(dagkit.email(cfg, message, client))
+        outbox = (client or s3_client(cfg.storage.aws_conn_id), cfg)
+        done["emailed"] = bool(send_email(cfg.alerts.smtp_conn_id, message, outbox=outbox))
     except Exception:  # see the docstring; an undelivered alert is kept in the outbox
         log.exception("could not email the failure of %s", ti.task_id)
     return done

@@ -133,6 +133,7 @@ def _airflow_root(request: Request) -> str:
 def create_app() -> FastAPI:
     """The plugin's FastAPI app."""
     from driftwatch import monitoring
+    from driftwatch.reports import monitoring as pages
 
     app = FastAPI(title="driftwatch", docs_url=None, redoc_url=None, openapi_url=None)
 
@@ -164,12 +165,12 @@ def create_app() -> FastAPI:
                 page = monitoring.build_model_page(cfg, [], errors=[f"{type(err).__name__}: {str(err)[:300]}"])
             nav.append(f'<a href="#model-{escape(cfg.name)}">{escape(cfg.name)}</a>')
             sections.append(
-                monitoring.render_model_section(page, report_base=f"{root}/report", dag_base=f"{airflow_root}/dags")
+                pages.render_model_section(page, report_base=f"{root}/report", dag_base=f"{airflow_root}/dags")
             )
         if not sections:
             sections = ['<p class="muted">No configured model whose runs you may read.</p>']
         body = f'<p class="muted">Models: {" · ".join(nav)} — last {last} batches each.</p>' + "".join(sections)
-        return _html(monitoring.render_page("Model monitoring", body))
+        return _html(pages.render_page("Model monitoring", body))
 
     @app.get("/report/{key:path}")
     def report(key: str, user: UserDep) -> Response:
@@ -202,9 +203,9 @@ def create_app() -> FastAPI:
         if run is None:
             raise HTTPException(status_code=404, detail="no such DAG run")
         batch_date, reports = run_report_keys(_configs(), dag_id, run_id, run, task_id)
-        body = monitoring.render_run_reports(dag_id, run_id, batch_date, reports, f"{_root(request)}/report")
+        body = pages.render_run_reports(dag_id, run_id, batch_date, reports, f"{_root(request)}/report")
         body += f'<p><a href="{_root(request)}/monitoring" target="_top">Model monitoring</a></p>'
-        return _html(monitoring.render_page(f"Reports of {dag_id}", body))
+        return _html(pages.render_page(f"Reports of {dag_id}", body))
 
     return app
 

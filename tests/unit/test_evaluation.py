@@ -13,8 +13,9 @@ import pytest
 
 from driftwatch import demo_data
 from driftwatch.config import ModelConfig, load_config
-from driftwatch.evaluation import GateDecision, evaluate, gate, render_evaluation_html
+from driftwatch.evaluation import GateDecision, evaluate, gate
 from driftwatch.labels import join_labels
+from driftwatch.reports.evaluation import render_evaluation_html
 from driftwatch.training import split_by_time, train
 
 DEMO = Path(__file__).resolve().parents[2] / "config" / "models" / "credit_default.yaml"

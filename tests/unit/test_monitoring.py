@@ -8,6 +8,7 @@ import zlib
 import pytest
 
 from driftwatch import monitoring
+from driftwatch.reports import monitoring as pages
 
 PREFIX = "driftwatch/credit_default/"
 HOSTILE = '<script>alert("x")</script>'
@@ -129,7 +130,7 @@ def test_rendered_page_escapes_data_and_links_reports_and_mlflow(demo_cfg):
         ],
         mlflow_url="http://mlflow:5000",
     )
-    html = monitoring.render_page("Model monitoring", monitoring.render_model_section(page, report_base="/dw/report"))
+    html = pages.render_page("Model monitoring", pages.render_model_section(page, report_base="/dw/report"))
     assert "<script" not in html and "&lt;script&gt;" in html
     assert 'href="/dw/report/driftwatch/credit_default/reports/dt=2026-11-14/drift.html"' in html
     assert 'href="/dw/report/driftwatch/credit_default/quarantine/dt=2026-11-13/validation.html"' in html

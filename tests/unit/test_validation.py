@@ -15,10 +15,10 @@ import pytest
 import yaml
 
 from driftwatch.config import ModelConfig, parse_config
+from driftwatch.reports.validation import render_validation_html
 from driftwatch.validation import (
     ExpectationConfigError,
     build_expectations,
-    render_validation_html,
     validate_frame,
 )
 

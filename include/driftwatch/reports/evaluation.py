@@ -130,6 +130,33 @@ def split_text(split: dict | None) -> str:
     return f"Time-based holdout: the latest {len(dates)} batch date(s){span}: {rows}."
 
 
+def render_evaluation_html(
+    challenger: dict,
+    champion: dict | None,
+    decision: GateDecision,
+    *,
+    model: str,
+    challenger_version: str,
+    champion_version: str | None,
+    split: dict | None = None,
+) -> str:
+    """The HTML report of one gate decision; `split` is the holdout's."""
+    from driftwatch.evaluation import gated_metric
+
+    # The champion's value is looked up the way the gate reads it: the report shows the number decided on.
+    primary = (challenger.get("primary") or {}).get("name", "")
+    return render(
+        challenger,
+        champion,
+        decision,
+        champion_primary=gated_metric(champion, primary) if champion else None,
+        model=model,
+        challenger_version=challenger_version,
+        champion_version=champion_version,
+        split=split,
+    )
+
+
 def render(
     challenger: dict,
     champion: dict | None,
