@@ -62,15 +62,8 @@ def run_stack(
     command: str, env: dict[str, str], timeout: float = 420, check: bool = True
 ) -> subprocess.CompletedProcess:
     """Run `python -m devstack.stack <command>`; with check, raise with its output when it fails."""
-    proc = subprocess.run(
-        [sys.executable, "-m", "devstack.stack", command],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
+    argv = [sys.executable, "-m", "devstack.stack", command]
+    proc = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout, check=False)
     if check and proc.returncode != 0:
         raise RuntimeError(f"devstack.stack {command} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
     return proc
