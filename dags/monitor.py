@@ -221,7 +221,7 @@ def build_monitor_dag(cfg: ModelConfig) -> Any:
             trend = history.read_history(client, cfg, last=14)
             message = drift_email(cfg, decision["batch_date"], decision, report_links(cfg, decision["links"]), trend)
             sent = dagkit.email(cfg, message, client)
-            history.record_step(client, cfg, decision["batch_date"], "alert", {"done": True, "sent_to": sent})
+            history.record_step(client, cfg, decision["batch_date"], "alert_drift", {"done": True, "sent_to": sent})
             return sent
 
         @task(outlets=[retraining_requested])
@@ -237,11 +237,11 @@ def build_monitor_dag(cfg: ModelConfig) -> Any:
             client, day = dagkit.s3(cfg), decision["batch_date"]
             earlier = history.earlier_retraining_request(client, cfg, day, decision["reason"], run_id or "")
             if earlier and not params.get("force_retrain"):
-                history.record_step(client, cfg, day, "retraining", {"done": True, "run_id": earlier["run_id"]})
+                history.record_step(client, cfg, day, "request_retraining", {"done": True, "run_id": earlier["run_id"]})
                 # A skipped task emits no Asset event: a rerun must not start a second retrain run.
                 raise AirflowSkipException(f"retraining for {day} was already requested by run {earlier['run_id']}")
             history.record_retraining_request(client, cfg, day, decision["reason"], run_id or "")
-            history.record_step(client, cfg, day, "retraining", {"done": True, "run_id": run_id})
+            history.record_step(client, cfg, day, "request_retraining", {"done": True, "run_id": run_id})
             outlet_events[retraining_requested].extra = {
                 "model": cfg.name,
                 "batch_date": decision["batch_date"],

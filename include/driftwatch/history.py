@@ -70,16 +70,24 @@ def read_history(client: S3Client, cfg: ModelConfig, last: int | None = None) ->
 
 # --- what each step of a run did for its batch ---------------------------------------------
 # The record's `action` is what really happened, written by the steps that did it: a run whose
-# alert could not be sent must not show "alert+retrain" on the monitoring page.
+# alert could not be sent must not show "alert+retrain" on the monitoring page. Steps are named
+# by their task id, so that a task's success on a rerun replaces the failure its callback recorded.
 
-ACTION_STEPS = (("alert", "alert"), ("retraining", "retrain"))
+ACTION_STEPS = (("alert_drift", "alert"), ("request_retraining", "retrain"))
 
 
-def record_step(client: S3Client, cfg: ModelConfig, batch_date: str, step: str, outcome: dict[str, Any]) -> str:
-    """Record one step's outcome under `steps.<step>` and recompute the batch's `action` from all of them."""
+def record_step(
+    client: S3Client,
+    cfg: ModelConfig,
+    batch_date: str,
+    step: str,
+    outcome: dict[str, Any],
+    fields: dict[str, Any] | None = None,
+) -> str:
+    """Record one step's outcome under `steps.<step>` (and its `fields`, in the same write); recompute `action`."""
 
     def change(stored: dict[str, Any] | None) -> dict[str, Any]:
-        record = dict(stored or {"status": "unknown"})
+        record = {**(stored or {"status": "unknown"}), **(fields or {})}
         record["steps"] = {**record.get("steps", {}), step: outcome}
         record["action"] = final_action(record["steps"])
         return record
@@ -91,8 +99,8 @@ def final_action(steps: dict[str, dict[str, Any]]) -> str:
     """ "alert+retrain", "alert", "retrain", "none" or "pending", plus the steps that failed.
 
     `steps.decide.retrain` says whether anything was due (`sends: false` for a check that never
-    sends, the fleet's); `steps.alert.done` and `steps.retraining.done` say what was done; a step
-    with `failed` is named.
+    sends, the fleet's); `steps.alert_drift.done` and `steps.request_retraining.done` say what
+    was done; a step with `failed` is named.
     """
     decision = steps.get("decide")
     done = [label for name, label in ACTION_STEPS if (steps.get(name) or {}).get("done")]

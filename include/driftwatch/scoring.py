@@ -160,7 +160,8 @@ def score_step(client: S3Client, cfg: ModelConfig, tracking_uri: str, batch_date
     own = live.pop("today")
     if own is not None:
         fields["live"] = own
-    history.merge_into_record(client, cfg, batch_date, fields)
+    # As a step: a success after a failed try (a cleared task) replaces the failure its callback recorded.
+    history.record_step(client, cfg, batch_date, "score_batch", {"done": True}, fields=fields)
     return {**scored, "live": live}
 
 

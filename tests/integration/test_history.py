@@ -74,12 +74,12 @@ def test_the_action_is_what_the_steps_did(s3, demo_cfg):
     history.write_record(s3, demo_cfg, DAY, {"status": "passed", "action": "pending"})
     history.record_step(s3, demo_cfg, DAY, "decide", {"retrain": True, "reason": "data drift"})
     assert history.read_record(s3, demo_cfg, DAY)["action"] == "pending"
-    history.record_step(s3, demo_cfg, DAY, "alert", {"done": True, "message_id": "<m@x>"})
+    history.record_step(s3, demo_cfg, DAY, "alert_drift", {"done": True, "message_id": "<m@x>"})
     assert history.read_record(s3, demo_cfg, DAY)["action"] == "alert"
-    history.record_step(s3, demo_cfg, DAY, "retraining", {"done": True, "run_id": "r1"})
+    history.record_step(s3, demo_cfg, DAY, "request_retraining", {"done": True, "run_id": "r1"})
     record = history.read_record(s3, demo_cfg, DAY)
     assert record["action"] == "alert+retrain" and record["status"] == "passed"
-    assert set(record["steps"]) == {"decide", "alert", "retraining"}
+    assert set(record["steps"]) == {"decide", "alert_drift", "request_retraining"}
 
 
 @pytest.mark.parametrize(
@@ -88,10 +88,27 @@ def test_the_action_is_what_the_steps_did(s3, demo_cfg):
         ({}, "pending"),
         ({"decide": {"retrain": False}}, "none"),
         ({"decide": {"retrain": True}}, "pending"),
-        ({"decide": {"retrain": True}, "retraining": {"done": True}}, "retrain"),
-        ({"decide": {"retrain": True}, "score": {"failed": True}, "alert": {"done": True}}, "alert (score failed)"),
-        ({"decide": {"retrain": True}, "alert": {"failed": True, "error": "SMTP down"}}, "pending (alert failed)"),
+        ({"decide": {"retrain": True}, "request_retraining": {"done": True}}, "retrain"),
+        (
+            {"decide": {"retrain": True}, "score_batch": {"failed": True}, "alert_drift": {"done": True}},
+            "alert (score_batch failed)",
+        ),
+        (
+            {"decide": {"retrain": True}, "alert_drift": {"failed": True, "error": "SMTP down"}},
+            "pending (alert_drift failed)",
+        ),
     ],
 )
 def test_final_action(steps, action):
     assert history.final_action(steps) == action
+
+
+def test_a_step_that_succeeds_after_failing_replaces_its_failure(s3, demo_cfg):
+    history.write_record(s3, demo_cfg, DAY, {"status": "passed", "action": "pending"})
+    history.record_step(s3, demo_cfg, DAY, "decide", {"retrain": True})
+    history.record_step(s3, demo_cfg, DAY, "score_batch", {"failed": True, "error": "registry down"})
+    assert history.read_record(s3, demo_cfg, DAY)["action"] == "pending (score_batch failed)"
+    # The task cleared and run again: its outcome and its fields land in one write.
+    history.record_step(s3, demo_cfg, DAY, "score_batch", {"done": True}, fields={"scoring": {"model_version": "2"}})
+    record = history.read_record(s3, demo_cfg, DAY)
+    assert record["action"] == "pending" and record["scoring"] == {"model_version": "2"}

@@ -150,5 +150,5 @@ def test_the_record_says_what_was_done(airflow_db, seeded, s3, demo_cfg, mail_di
     run_monitor(demo_cfg, batch.batch_date)
     record = history.read_record(s3, demo_cfg, batch.batch_date.isoformat())
     assert record["action"] == "alert+retrain"
-    assert record["steps"]["alert"]["done"] and record["steps"]["retraining"]["done"]
+    assert record["steps"]["alert_drift"]["done"] and record["steps"]["request_retraining"]["done"]
     assert record["steps"]["decide"]["retrain"] is True and "scoring" not in record["steps"]["decide"]
