@@ -336,10 +336,51 @@ class EvaluationConfig(_Strict):
     live_tolerance: float = Field(
         default=0.05, ge=0.0, description="Live primary metric below the evaluated one by more than this retrains."
     )
+    live_min_rows: int = Field(
+        default=200, ge=1, description="Labelled rows a model version needs in the window before it is measured."
+    )
+    live_window_days: int = Field(
+        default=7, ge=1, description="Live performance pools the labelled batches of this many days."
+    )
 
     @property
     def lower_is_better(self) -> bool:
         return self.primary_metric in LOWER_IS_BETTER
+
+
+class RetrainingPolicy(_Strict):
+    """When a signal becomes a retrain: each rule can be loosened, and every decision records its reason."""
+
+    sustained_batches: int = Field(default=2, ge=1, description="Data drift on K of the last M batches acts...")
+    sustained_window: int = Field(default=3, ge=1, description="...out of this many batches (M).")
+    retrain_on_harmless_drift: bool = Field(
+        default=False,
+        description="Data drift whose estimated performance stays inside its band alerts; it retrains only if true.",
+    )
+    estimate_tolerance: float | None = Field(
+        default=None, ge=0.0, description="Estimate below the evaluated value by more than this is harm; default: live_tolerance."
+    )
+    min_new_labelled_rows: int = Field(
+        default=500, ge=0, description="Labelled rows from batches at or after the drift onset before training."
+    )
+    cooldown_days: int = Field(
+        default=3, ge=0, description="No retrain within this many days of a promotion unless realized performance fell."
+    )
+    outlier_share: float = Field(
+        default=0.5,
+        gt=0.0,
+        le=1.0,
+        description="A numeric feature with more than this share of values outside the reference range alerts alone.",
+    )
+    extreme_score_factor: float = Field(
+        default=10.0, gt=1.0, description="A feature whose drift score is this many times its threshold alerts alone."
+    )
+
+    @model_validator(mode="after")
+    def _k_of_m(self) -> RetrainingPolicy:
+        if self.sustained_batches > self.sustained_window:
+            raise ValueError("retraining.sustained_batches must not exceed retraining.sustained_window")
+        return self
 
 
 class RegistryConfig(_Strict):
@@ -365,6 +406,7 @@ class ModelConfig(_Strict):
     monitor: MonitorConfig
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
+    retraining: RetrainingPolicy = Field(default_factory=RetrainingPolicy)
     registry: RegistryConfig = Field(default_factory=RegistryConfig)
 
     @model_validator(mode="after")

@@ -139,6 +139,16 @@ SERVABLE_REPORT = re.compile(
 )
 
 
+def policy_state_key(cfg: ModelConfig) -> str:
+    """The retraining policy's state: the pending request, if any, and the last request sent."""
+    return f"{cfg.storage.output_prefix}policy/state.json"
+
+
+def retrain_status_key(cfg: ModelConfig) -> str:
+    """Written by every retrain run when it starts and when it ends, whatever its outcome."""
+    return f"{cfg.storage.output_prefix}policy/retrain-status.json"
+
+
 def batch_format(key: str) -> str | None:
     """'csv' or 'parquet' from an object key's suffix, None for anything else."""
     lowered = key.lower()
