@@ -111,6 +111,11 @@ def training_prefix(cfg: ModelConfig, run_key: str) -> str:
     return f"{cfg.storage.output_prefix}training/{safe_run_key(run_key)}/"
 
 
+def training_reference_key(cfg: ModelConfig, run_key: str) -> str:
+    """A retrain run's training plus holdout rows: the drift reference once its challenger is champion."""
+    return f"{training_prefix(cfg, run_key)}reference.parquet"
+
+
 def evaluation_prefix(cfg: ModelConfig, run_key: str) -> str:
     """A retrain run's evaluation report of challenger against champion."""
     return f"{cfg.storage.output_prefix}evaluations/{safe_run_key(run_key)}/"
