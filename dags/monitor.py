@@ -14,17 +14,20 @@ Parquet) the run:
    (computed once per reference; per-feature method and threshold from the config), and writes an
    Evidently report of that decision, its distributions drawn from a {sample_rows:,}-row sample;
 5. scores the batch with `models:/{registered}@champion` (predictions to S3, their distribution to the
-   history) and, for recent batches whose labels have arrived, measures the champion's live
-   `{metric}`: falling more than {tolerance} below its evaluated value is concept drift;
-6. when the share of drifted features reaches {share:.0%}, or live performance falls, sends an
-   email and emits the `{asset}` Asset event that triggers the retrain DAG.
+   history), **estimates** its `{metric}` without labels (CBPE, with a sampling band) and, over the labelled
+   batches of the last {window} days, measures the `{metric}` of the rows that version predicted;
+6. the **retraining policy** (`retraining:` in the config) turns the signals into one decision with a
+   reason: `retrain`, `pending-labels`, `cooldown`, `alert-only`, `joined` or `none`. Data drift
+   ({share:.0%} of features) must hold on {k} of the last {m} batches and, with an estimate, be harmful; a
+   retrain waits for labelled rows from the drifted batches; a fall of live performance acts at once. Any
+   signal emails the owners; only `retrain` emits the `{asset}` Asset event that triggers the retrain DAG.
 
 **When it runs.** `{schedule}`, one run per batch date, from {start}. No catch-up: use a backfill
 for past dates.
 
 **Trigger by hand.** *Trigger DAG* → fill the form: `batch_date` picks a batch other than the run's
 own date, `drift_share_threshold` overrides the threshold for this run only, and `force_retrain`
-requests retraining even without drift.
+requests retraining even without drift (past the policy's rules).
 
 **Outputs.** Reports (HTML and JSON, plus `manifest.json`, written last) under
 `s3://{bucket}/{output}reports/dt=…/`; one history record per batch under `{output}history/`.
@@ -62,8 +65,10 @@ def build_monitor_dag(cfg: ModelConfig) -> Any:
         start=cfg.monitor.start_date,
         registered=cfg.registry.registered_model,
         metric=cfg.evaluation.primary_metric,
-        tolerance=cfg.evaluation.live_tolerance,
         sample_rows=cfg.drift.report_sample_rows,
+        window=cfg.evaluation.live_window_days,
+        k=cfg.retraining.sustained_batches,
+        m=cfg.retraining.sustained_window,
     )
 
     @dag(
@@ -199,16 +204,18 @@ def build_monitor_dag(cfg: ModelConfig) -> Any:
 
         @task(multiple_outputs=False)
         @fail_fast
-        def decide(drift: dict[str, Any], scored: dict[str, Any]) -> dict[str, Any]:
-            """One retraining decision from data drift, live performance and the force Param; recorded."""
-            from driftwatch.scoring import decide_step
+        def decide(drift: dict[str, Any], scored: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
+            """The retraining policy turns every signal into one decision with its reason; recorded."""
+            from driftwatch.decisions import decide_step
 
-            return decide_step(dagkit.s3(cfg), cfg, drift, scored)
+            return decide_step(dagkit.s3(cfg), cfg, drift, scored, manual=bool(params.get("force_retrain")))
 
-        @task.short_circuit
-        def retraining_needed(decision: dict[str, Any]) -> bool:
-            """Stop here unless drift or falling live performance asks for retraining (or it was forced)."""
-            return bool(decision["retrain"])
+        @task.branch
+        def act(decision: dict[str, Any]) -> list[str]:
+            """Alert when a signal fired; request retraining only when the policy says retrain."""
+            return [
+                t for t, due in (("alert_drift", decision["alert"]), ("request_retraining", decision["retrain"])) if due
+            ]
 
         @task(multiple_outputs=False)
         @fail_fast
@@ -226,26 +233,29 @@ def build_monitor_dag(cfg: ModelConfig) -> Any:
 
         @task(outlets=[retraining_requested])
         @fail_fast
-        def request_retraining(
-            decision: dict[str, Any], params: dict[str, Any], run_id: str | None = None, outlet_events: Any = None
-        ) -> str:
+        def request_retraining(decision: dict[str, Any], run_id: str | None = None, outlet_events: Any = None) -> str:
             """Emit the Asset event, carrying the reason, that the retrain DAG is scheduled on."""
             from airflow.sdk.exceptions import AirflowSkipException
 
             from driftwatch import history
+            from driftwatch.decisions import note_request
 
-            client, day = dagkit.s3(cfg), decision["batch_date"]
-            earlier = history.earlier_retraining_request(client, cfg, day, decision["reason"], run_id or "")
-            if earlier and not params.get("force_retrain"):
+            client, day, signal = dagkit.s3(cfg), decision["batch_date"], decision["signal_key"]
+            earlier = history.earlier_retraining_request(client, cfg, day, signal, run_id or "")
+            if earlier:
                 history.record_step(client, cfg, day, "request_retraining", {"done": True, "run_id": earlier["run_id"]})
                 # A skipped task emits no Asset event: a rerun must not start a second retrain run.
-                raise AirflowSkipException(f"retraining for {day} was already requested by run {earlier['run_id']}")
-            history.record_retraining_request(client, cfg, day, decision["reason"], run_id or "")
+                raise AirflowSkipException(
+                    f"retraining for {day} ({signal}) was already requested by run {earlier['run_id']}"
+                )
+            history.record_retraining_request(client, cfg, day, signal, decision["reason"], run_id or "")
+            note_request(client, cfg, day, run_id or "")
             history.record_step(client, cfg, day, "request_retraining", {"done": True, "run_id": run_id})
             outlet_events[retraining_requested].extra = {
                 "model": cfg.name,
                 "batch_date": decision["batch_date"],
                 "reason": decision["reason"],
+                "signal": signal,
                 "drifted_share": decision["drifted_share"],
                 "drift_report": decision["report_uri"],
             }
@@ -262,7 +272,7 @@ def build_monitor_dag(cfg: ModelConfig) -> Any:
         outcome = scoring_outcome()
         scored >> outcome
         decision = decide(drift, outcome)
-        retraining_needed(decision) >> [alert_drift(decision), request_retraining(decision)]
+        act(decision) >> [alert_drift(decision), request_retraining(decision)]
 
     return monitor()
 

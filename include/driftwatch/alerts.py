@@ -166,28 +166,25 @@ def drift_email(
     drifted = decision["drifted_features"]
     share, threshold = decision["drifted_share"], decision["share_threshold"]
     reason = decision.get("reason") or "dataset drift"
-    live = decision.get("live") or {}
+    action = decision.get("action", "retrain")
     if decision.get("dataset_drift"):
         headline = f"drift in {len(drifted)}/{decision['n_features']} features ({share:.0%}, threshold {threshold:.0%})"
     else:
         headline = reason.split(":")[0]
-    subject = f"[driftwatch] {cfg.name} {batch_date}: {headline}; retraining requested"
+    subject = f"[driftwatch] {cfg.name} {batch_date}: {headline}; {ACTION_WORDS.get(action, action)}"
     headers = ("feature", "method", "score", "threshold")
     rows = [(f["name"], f["method"], f["score"], f["threshold"]) for f in drifted]
     intro = (
-        f"Retraining of {cfg.name} was requested after the batch of {batch_date}: {reason}. "
+        f"Retraining policy for {cfg.name} after the batch of {batch_date}: {action}. {reason}. "
         f"Dataset drift share {share:.1%} (threshold {threshold:.1%})."
     )
-    live_rows = [
-        (m["batch_date"], m["metric"], m["value"], m["evaluated"], "yes" if m["degraded"] else "no")
-        for m in live.get("measured", [])
-    ]
-    live_headers = ("batch", "metric", "live", "evaluated", "degraded")
+    performance = _performance_rows(decision.get("estimate"), decision.get("live"))
+    perf_headers = ("measure", "metric", "value", "band / rows", "evaluated")
     text = f"{intro}\n\nDrifted features:\n{_text_table(headers, rows)}\n"
     html_body = f"<p>{escape(intro)}</p><p>Drifted features:</p>{emails.table(headers, rows)}"
-    if live_rows:
-        text += f"\nLive performance of the champion:\n{_text_table(live_headers, live_rows)}\n"
-        html_body += f"<p>Live performance of the champion:</p>{emails.table(live_headers, live_rows)}"
+    if performance:
+        text += f"\nPerformance of the champion:\n{_text_table(perf_headers, performance)}\n"
+        html_body += f"<p>Performance of the champion:</p>{emails.table(perf_headers, performance)}"
     chart = _trend_chart(trend or [], batch_date, threshold)
     if chart:
         caption = escape(chart[1])
@@ -198,13 +195,47 @@ def drift_email(
         text += f"\nDrift share, last {chart[1]}.\n"
     text += f"\nWhere to look:\n{_links_text(links)}\n"
     html = emails.page(
-        f"{cfg.name} {batch_date}: retraining requested", html_body + f"<p>Where to look:</p>{emails.links(links)}"
+        f"{cfg.name} {batch_date}: {ACTION_WORDS.get(action, action)}",
+        html_body + f"<p>Where to look:</p>{emails.links(links)}",
     )
     identity = f"{reason} | " + "; ".join(f"{f['name']} {f['method']} {f['score']:.6g}" for f in drifted)
     msg = _message(cfg, subject, "drift", batch_date, text, html, identity)
     if chart:
         msg.get_body(("html",)).add_related(chart[0], "image", "png", cid=f"<{TREND_CID}>", filename="drift-trend.png")
     return msg
+
+
+ACTION_WORDS = {
+    "retrain": "retraining requested",
+    "pending-labels": "retraining waits for labels",
+    "cooldown": "not retrained (cooldown)",
+    "alert-only": "alert only, not retrained",
+    "joined": "joins the retrain already requested",
+    "none": "no action",
+}
+
+
+def _performance_rows(estimate: Mapping[str, Any] | None, live: Mapping[str, Any] | None) -> list[tuple[Any, ...]]:
+    """The estimate (label-free, with its band) and the realized value (labelled window), when there are any."""
+    rows: list[tuple[Any, ...]] = []
+    if estimate and estimate.get("value") is not None:
+        band = f"[{estimate['lower']:.3f}, {estimate['upper']:.3f}]"
+        rows.append(("estimated (no labels)", estimate["metric"], estimate["value"], band, estimate.get("evaluated")))
+    elif estimate:
+        rows.append(
+            (
+                "estimated (no labels)",
+                estimate.get("metric"),
+                "-",
+                estimate.get("reason", ""),
+                estimate.get("evaluated"),
+            )
+        )
+    if live and live.get("rows"):
+        value = live["value"] if live.get("value") is not None else "-"
+        span = f"{live['rows']} rows, {live.get('since')}..{live.get('until')}, v{live.get('model_version')}"
+        rows.append(("realized (labels)", live.get("metric"), value, span, live.get("evaluated")))
+    return rows
 
 
 def _trend_chart(records: Sequence[Mapping[str, Any]], batch_date: str, threshold: float) -> tuple[bytes, str] | None:

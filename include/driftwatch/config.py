@@ -358,7 +358,9 @@ class RetrainingPolicy(_Strict):
         description="Data drift whose estimated performance stays inside its band alerts; it retrains only if true.",
     )
     estimate_tolerance: float | None = Field(
-        default=None, ge=0.0, description="Estimate below the evaluated value by more than this is harm; default: live_tolerance."
+        default=None,
+        ge=0.0,
+        description="Estimate below the evaluated value by more than this is harm; default: live_tolerance.",
     )
     min_new_labelled_rows: int = Field(
         default=500, ge=0, description="Labelled rows from batches at or after the drift onset before training."

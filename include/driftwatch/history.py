@@ -176,19 +176,23 @@ def _now() -> str:
 
 # --- retraining requests ------------------------------------------------------------------
 # A cleared or rerun monitor run must not request retraining of the same batch again: a second
-# Asset event would start a second retrain run and register a duplicate model version.
+# Asset event would start a second retrain run and register a duplicate model version. Requests
+# are keyed on model, batch date and the signals that fired, not on the reason's wording, which
+# a rerun may phrase differently (another live window, another estimate).
 
 
 def earlier_retraining_request(
-    client: S3Client, cfg: ModelConfig, batch_date: str, reason: str, run_id: str
+    client: S3Client, cfg: ModelConfig, batch_date: str, signal: str, run_id: str
 ) -> dict[str, Any] | None:
-    """The request another run already made for this batch and reason; a retry of the same run gets None."""
+    """The request another run already made for this batch and signal; a retry of the same run gets None."""
     record = storage.read_json(client, cfg.storage.bucket, layout.retraining_request_key(cfg, batch_date))
-    if record and record.get("reason") == reason and record.get("run_id") != run_id:
+    if record and record.get("signal") == signal and record.get("run_id") != run_id:
         return record
     return None
 
 
-def record_retraining_request(client: S3Client, cfg: ModelConfig, batch_date: str, reason: str, run_id: str) -> str:
-    payload = {"batch_date": batch_date, "reason": reason, "run_id": run_id, "at": _now()}
+def record_retraining_request(
+    client: S3Client, cfg: ModelConfig, batch_date: str, signal: str, reason: str, run_id: str
+) -> str:
+    payload = {"batch_date": batch_date, "signal": signal, "reason": reason, "run_id": run_id, "at": _now()}
     return storage.write_json(client, cfg.storage.bucket, layout.retraining_request_key(cfg, batch_date), payload)

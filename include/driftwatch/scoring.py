@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from driftwatch import history, ingest, layout, storage
+from driftwatch import history, ingest, labels, layout, storage
 from driftwatch.config import ModelConfig
 from driftwatch.storage import S3Client
 
@@ -57,7 +57,7 @@ def score_batch(client: S3Client, cfg: ModelConfig, batch_date: str, model: Any,
     )
     uri = ingest.write_parquet(client, cfg.storage.bucket, layout.predictions_key(cfg, batch_date), predictions)
     stats = output_stats(all_scores, cfg.dataset.target.task)
-    return {"scored": True, "model_version": version, "predictions_uri": uri, **stats}
+    return {"scored": True, "model_version": version, "predictions_uri": uri, **stats, "scores": all_scores}
 
 
 def metric_value(cfg: ModelConfig, labels: np.ndarray, scores: np.ndarray, positive: Any) -> float | None:
@@ -76,62 +76,80 @@ def live_performance(
     client: S3Client,
     cfg: ModelConfig,
     batch_date: str,
+    version: str,
     evaluated: float | None,
     positive: Any = None,
-    lookback_days: int = 7,
-    today: dict[str, Any] | None = None,
     model_classes: list[Any] | None = None,
 ) -> dict[str, Any]:
-    """Measure the champion on every recent batch whose labels have arrived and that is not measured yet.
+    """The realized primary metric of model `version` over the labelled batches of the window.
 
-    Returns the measurements made and whether the latest one fell below the evaluated value
-    by more than the configured tolerance. `positive` is the model's positive class. `today` is
-    the record of `batch_date` as the caller is about to write it: its measurement is returned
-    under "today" instead of being written, so that the record is written once.
+    Only rows that `version` itself predicted are measured, against its own evaluated value:
+    an earlier champion's predictions say nothing about the current one. Fewer than
+    `evaluation.live_min_rows` labelled rows give no value. Other versions' rows are reported
+    per version, without a verdict.
     """
-    from driftwatch import labels
 
-    metric, tolerance = cfg.evaluation.primary_metric, cfg.evaluation.live_tolerance
-    measured: list[dict[str, Any]] = []
-    own: dict[str, Any] | None = None
+    metric, window, min_rows = (
+        cfg.evaluation.primary_metric,
+        cfg.evaluation.live_window_days,
+        cfg.evaluation.live_min_rows,
+    )
     end = date.fromisoformat(batch_date)
-    for offset in range(lookback_days, -1, -1):
+    frames: dict[str, list[pd.DataFrame]] = {}
+    days: dict[str, list[str]] = {}
+    for offset in range(window - 1, -1, -1):
         day = (end - timedelta(days=offset)).isoformat()
-        record = today if day == batch_date and today is not None else history.read_record(client, cfg, day)
-        if not record or "scoring" not in record or record.get("live"):
-            continue
         found = labels.read_labels(client, cfg, day)
-        if found is None:
+        key = layout.predictions_key(cfg, day)
+        if found is None or storage.object_size(client, cfg.storage.bucket, key) is None:
             continue
-        predictions = ingest.read_table(client, cfg.storage.bucket, layout.predictions_key(cfg, day))
-        joined, info = labels.join_labels(predictions, found, cfg)
-        target = joined[cfg.dataset.target.name]
-        # Labels the model cannot be measured on are reported, never turned into a misleading metric.
-        problems = labels.live_label_problems(target, cfg, model_classes)
-        value = None if problems else metric_value(cfg, target.to_numpy(), joined["score"].to_numpy(), positive)
-        live = {
-            "metric": metric,
-            "value": value,
-            "rows": len(joined),
-            "labels": {**info.to_dict(), "problems": problems},
-            "model_version": record["scoring"]["model_version"],
-            "evaluated": evaluated,
-            "degraded": _degraded(value, evaluated, tolerance, cfg.evaluation.lower_is_better),
-        }
-        if record is today:
-            own = live
-        else:
-            history.merge_into_record(client, cfg, day, {"live": live})
-        measured.append({"batch_date": day, **live})
-    latest = measured[-1] if measured else None
-    degraded = bool(latest and latest["degraded"])
-    reason = ""
-    if degraded and latest:
-        reason = (
-            f"concept drift: live {metric} {latest['value']:.3f} on {latest['batch_date']} is below the "
-            f"evaluated {evaluated:.3f} by more than {tolerance}"
+        joined, _info = labels.join_labels(ingest.read_table(client, cfg.storage.bucket, key), found, cfg)
+        for model_version, part in joined.groupby(joined["model_version"].astype(str)):
+            frames.setdefault(model_version, []).append(part)
+            days.setdefault(model_version, []).append(day)
+    by_version = {
+        v: _measure(cfg, pd.concat(parts), positive, model_classes) for v, parts in frames.items() if v != version
+    }
+    own = frames.get(version)
+    live = _measure(cfg, pd.concat(own), positive, model_classes) if own else {"rows": 0, "value": None, "problems": []}
+    degraded = _degraded(live["value"], evaluated, cfg.evaluation.live_tolerance, cfg.evaluation.lower_is_better)
+    result: dict[str, Any] = {
+        "metric": metric,
+        "model_version": version,
+        **live,
+        "min_rows": min_rows,
+        "window_days": window,
+        "since": (days.get(version) or [None])[0],
+        "until": (days.get(version) or [None])[-1],
+        "days": days.get(version, []),
+        "evaluated": evaluated,
+        "degraded": degraded,
+        "by_version": by_version,
+        "reason": "",
+    }
+    if live["rows"] < min_rows:
+        result["note"] = (
+            f"{live['rows']} labelled row(s) predicted by v{version} in the last {window} day(s): "
+            f"{min_rows} are needed to measure it"
         )
-    return {"measured": measured, "degraded": degraded, "reason": reason, "today": own}
+    if degraded and evaluated is not None:
+        result["reason"] = (
+            f"concept drift: live {metric} {live['value']:.3f} of v{version} over {result['since']}..{result['until']} "
+            f"({live['rows']} rows) is below its evaluated {evaluated:.3f} by more than {cfg.evaluation.live_tolerance}"
+        )
+    return result
+
+
+def _measure(cfg: ModelConfig, joined: pd.DataFrame, positive: Any, model_classes: list[Any] | None) -> dict[str, Any]:
+    """The primary metric on pooled labelled rows, or None when too few or unusable (the problems say why)."""
+    target = joined[cfg.dataset.target.name]
+    # Labels the model cannot be measured on are reported, never turned into a misleading metric.
+    problems = labels.live_label_problems(target, cfg, model_classes)
+    enough = len(joined) >= cfg.evaluation.live_min_rows
+    value = None
+    if enough and not problems:
+        value = metric_value(cfg, target.to_numpy(), joined["score"].to_numpy(), positive)
+    return {"rows": int(len(joined)), "value": value, "problems": problems}
 
 
 def _degraded(value: float | None, evaluated: float | None, tolerance: float, lower_is_better: bool) -> bool:
@@ -140,8 +158,22 @@ def _degraded(value: float | None, evaluated: float | None, tolerance: float, lo
     return value > evaluated + tolerance if lower_is_better else value < evaluated - tolerance
 
 
+def batch_estimate(
+    cfg: ModelConfig, estimator: dict[str, Any] | None, scores: np.ndarray, evaluated: float | None
+) -> dict[str, Any]:
+    """The label-free estimate of the primary metric for the batch, beside the evaluated value."""
+    from driftwatch import estimation
+
+    metric = cfg.evaluation.primary_metric
+    if estimator is None:
+        found = estimation.not_estimated(metric, "the champion has no stored estimator (registered before CBPE)")
+    else:
+        found = estimation.estimate_performance(estimator, scores)
+    return {**found, "evaluated": evaluated}
+
+
 def score_step(client: S3Client, cfg: ModelConfig, tracking_uri: str, batch_date: str) -> dict[str, Any]:
-    """Score a valid batch with the current champion, then measure live performance where labels arrived."""
+    """Score a valid batch with the current champion, estimate its performance, measure it where labels arrived."""
     from driftwatch import registry, training
     from driftwatch.registry import EVALUATED_TAG
     from driftwatch.reports.markup import finite
@@ -150,19 +182,19 @@ def score_step(client: S3Client, cfg: ModelConfig, tracking_uri: str, batch_date
     champion = registry.champion(tracking_uri, name)
     if champion is None:
         return {"scored": False, "reason": "no champion yet: the retrain DAG bootstraps one", "live": None}
-    model = registry.load_model(tracking_uri, f"models:/{name}/{champion['version']}")
-    scored = score_batch(client, cfg, batch_date, model, str(champion["version"]))
+    version = str(champion["version"])
+    model = registry.load_model(tracking_uri, f"models:/{name}/{version}")
+    scored = score_batch(client, cfg, batch_date, model, version)
+    scores = scored.pop("scores")
     evaluated = finite((champion.get("tags") or {}).get(EVALUATED_TAG))  # "unavailable" when undefined
+    estimate = batch_estimate(cfg, registry.load_estimator(tracking_uri, name, version), scores, evaluated)
     positive = training.positive_class(model, cfg) if training.is_classification(cfg) else None
-    fields: dict[str, Any] = {"scoring": {k: v for k, v in scored.items() if k != "scored"}}
     classes = list(model.classes_) if hasattr(model, "classes_") else None
-    live = live_performance(client, cfg, batch_date, evaluated, positive, today=dict(fields), model_classes=classes)
-    own = live.pop("today")
-    if own is not None:
-        fields["live"] = own
+    live = live_performance(client, cfg, batch_date, version, evaluated, positive, classes)
+    fields = {"scoring": {k: v for k, v in scored.items() if k != "scored"}, "estimate": estimate, "live": live}
     # As a step: a success after a failed try (a cleared task) replaces the failure its callback recorded.
     history.record_step(client, cfg, batch_date, "score_batch", {"done": True}, fields=fields)
-    return {**scored, "live": live}
+    return {**scored, "estimate": estimate, "live": live}
 
 
 SCORING_FAILED = "score_batch failed (see its failure email): decided on data drift alone"
@@ -173,25 +205,3 @@ def scoring_outcome(scored: dict[str, Any] | None) -> dict[str, Any]:
     if scored is not None:
         return scored
     return {"scored": False, "failed": True, "reason": SCORING_FAILED, "live": None}
-
-
-def decide_step(client: S3Client, cfg: ModelConfig, drift: dict[str, Any], scored: dict[str, Any]) -> dict[str, Any]:
-    """The combined decision, recorded as the batch's `decide` step (the action follows what is then done)."""
-    decision = retraining_decision(drift, scored)
-    outcome: dict[str, Any] = {"retrain": decision["retrain"], "reason": decision["reason"]}
-    if scored.get("failed"):
-        outcome["scoring"] = scored["reason"]
-    history.record_step(client, cfg, drift["batch_date"], "decide", outcome)
-    return decision
-
-
-def retraining_decision(drift: dict[str, Any], scored: dict[str, Any]) -> dict[str, Any]:
-    """Combine the data-drift decision with the live-performance one into a single request."""
-    live = scored.get("live") or {}
-    reasons = [r for r in (drift.get("reason"), live.get("reason")) if r]
-    return {
-        **drift,
-        "retrain": bool(drift["retrain"] or live.get("degraded")),
-        "reason": "; ".join(reasons),
-        "live": live,
-    }

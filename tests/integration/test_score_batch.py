@@ -53,52 +53,57 @@ def test_scores_every_row_group_as_a_whole_read_would(s3, small_groups, model):
     assert history.read_record(s3, cfg, DAY) is None
 
 
-def test_live_performance_returns_the_batch_own_measurement_instead_of_writing_it(s3, demo_cfg, model):
+def _land(s3, cfg, model, day: str, frame: pd.DataFrame, version: str, target: pd.Series | None = None) -> None:
+    """Predictions of `version` for `frame` on `day`, and their labels."""
+    ids = frame[cfg.dataset.id_column].astype(str)
+    scores = training.predict_scores(model, frame, cfg)
+    predictions = pd.DataFrame({cfg.dataset.id_column: ids, "score": scores, "model_version": version})
+    ingest.write_parquet(s3, cfg.storage.bucket, layout.predictions_key(cfg, day), predictions)
+    target = frame[cfg.dataset.target.name] if target is None else target
+    labels = pd.DataFrame({cfg.dataset.id_column: ids, cfg.dataset.target.name: target})
+    key = layout.labels_key(cfg, day, "labels.csv")
+    storage.write_bytes(s3, cfg.storage.bucket, key, labels.to_csv(index=False).encode(), "text/csv")
+
+
+def test_live_performance_measures_only_what_the_champion_version_predicted(s3, demo_cfg, model):
     cfg = demo_cfg
-    earlier = "2026-01-09"
-    frames = {day: demo_data.generate_reference(seed=i, rows=300) for i, day in enumerate((earlier, DAY), 20)}
-    for day, frame in frames.items():
-        scores = training.predict_scores(model, frame, cfg)
-        ids = frame[cfg.dataset.id_column].astype(str)
-        predictions = pd.DataFrame({cfg.dataset.id_column: ids, "score": scores, "model_version": "3"})
-        ingest.write_parquet(s3, cfg.storage.bucket, layout.predictions_key(cfg, day), predictions)
-        labels = pd.DataFrame({cfg.dataset.id_column: ids, cfg.dataset.target.name: frame[cfg.dataset.target.name]})
-        storage.write_bytes(
-            s3,
-            cfg.storage.bucket,
-            layout.labels_key(cfg, day, "labels.csv"),
-            labels.to_csv(index=False).encode(),
-            "text/csv",
-        )
-    history.write_record(s3, cfg, earlier, {"status": "passed", "scoring": {"model_version": "3"}})
-    today = {"status": "passed", "scoring": {"model_version": "3"}}
+    earlier, older = "2026-01-09", "2026-01-08"
+    _land(s3, cfg, model, older, demo_data.generate_reference(seed=19, rows=250), "3")
+    _land(s3, cfg, model, earlier, demo_data.generate_reference(seed=20, rows=300), "2")
+    _land(s3, cfg, model, DAY, demo_data.generate_reference(seed=21, rows=300), "3")
 
-    live = scoring.live_performance(s3, cfg, DAY, evaluated=0.5, positive=model.classes_[1], today=today)
+    live = scoring.live_performance(s3, cfg, DAY, "3", evaluated=0.5, positive=model.classes_[1])
 
-    assert [m["batch_date"] for m in live["measured"]] == [earlier, DAY]
-    assert live["today"]["rows"] == 300 and live["today"]["value"] > 0.5
-    assert history.read_record(s3, cfg, DAY) is None  # the caller writes it, with its scoring, once
-    assert history.read_record(s3, cfg, earlier)["live"]["rows"] == 300
+    assert live["model_version"] == "3" and live["rows"] == 550  # pooled over the window, v3's rows only
+    assert (live["since"], live["until"], live["days"]) == (older, DAY, [older, DAY])
+    assert live["value"] > 0.5 and live["degraded"] is False and "note" not in live
+    assert live["by_version"]["2"]["rows"] == 300  # an earlier champion's rows: reported, never judged
+    assert history.read_record(s3, cfg, DAY) is None  # score_step writes the record, once
+
+
+def test_live_performance_needs_min_labelled_rows_and_a_window(s3, demo_cfg, model):
+    cfg = demo_cfg.model_copy(
+        update={"evaluation": demo_cfg.evaluation.model_copy(update={"live_min_rows": 400, "live_window_days": 2})}
+    )
+    _land(s3, cfg, model, "2026-01-08", demo_data.generate_reference(seed=22, rows=300), "3")  # outside the window
+    _land(s3, cfg, model, DAY, demo_data.generate_reference(seed=23, rows=300), "3")
+
+    live = scoring.live_performance(s3, cfg, DAY, "3", evaluated=0.99, positive=model.classes_[1])
+
+    assert live["rows"] == 300 and live["value"] is None and live["degraded"] is False
+    assert live["note"] == "300 labelled row(s) predicted by v3 in the last 2 day(s): 400 are needed to measure it"
 
 
 def test_live_labels_the_model_cannot_be_measured_on_are_reported_not_scored(s3, demo_cfg, model):
     cfg = demo_cfg
     frame = demo_data.generate_reference(seed=30, rows=200)
-    ids = frame[cfg.dataset.id_column].astype(str)
-    scores = training.predict_scores(model, frame, cfg)
-    predictions = pd.DataFrame({cfg.dataset.id_column: ids, "score": scores, "model_version": "3"})
-    ingest.write_parquet(s3, cfg.storage.bucket, layout.predictions_key(cfg, DAY), predictions)
     target = frame[cfg.dataset.target.name].astype(str).where(frame.index % 10 != 0, "2")  # a class never trained on
-    labels = pd.DataFrame({cfg.dataset.id_column: ids, cfg.dataset.target.name: target})
-    key = layout.labels_key(cfg, DAY, "labels.csv")
-    storage.write_bytes(s3, cfg.storage.bucket, key, labels.to_csv(index=False).encode(), "text/csv")
-    today = {"status": "passed", "scoring": {"model_version": "3"}}
+    _land(s3, cfg, model, DAY, frame, "3", target)
 
     live = scoring.live_performance(
-        s3, cfg, DAY, evaluated=0.8, positive=model.classes_[1], today=today, model_classes=list(model.classes_)
+        s3, cfg, DAY, "3", evaluated=0.8, positive=model.classes_[1], model_classes=list(model.classes_)
     )
 
-    measured = live["today"]
-    assert measured["value"] is None and measured["degraded"] is False
-    problems = " ".join(measured["labels"]["problems"])
+    assert live["value"] is None and live["degraded"] is False
+    problems = " ".join(live["problems"])
     assert "3 classes" in problems and "'2'" in problems and "not trained on" in problems

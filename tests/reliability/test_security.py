@@ -182,7 +182,7 @@ def test_iam_policy_allows_exactly_what_the_pipeline_does(bucket, aws_connection
     labels = list(run_report_keys([demo_cfg], f"monitor__{demo_cfg.name}", "rerun", run)[1])
     assert labels and all(label.endswith("(report, incomplete)") for label in labels), labels
     pipeline.missing_batch_step(bucket, demo_cfg, "2026-08-03", waited_minutes=1)
-    history.record_retraining_request(bucket, demo_cfg, "2026-08-01", "test", "run-1")
+    history.record_retraining_request(bucket, demo_cfg, "2026-08-01", "data_drift", "test", "run-1")
     bucket.meta.events.unregister("before-parameter-build.s3", unique_id="iam-recorder")
     denied = sorted({r for r in pipeline_requests if not policy_allows(policy, *r)})
     assert len(pipeline_requests) > 30 and not denied, denied

@@ -176,11 +176,7 @@ def test_an_alert_is_its_decision_not_what_changes_on_a_rerun(demo_cfg):
     from driftwatch.history import alert_content_sha256
 
     first = alerts.drift_email(demo_cfg, "2026-01-08", decision(), {}, trend(0.1, 0.2))
-    live = {
-        "measured": [
-            {"batch_date": "2026-01-07", "metric": "roc_auc", "value": 0.7, "evaluated": 0.8, "degraded": True}
-        ]
-    }
+    live = {"metric": "roc_auc", "rows": 300, "value": 0.7, "evaluated": 0.8, "degraded": True, "model_version": "2"}
     rerun = alerts.drift_email(demo_cfg, "2026-01-08", {**decision(), "live": live}, {}, trend(0.1, 0.2, 0.5))
     assert rerun["Message-ID"] == first["Message-ID"]
     assert alert_content_sha256(rerun) == alert_content_sha256(first)

@@ -1,4 +1,4 @@
-"""Prediction statistics, live metrics and the combined retraining decision (no network)."""
+"""Prediction statistics and live metrics (no network)."""
 
 from __future__ import annotations
 
@@ -34,33 +34,6 @@ def test_metric_value_handles_single_class_and_nans(demo_cfg):
 )
 def test_degradation_is_direction_aware(value, evaluated, lower, expected):
     assert scoring._degraded(value, evaluated, 0.05, lower) is expected
-
-
-def drift_decision(retrain: bool) -> dict:
-    return {
-        "batch_date": "2026-01-12",
-        "retrain": retrain,
-        "reason": "data drift: 50% of features drifted (age)" if retrain else "",
-        "dataset_drift": retrain,
-        "drifted_share": 0.5 if retrain else 0.0,
-        "share_threshold": 0.3,
-        "n_features": 12,
-        "drifted_features": [],
-    }
-
-
-def test_live_degradation_alone_requests_retraining_with_its_reason(demo_cfg):
-    live = {"degraded": True, "reason": "concept drift: live roc_auc 0.610", "measured": []}
-    decision = scoring.retraining_decision(drift_decision(False), {"live": live})
-    assert decision["retrain"] is True and decision["reason"].startswith("concept drift")
-    message = alerts.drift_email(demo_cfg, "2026-01-12", decision, {})
-    assert "concept drift" in message["Subject"] and "retraining requested" in message["Subject"]
-
-
-def test_no_champion_yet_leaves_the_drift_decision_alone():
-    decision = scoring.retraining_decision(drift_decision(True), {"scored": False, "live": None})
-    assert decision["retrain"] is True and decision["reason"].startswith("data drift")
-    assert scoring.retraining_decision(drift_decision(False), {"live": None})["retrain"] is False
 
 
 def test_evaluation_email_puts_champion_and_challenger_side_by_side(demo_cfg):
