@@ -126,10 +126,15 @@ def decide_step(
     realized = signals.realized or {}
     if realized.get("degraded") and realized.get("since"):
         onset = min(onset, realized["since"])
+    requested = stored["requested"]
+    if requested and requested.get("batch_date") == day:
+        # A rerun of the day that sent the request decides as its first run did; request_retraining
+        # then finds that request (same signals) and emits no second event.
+        requested = None
     state = policy.PolicyState(
         recent_drift=recent,
         pending=pending,
-        in_flight=in_flight(stored["requested"], status, datetime.now(UTC)),
+        in_flight=in_flight(requested, status, datetime.now(UTC)),
         last_promotion=last_promotion(stored, status),
         labelled_rows_since_onset=labelled_rows_since(client, cfg, onset, day),
     )

@@ -53,7 +53,7 @@ def test_step2_monitoring_page_shows_models_batches_and_trends(page, stack, shot
     batches = section.locator("tr.dw-batch")
     expect(batches).to_have_count(len(stack["dates"]))
     expect(batches.filter(has_text=stack["quarantined"])).to_contain_text("quarantined")
-    expect(batches.filter(has_text=_drift_date(stack))).to_contain_text("alert+retrain")
+    expect(batches.filter(has_text=_drift_date(stack))).to_contain_text("alert")
     expect(section.locator("svg.dw-chart").first).to_be_visible()
     expect(section.locator("svg.dw-drift-grid polyline").first).to_be_attached()
     expect(section.locator("table.dw-events")).to_contain_text("promote")

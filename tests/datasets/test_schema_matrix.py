@@ -81,6 +81,10 @@ def onboard(case: gen.Case, reference: pd.DataFrame, config_dir):
         raw["schema"]["ignored_columns"] = list(gen.EXTRAS)
     # Two batches are enough to retrain: one to train on, the latest one held out.
     raw["training"].update(window_days=3, holdout_days=1, min_training_rows=100)
+    # The matrix tests schemas, not the retraining policy (tests/unit/test_policy.py): one drifted
+    # batch with its labels retrains here, and a day's labels are enough to measure live performance.
+    raw["retraining"] = {"sustained_batches": 1, "sustained_window": 1, "min_new_labelled_rows": 0, "cooldown_days": 0}
+    raw.setdefault("evaluation", {})["live_min_rows"] = 100
     (config_dir / f"{name}.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
     return parse_config(raw, source=name)
 
@@ -178,7 +182,7 @@ def test_dataset_runs_end_to_end(case, airflow_db, s3, aws_connection, mail_dir,
     assert day1["scoring"]["rows"] == ROWS and day1["scoring"]["null_outputs"] == 0
     labelled1 = len(set(labels1[gen.ID].astype(str)) & set(features1[gen.ID].astype(str)))
     if "late" in case.label_quirks:
-        assert "live" not in day1, "no labels yet: nothing to measure"
+        assert day1["live"]["rows"] == 0 and day1["live"]["value"] is None, "no labels yet: nothing to measure"
         land_labels(s3, cfg, case, DAY1, labels1)
     else:
         assert day1["live"]["value"] is not None and day1["live"]["rows"] == labelled1, day1["live"]
@@ -195,7 +199,10 @@ def test_dataset_runs_end_to_end(case, airflow_db, s3, aws_connection, mail_dir,
     day2 = record(s3, cfg, DAY2)
     assert day2["action"] == "alert+retrain" and day2["drift"]["share"] >= cfg.drift.dataset_drift_share
     assert day2["scoring"]["rows"] == ROWS and day2["live"]["value"] is not None
-    assert record(s3, cfg, DAY1)["live"]["rows"] == labelled1
+    labelled2 = len(set(labels2[gen.ID].astype(str)) & set(features2[gen.ID].astype(str)))
+    # Live performance pools the window's labelled batches that this version predicted: day 1's late labels too.
+    assert day2["live"]["days"] == [DAY1.isoformat(), DAY2.isoformat()] and day2["live"]["model_version"] == "1"
+    assert day2["live"]["rows"] == labelled1 + labelled2, day2["live"]
     drift_mails = drift_alerts(mail_dir)
     assert len(drift_mails) == 1 and DAY2.isoformat() in drift_mails[0]
     events = asset_events(cfg)

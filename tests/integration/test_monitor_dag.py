@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
 from devstack.smtp_sink import read_messages
 from driftwatch import history, layout, seeding, storage
-from tests.helpers import asset_events
+from driftwatch.config import RetrainingPolicy
+from tests.helpers import asset_events, eager_policy
 
 pytestmark = pytest.mark.integration
 
@@ -65,6 +67,7 @@ def test_clean_batch_raises_no_alert(airflow_db, seeded, s3, demo_cfg, mail_dir,
 
 
 def test_drifted_batch_alerts_and_requests_retraining(airflow_db, seeded, s3, demo_cfg, mail_dir, scenario):
+    demo_cfg = eager_policy(demo_cfg)
     batch = strongest_drift(scenario)
     before = len(asset_events(demo_cfg))
     run, states = run_monitor(demo_cfg, batch.batch_date)
@@ -125,7 +128,7 @@ def test_a_failed_score_batch_does_not_silence_the_drift_alert(
         "AIRFLOW_CONN_MLFLOW_DEFAULT",
         json.dumps({"conn_type": "http", "extra": {"tracking_uri": f"sqlite:///{tmp_path}/blocked/mlflow.db"}}),
     )
-    cfg = demo_cfg.model_copy(update={"monitor": demo_cfg.monitor.model_copy(update={"retries": 0})})
+    cfg = eager_policy(demo_cfg.model_copy(update={"monitor": demo_cfg.monitor.model_copy(update={"retries": 0})}))
     batch = strongest_drift(scenario)
     day = batch.batch_date.isoformat()
     before = len(asset_events(cfg))
@@ -146,9 +149,45 @@ def test_a_failed_score_batch_does_not_silence_the_drift_alert(
 
 
 def test_the_record_says_what_was_done(airflow_db, seeded, s3, demo_cfg, mail_dir, scenario):
+    demo_cfg = eager_policy(demo_cfg)
     batch = strongest_drift(scenario)
     run_monitor(demo_cfg, batch.batch_date)
     record = history.read_record(s3, demo_cfg, batch.batch_date.isoformat())
     assert record["action"] == "alert+retrain"
     assert record["steps"]["alert_drift"]["done"] and record["steps"]["request_retraining"]["done"]
     assert record["steps"]["decide"]["retrain"] is True and "scoring" not in record["steps"]["decide"]
+
+
+def test_sustained_drift_retrains_once_when_its_labels_land(airflow_db, seeded, s3, demo_cfg, mail_dir, scenario):
+    policy = RetrainingPolicy(sustained_batches=2, sustained_window=3, min_new_labelled_rows=300, cooldown_days=3)
+    cfg = demo_cfg.model_copy(update={"retraining": policy})
+    drifted = strongest_drift(scenario)
+    # The same drifted batch on four new days, after the scenario: drift on every one of them.
+    days = [drifted.batch_date + timedelta(days=30 + i) for i in range(4)]
+    batches = [dataclasses.replace(drifted, batch_date=day) for day in days]
+    for batch in batches:
+        seeding.write_batch(s3, cfg, batch)
+    before = len(asset_events(cfg))
+
+    def policy_of(day: date) -> dict:
+        run_monitor(cfg, day)
+        return history.read_record(s3, cfg, day.isoformat())["policy"]
+
+    first = policy_of(days[0])
+    assert first["action"] == "alert-only" and "not sustained yet: drift on 1 of the last 1" in first["reason"]
+    second = policy_of(days[1])
+    assert second["action"] == "pending-labels", second
+    assert f"0 labelled row(s) from batches since {days[0]}, 300 needed" in second["reason"]
+    assert len(asset_events(cfg)) == before
+    seeding.write_labels(s3, cfg, batches[0])  # the first drifted day's labels land, late
+    third = policy_of(days[2])
+    assert third["action"] == "retrain" and third["retrain"] is True, third
+    assert third["signals"]["labelled_rows_since_onset"] == len(batches[0].labels)
+    assert len(asset_events(cfg)) == before + 1 and asset_events(cfg)[-1]["batch_date"] == days[2].isoformat()
+    fourth = policy_of(days[3])  # the retrain is queued (no run has started it): the new drift joins it
+    assert fourth["action"] == "joined" and len(asset_events(cfg)) == before + 1
+    record = history.read_record(s3, cfg, days[3].isoformat())
+    assert record["action"] == "alert" and record["steps"]["decide"]["retrain"] is False
+    subjects = [m["Subject"].strip() for m in read_messages(mail_dir)]
+    assert sum("retraining requested" in s for s in subjects) == 1, subjects
+    assert sum("retraining waits for labels" in s for s in subjects) == 1, subjects

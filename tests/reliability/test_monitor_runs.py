@@ -8,6 +8,7 @@ import pytest
 
 from devstack.smtp_sink import read_messages
 from driftwatch import demo_data, history, layout, seeding
+from tests.helpers import eager_policy
 from tests.reliability.support import (
     SCRIPT,
     clean_frame,
@@ -129,6 +130,7 @@ def asset_event_count(cfg) -> int:
 
 
 def test_rerun_of_a_drifted_day_sends_one_alert_and_one_retraining_request(world, demo_cfg, mail_dir, figures):
+    demo_cfg = eager_policy(demo_cfg)
     scenario = demo_data.generate_scenario(START, days=14, seed=11, rows_per_day=400)
     batch = max((b for b in scenario if b.kind == "covariate_drift"), key=lambda b: b.drift_strength)
     seeding.write_batch(world, demo_cfg, batch)

@@ -7,8 +7,16 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from driftwatch import alerts, decisions, policy
+from driftwatch.config import RetrainingPolicy
 
 DAY = "2026-03-10"
+
+
+@pytest.fixture
+def cfg(demo_cfg):
+    """The demo model with the documented policy defaults (the demo's own config tunes them)."""
+    evaluation = demo_cfg.evaluation.model_copy(update={"live_tolerance": 0.05})
+    return demo_cfg.model_copy(update={"retraining": RetrainingPolicy(), "evaluation": evaluation})
 
 
 def estimate(value: float, evaluated: float = 0.80, half: float = 0.02) -> dict:
@@ -25,107 +33,103 @@ def state(**kw) -> policy.PolicyState:
     return policy.PolicyState(**{**base, **kw})
 
 
-def test_sustained_drift_with_labels_and_no_estimate_retrains(demo_cfg):
-    decision = policy.decide(demo_cfg, signals(), state())
+def test_sustained_drift_with_labels_and_no_estimate_retrains(cfg):
+    decision = policy.decide(cfg, signals(), state())
     assert (decision.action, decision.retrain, decision.alert) == ("retrain", True, True)
     assert decision.signals["drifted_batches"] == 2 and decision.signals["sustained"] is True
 
 
-def test_drift_on_one_batch_of_three_alerts_only(demo_cfg):
-    decision = policy.decide(demo_cfg, signals(), state(recent_drift=[("2026-03-08", False), ("2026-03-09", False)]))
+def test_drift_on_one_batch_of_three_alerts_only(cfg):
+    decision = policy.decide(cfg, signals(), state(recent_drift=[("2026-03-08", False), ("2026-03-09", False)]))
     assert (decision.action, decision.retrain, decision.alert) == ("alert-only", False, True)
     assert "not sustained yet: drift on 1 of the last 3" in decision.reason
 
 
-def test_k_of_m_is_read_from_the_config(demo_cfg):
-    one_of_one = demo_cfg.model_copy(
-        update={"retraining": demo_cfg.retraining.model_copy(update={"sustained_batches": 1, "sustained_window": 1})}
+def test_k_of_m_is_read_from_the_config(cfg):
+    one_of_one = cfg.model_copy(
+        update={"retraining": cfg.retraining.model_copy(update={"sustained_batches": 1, "sustained_window": 1})}
     )
     decision = policy.decide(one_of_one, signals(), state(recent_drift=[]))
     assert decision.action == "retrain"
 
 
-def test_harmless_drift_alerts_without_retraining_unless_configured(demo_cfg):
+def test_harmless_drift_alerts_without_retraining_unless_configured(cfg):
     harmless = signals(estimate=estimate(0.79))
-    decision = policy.decide(demo_cfg, harmless, state())
+    decision = policy.decide(cfg, harmless, state())
     assert (decision.action, decision.retrain, decision.alert) == ("alert-only", False, True)
     assert "harmless drift" in decision.reason and decision.signals["estimate_harm"] is False
-    eager = demo_cfg.model_copy(
-        update={"retraining": demo_cfg.retraining.model_copy(update={"retrain_on_harmless_drift": True})}
-    )
+    eager = cfg.model_copy(update={"retraining": cfg.retraining.model_copy(update={"retrain_on_harmless_drift": True})})
     assert policy.decide(eager, harmless, state()).action == "retrain"
 
 
-def test_harmful_estimate_retrains_and_says_so(demo_cfg):
-    decision = policy.decide(demo_cfg, signals(estimate=estimate(0.70)), state())
+def test_harmful_estimate_retrains_and_says_so(cfg):
+    decision = policy.decide(cfg, signals(estimate=estimate(0.70)), state())
     assert decision.action == "retrain" and decision.signals["estimate_harm"] is True
     assert "estimated roc_auc 0.700 [0.680, 0.720] is below the evaluated 0.800" in decision.reason
 
 
-def test_estimate_tolerance_overrides_the_live_tolerance(demo_cfg):
-    strict = demo_cfg.model_copy(
-        update={"retraining": demo_cfg.retraining.model_copy(update={"estimate_tolerance": 0.005})}
-    )
-    assert policy.decide(demo_cfg, signals(estimate=estimate(0.79)), state()).action == "alert-only"
+def test_estimate_tolerance_overrides_the_live_tolerance(cfg):
+    strict = cfg.model_copy(update={"retraining": cfg.retraining.model_copy(update={"estimate_tolerance": 0.005})})
+    assert policy.decide(cfg, signals(estimate=estimate(0.79)), state()).action == "alert-only"
     assert policy.decide(strict, signals(estimate=estimate(0.79)), state()).action == "retrain"
 
 
-def test_retraining_waits_for_labels_from_the_drift_onset(demo_cfg):
-    decision = policy.decide(demo_cfg, signals(), state(labelled_rows_since_onset=120))
+def test_retraining_waits_for_labels_from_the_drift_onset(cfg):
+    decision = policy.decide(cfg, signals(), state(labelled_rows_since_onset=120))
     assert (decision.action, decision.retrain) == ("pending-labels", False)
     assert decision.pending == {"onset": "2026-03-09", "since": DAY, "reasons": [signals().drift_reason]}
     assert "120 labelled row(s) from batches since 2026-03-09, 500 needed" in decision.reason
 
 
-def test_a_pending_request_fires_when_the_labels_land_even_without_new_drift(demo_cfg):
+def test_a_pending_request_fires_when_the_labels_land_even_without_new_drift(cfg):
     pending = {"onset": "2026-03-09", "since": "2026-03-10", "reasons": ["data drift: 50% of features drifted (age)"]}
     quiet = signals(batch_date="2026-03-12", data_drift=False, drift_reason="")
-    waiting = policy.decide(demo_cfg, quiet, state(pending=pending, labelled_rows_since_onset=100))
+    waiting = policy.decide(cfg, quiet, state(pending=pending, labelled_rows_since_onset=100))
     assert waiting.action == "pending-labels" and waiting.pending["onset"] == "2026-03-09"
     assert waiting.alert is False  # a pending request is shown in the record, not emailed every day
-    fired = policy.decide(demo_cfg, quiet, state(pending=pending, labelled_rows_since_onset=900))
+    fired = policy.decide(cfg, quiet, state(pending=pending, labelled_rows_since_onset=900))
     assert (fired.action, fired.retrain, fired.alert) == ("retrain", True, True)
     assert fired.reason == pending["reasons"][0]
 
 
-def test_cooldown_after_a_promotion_unless_realized_performance_fell(demo_cfg):
+def test_cooldown_after_a_promotion_unless_realized_performance_fell(cfg):
     recent = state(last_promotion="2026-03-08")
-    cooled = policy.decide(demo_cfg, signals(), recent)
+    cooled = policy.decide(cfg, signals(), recent)
     assert cooled.action == "cooldown" and "promoted on 2026-03-08, 2 day(s) ago (< 3)" in cooled.reason
     realized = {"degraded": True, "reason": "concept drift: live roc_auc 0.61", "since": "2026-03-05"}
-    assert policy.decide(demo_cfg, signals(realized=realized), recent).action == "retrain"
-    assert policy.decide(demo_cfg, signals(), state(last_promotion="2026-03-07")).action == "retrain"
+    assert policy.decide(cfg, signals(realized=realized), recent).action == "retrain"
+    assert policy.decide(cfg, signals(), state(last_promotion="2026-03-07")).action == "retrain"
 
 
-def test_one_retrain_at_a_time_new_signals_join_the_queued_one(demo_cfg):
+def test_one_retrain_at_a_time_new_signals_join_the_queued_one(cfg):
     flight = {"run_id": "scheduled__2026-03-09", "batch_date": "2026-03-09", "at": "2026-03-10T00:00:00+00:00"}
-    decision = policy.decide(demo_cfg, signals(), state(in_flight=flight))
+    decision = policy.decide(cfg, signals(), state(in_flight=flight))
     assert (decision.action, decision.retrain, decision.alert) == ("joined", False, True)
     assert "joins the retrain already requested (scheduled__2026-03-09)" in decision.reason
 
 
-def test_realized_degradation_acts_at_once_without_data_drift(demo_cfg):
+def test_realized_degradation_acts_at_once_without_data_drift(cfg):
     realized = {"degraded": True, "reason": "concept drift: live roc_auc 0.610 of v2", "since": "2026-03-05"}
     quiet = signals(data_drift=False, drift_reason="", realized=realized)
-    decision = policy.decide(demo_cfg, quiet, state(labelled_rows_since_onset=0))
+    decision = policy.decide(cfg, quiet, state(labelled_rows_since_onset=0))
     assert decision.action == "retrain" and decision.reason.startswith("concept drift")
 
 
-def test_a_feature_gone_wild_alerts_alone_and_does_not_retrain(demo_cfg):
+def test_a_feature_gone_wild_alerts_alone_and_does_not_retrain(cfg):
     wild = [{"feature": "annual_income", "why": "97% of values outside the reference range [9000, 250000]"}]
-    decision = policy.decide(demo_cfg, signals(data_drift=False, drift_reason="", extreme_features=wild), state())
+    decision = policy.decide(cfg, signals(data_drift=False, drift_reason="", extreme_features=wild), state())
     assert (decision.action, decision.alert, decision.retrain) == ("alert-only", True, False)
     assert "annual_income gone wild: 97% of values outside" in decision.reason
 
 
-def test_manual_request_passes_sustained_cooldown_and_labels(demo_cfg):
+def test_manual_request_passes_sustained_cooldown_and_labels(cfg):
     forced = signals(data_drift=False, drift_reason="", manual=True)
-    decision = policy.decide(demo_cfg, forced, state(last_promotion=DAY, labelled_rows_since_onset=0))
+    decision = policy.decide(cfg, forced, state(last_promotion=DAY, labelled_rows_since_onset=0))
     assert decision.action == "retrain" and "forced by hand" in decision.reason
 
 
-def test_a_quiet_batch_decides_none(demo_cfg):
-    decision = policy.decide(demo_cfg, signals(data_drift=False, drift_reason=""), state())
+def test_a_quiet_batch_decides_none(cfg):
+    decision = policy.decide(cfg, signals(data_drift=False, drift_reason=""), state())
     assert (decision.action, decision.alert, decision.retrain, decision.reason) == ("none", False, False, "")
 
 
@@ -149,7 +153,7 @@ def test_a_request_is_in_flight_until_a_retrain_started_after_it_finishes():
     assert decisions.in_flight(asked, None, now + timedelta(days=2)) is None  # never picked up: stale
 
 
-def test_the_drift_email_says_what_the_policy_decided(demo_cfg):
+def test_the_drift_email_says_what_the_policy_decided(cfg):
     decision = {
         "batch_date": DAY,
         "dataset_drift": True,
@@ -162,7 +166,7 @@ def test_the_drift_email_says_what_the_policy_decided(demo_cfg):
         "estimate": estimate(0.79),
         "live": {"metric": "roc_auc", "rows": 0, "value": None},
     }
-    message = alerts.drift_email(demo_cfg, DAY, decision, {})
+    message = alerts.drift_email(cfg, DAY, decision, {})
     assert message["Subject"].endswith("alert only, not retrained")
     text = message.get_body(("plain",)).get_content()
     assert "estimated (no labels) | roc_auc | 0.79 | [0.770, 0.810] | 0.8" in text
