@@ -61,6 +61,9 @@ class FeatureDrift:
     threshold: float
     score: float
     drifted: bool
+    # Share of the batch's non-null values outside the reference's [min, max] (numeric) or in
+    # categories the reference never held; None where not measured (the Evidently report path).
+    outside_range_share: float | None = None
 
     @property
     def score_kind(self) -> Literal["p_value", "distance"]:
@@ -74,9 +77,24 @@ class FeatureDrift:
             return self.score / self.threshold
         return self.threshold / self.score if self.score > 0 else math.inf
 
+    @property
+    def score_ratio(self) -> float | None:
+        """score / threshold for distances (how far past drift); None for p-values.
+
+        A p-value shrinks with the batch size as much as with the change, so threshold / p would
+        call any large batch extreme: no ratio is given for them.
+        """
+        return self.score / self.threshold if self.score_kind == "distance" else None
+
     def to_dict(self) -> dict[str, Any]:
-        """Plain-JSON form; a non-finite score becomes None, numpy numbers plain ones."""
-        plain = {"threshold": float(self.threshold), "score": _json_float(self.score), "drifted": bool(self.drifted)}
+        """Plain-JSON form; a non-finite number becomes None, numpy numbers plain ones."""
+        plain = {
+            "threshold": float(self.threshold),
+            "score": _json_float(self.score),
+            "drifted": bool(self.drifted),
+            "outside_range_share": _json_float(self.outside_range_share),
+            "score_ratio": _json_float(self.score_ratio),
+        }
         return {**asdict(self), "score_kind": self.score_kind, **plain}
 
 
@@ -308,6 +326,8 @@ def _check_against_evidently_count(report_json: dict[str, Any], drifted: int) ->
                 log.warning("Evidently counts %s drifted columns, per-column tests say %s", count, drifted)
 
 
-def _json_float(value: float) -> float | None:
+def _json_float(value: float | None) -> float | None:
+    if value is None:
+        return None
     value = float(value)
     return value if math.isfinite(value) else None

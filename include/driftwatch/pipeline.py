@@ -207,7 +207,7 @@ def drift_step(
 
     Without `partitions` (the fleet DAG, a direct call) the partitions are profiled here, in turn.
     """
-    from driftwatch import drift_check, references
+    from driftwatch import drift_check, profile, references
 
     bucket = cfg.storage.bucket
     if partitions is None:
@@ -250,16 +250,17 @@ def drift_step(
     reports.put_json("drift.json", assessment.report_json)
     retrain = result.dataset_drift or force_retrain
     reason = _retrain_reason(result, force_retrain)
+    # One feature gone wild is a signal of its own: the retraining policy alerts on it, whatever the share.
+    extreme = profile.extreme_features(stored.profile, result, cfg.retraining)
+    entry = ("name", "method", "score", "threshold", "outside_range_share", "score_ratio")
     decision = {
         "batch_date": batch_date,
         "drifted_share": result.drifted_share,
         "share_threshold": result.share_threshold,
         "dataset_drift": result.dataset_drift,
         "n_features": len(result.features),
-        "drifted_features": [
-            {"name": f.name, "method": f.method, "score": f.score, "threshold": f.threshold}
-            for f in result.drifted_features
-        ],
+        "drifted_features": [{k: d[k] for k in entry} for d in (f.to_dict() for f in result.drifted_features)],
+        "extreme_features": extreme,
         "retrain": retrain,
         "reason": reason,
         "reference_uri": reference_uri,
@@ -280,6 +281,7 @@ def drift_step(
             "dataset_drift": result.dataset_drift,
             "scores": {f.name: f.score for f in result.features},
             "drifted": [f.name for f in result.drifted_features],
+            "extreme_features": extreme,
         },
         # What was done is recorded by the steps that do it (history.record_step); until then:
         "action": "pending",

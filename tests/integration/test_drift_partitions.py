@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 
 import pyarrow.parquet as pq
 import pytest
 
-from driftwatch import layout, pipeline, storage
-from tests.integration.test_monitor_dag import run_monitor, strongest_drift
+from driftwatch import history, layout, pipeline, seeding, storage
+from tests.integration.test_monitor_dag import first_of, run_monitor, strongest_drift
 
 pytestmark = pytest.mark.integration
 
@@ -42,7 +43,7 @@ def test_mapped_partitions_give_the_single_pass_decision(airflow_db, seeded, s3,
     summary = pipeline.validate_step(s3, demo_cfg, day)
     single = pipeline.drift_step(s3, demo_cfg, day, summary)
     assert single["sampling"]["partitions"] == 1
-    for key in ("drifted_share", "dataset_drift", "drifted_features", "retrain"):
+    for key in ("drifted_share", "dataset_drift", "drifted_features", "extreme_features", "retrain"):
         assert mapped[key] == single[key], key
     assert mapped["sampling"]["batch_sample_rows"] == single["sampling"]["batch_sample_rows"] == 400
 
@@ -105,3 +106,29 @@ def test_a_reference_promoted_between_profiling_and_deciding_is_used(seeded, s3,
     # The batch against itself: nothing drifts, where the old reference saw drift.
     assert decided["drifted_share"] == 0.0
     assert decided == pipeline.drift_step(s3, cfg, day, summary)
+
+
+def test_one_feature_gone_wild_is_named_in_the_decision_while_the_share_stays_low(seeded, s3, demo_cfg, scenario):
+    """debt_to_income x1e6 (a unit change) passes validation (no config max) and drifts alone."""
+    batch = first_of(scenario, "stable")
+    day = batch.batch_date.isoformat()
+    calm = pipeline.drift_step(s3, demo_cfg, day, pipeline.validate_step(s3, demo_cfg, day))
+    assert calm["extreme_features"] == [] and _decision(s3, demo_cfg, day)["extreme_features"] == []
+
+    wild = batch.features.assign(debt_to_income=batch.features["debt_to_income"] * 1e6)
+    seeding.write_batch(s3, demo_cfg, dataclasses.replace(batch, features=wild))
+    summary = pipeline.validate_step(s3, demo_cfg, day)
+    assert summary["passed"], summary["reason"]
+    decided = pipeline.drift_step(s3, demo_cfg, day, summary)
+
+    assert decided["drifted_share"] < decided["share_threshold"]
+    assert not decided["dataset_drift"] and not decided["retrain"]
+    (extreme,) = decided["extreme_features"]
+    assert extreme["feature"] == "debt_to_income"
+    assert "of values outside the reference range [" in extreme["why"] and extreme["outside_range_share"] > 0.5
+    (entry,) = [f for f in decided["drifted_features"] if f["name"] == "debt_to_income"]
+    assert entry["outside_range_share"] == extreme["outside_range_share"] and entry["score_ratio"] > 1e3
+    stored = _decision(s3, demo_cfg, day)
+    assert stored["extreme_features"] == decided["extreme_features"]
+    assert stored["drifted_features"] == decided["drifted_features"]
+    assert history.read_record(s3, demo_cfg, day)["drift"]["extreme_features"] == decided["extreme_features"]

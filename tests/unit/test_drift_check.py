@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import json
+import re
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from driftwatch import drift, drift_check
 from driftwatch import profile as fast
+from driftwatch.config import ModelConfig
 from tests.unit.test_profile import evidently_verdict, make_cfg, make_frame
 
 
@@ -175,3 +179,105 @@ def test_hostile_feature_names_are_escaped_in_the_banner(reference, batch):
     page = drift_check.annotate_report("<body>", dataclasses.replace(assessment, result=result, sample_only=result))
     assert hostile not in page
     assert "&lt;/script&gt;&lt;script&gt;alert(1)&lt;/script&gt;" in page
+
+
+# ---------------------------------------------------------------------------- one feature gone wild
+
+
+def _outside_share(reference: pd.Series, current: pd.Series) -> float:
+    """What outside_range_share must be: finite batch values beyond the finite reference's min or max."""
+    ref = reference[np.isfinite(reference)]
+    cur = current[np.isfinite(current)]
+    return float(((cur < ref.min()) | (cur > ref.max())).mean())
+
+
+def _only_categorical(method: str) -> ModelConfig:
+    cfg = make_cfg("wasserstein", method)
+    features = [f for f in cfg.dataset.features if f.type == "categorical"]
+    return cfg.model_copy(update={"dataset": cfg.dataset.model_copy(update={"features": features})})
+
+
+def test_a_feature_times_a_million_is_extreme_while_the_share_stays_under_its_threshold(cfg, reference):
+    current = make_frame(3000, 2, holes=False)
+    current["skew"] = current["skew"] * 1e6  # a unit change in one feature
+    ref = fast.build_profile(reference, cfg)
+    result = fast.decide(ref, fast.profile_batch(current, ref, cfg), cfg)
+    assert result.drifted_share < result.share_threshold and not result.dataset_drift
+
+    extreme = fast.extreme_features(ref, result, cfg.retraining)
+    assert [e["feature"] for e in extreme] == ["skew"]
+    low, high = reference["skew"].min(), reference["skew"].max()
+    assert extreme[0]["why"].startswith(f"100% of values outside the reference range [{low:.4g}, {high:.4g}]")
+    assert "x its threshold 0.1" in extreme[0]["why"]
+    assert extreme[0]["outside_range_share"] == 1.0 and extreme[0]["score_ratio"] > 1e6
+    assert json.loads(json.dumps(extreme, allow_nan=False)) == extreme
+
+
+def test_ordinary_small_drift_has_no_extreme_feature(cfg, reference):
+    ref = fast.build_profile(reference, cfg)
+    result = fast.fast_drift(ref, make_frame(3000, 2, 0.2), cfg)
+    assert any(f.outside_range_share for f in result.features), "a few tail values do fall outside"
+    assert fast.extreme_features(ref, result, cfg.retraining) == []
+
+
+def test_a_score_far_past_its_threshold_is_extreme_inside_the_range(cfg, reference):
+    current = make_frame(3000, 2, holes=False)
+    current["cont"] = current["cont"] + 2.0  # about 2 reference stds: normed Wasserstein ~2, 20x 0.1
+    ref = fast.build_profile(reference, cfg)
+    result = fast.fast_drift(ref, current, cfg)
+    assert not result.dataset_drift
+    (extreme,) = fast.extreme_features(ref, result, cfg.retraining)
+    assert extreme["feature"] == "cont" and extreme["outside_range_share"] < 0.5
+    assert "outside" not in extreme["why"] and re.fullmatch(r"score \S+ is \d+x its threshold 0\.1", extreme["why"])
+    loose = cfg.retraining.model_copy(update={"extreme_score_factor": 1e3})
+    assert fast.extreme_features(ref, result, loose) == []
+
+
+@pytest.mark.parametrize("exact_values", [fast.EXACT_VALUES, 0], ids=["exact", "sketch"])
+def test_outside_range_share_is_exact_on_either_path_and_across_partitions(exact_values):
+    cfg = make_cfg()
+    reference = make_frame(12_000, 5)  # holes: NaN and +-inf count on neither side
+    current = make_frame(8000, 6, 1.0)
+    for name in ("cont", "skew"):  # the reference's own min and max lie inside the range
+        finite = reference[name][np.isfinite(reference[name])]
+        current.loc[:9, name] = [finite.min(), finite.max()] * 5
+    ref = fast.build_profile(reference, cfg, exact_values=exact_values)
+    parts = [fast.profile_batch(current.iloc[i : i + 2000], ref, cfg) for i in range(0, 8000, 2000)]
+    merged = parts[0]
+    for part in parts[1:]:
+        merged = fast.merge(merged, part)
+    for feature in fast.decide(ref, merged, cfg).features:
+        if feature.kind == "numeric":
+            want = _outside_share(reference[feature.name], current[feature.name])
+            assert feature.outside_range_share == want, feature
+    assert want > 0
+
+
+@pytest.mark.parametrize("method", ["chisquare", "jensenshannon"])
+def test_categories_unseen_in_the_reference_count_as_outside_it(method, reference):
+    cfg = _only_categorical(method)
+    current = make_frame(3000, 2)  # holes: None labels count on neither side
+    current["colour"] = current["colour"].str.upper()  # a relabelling: every label is new
+    ref = fast.build_profile(reference, cfg)
+    result = fast.fast_drift(ref, current, cfg)
+    by_name = {f.name: f for f in result.features}
+    assert by_name["colour"].outside_range_share == 1.0 and by_name["size"].outside_range_share == 0.0
+    extreme = fast.extreme_features(ref, result, cfg.retraining)
+    assert [e["feature"] for e in extreme] == ["colour"]
+    assert extreme[0]["why"].startswith("100% of values in categories unseen in the reference")
+    assert (extreme[0]["score_ratio"] is None) is (method == "chisquare")
+
+
+def test_p_value_methods_give_no_score_ratio_and_still_see_values_out_of_range(reference):
+    cfg = make_cfg("ks", "chisquare")
+    current = make_frame(3000, 2)
+    current["whole"] = current["whole"] * 1e6
+    ref = fast.build_profile(reference, cfg)
+    result = fast.fast_drift(ref, current, cfg)
+    assert all(f.score_ratio is None for f in result.features)
+    extreme = fast.extreme_features(ref, result, cfg.retraining)
+    assert [(e["feature"], e["score_ratio"]) for e in extreme] == [("whole", None)]
+    assert "threshold" not in extreme[0]["why"]
+    plain = result.to_dict()
+    assert json.loads(json.dumps(plain, allow_nan=False)) == plain
+    assert {"outside_range_share", "score_ratio"} <= set(plain["features"][0])

@@ -91,8 +91,11 @@ from driftwatch.profile.decision import (  # noqa: F401
     _hellinger_histograms,
     _hellinger_shares,
     _numeric_score,
+    _outside_range_share,
+    _unseen_share,
     _value_count_shares,
     decide,
+    extreme_features,
     fast_drift,
 )
 from driftwatch.profile.grid import (  # noqa: F401
@@ -177,6 +180,7 @@ __all__ = [
     "ReferenceProfile",
     "build_profile",
     "decide",
+    "extreme_features",
     "fast_drift",
     "iter_columns",
     "merge",

@@ -17,7 +17,7 @@ from driftwatch.profile.reference import FEW_VALUES, NumericReference, Reference
 from driftwatch.profile.sketches import CategoryCounts, _hll_estimate
 
 if TYPE_CHECKING:
-    from driftwatch.config import ModelConfig
+    from driftwatch.config import ModelConfig, RetrainingPolicy
 
 ENGINE = "driftwatch-fast (evidently 0.7.23 semantics)"
 
@@ -155,6 +155,23 @@ def _numeric_score(method: str, ref: NumericReference, cur: NumericBatch) -> flo
     raise ValueError(f"drift method {method!r} does not apply to numeric features")
 
 
+def _outside_range_share(ref: NumericReference, cur: NumericBatch) -> float:
+    """Share of the batch's finite values below the reference min or above its max, exact from the cells.
+
+    The reference's first and last points are its min and max, so every cell before the first
+    and after the last holds only values outside the range.
+    """
+    geo, counts = ref.geometry, cur.cells.counts
+    outside = int(counts[: 2 * geo.ref_start + 1].sum()) + int(counts[2 * geo.ref_stop :].sum())
+    return outside / cur.count
+
+
+def _unseen_share(ref: CategoryCounts, cur: CategoryCounts) -> float:
+    """Share of the batch's labelled values in categories the reference never held."""
+    unseen = sum(hit for label, hit in cur.counts.items() if label not in ref.counts)
+    return unseen / cur.count
+
+
 def _drifted(method: str, score: float, threshold: float) -> bool:
     if method == "ks":
         return score <= threshold
@@ -188,8 +205,10 @@ def decide(
         cur = batch.features[spec.name]
         if isinstance(feature_ref, NumericReference) and isinstance(cur, NumericBatch):
             score = _numeric_score(method, feature_ref, cur)
+            outside = _outside_range_share(feature_ref, cur)
         elif isinstance(feature_ref, CategoryCounts) and isinstance(cur, CategoryCounts):
             score = _categorical_score(method, feature_ref, cur)
+            outside = _unseen_share(feature_ref, cur)
         else:
             raise ValueError(f"feature {spec.name!r} is {spec.type} in the config but not in the batch profile")
         results.append(
@@ -200,6 +219,7 @@ def decide(
                 threshold=float(threshold),
                 score=score,
                 drifted=_drifted(method, score, float(threshold)),
+                outside_range_share=outside,
             )
         )
     drifted_share = sum(f.drifted for f in results) / len(results)
@@ -212,6 +232,46 @@ def decide(
         current_rows=batch.rows,
         evidently_version=ENGINE,
     )
+
+
+def extreme_features(ref: ReferenceProfile, result: DriftResult, policy: RetrainingPolicy) -> list[dict[str, Any]]:
+    """The features gone wild on their own, each with why: most values outside the reference, or a huge score.
+
+    A unit change in one feature (values x1e6) leaves the dataset's drift share under its
+    threshold; the retraining policy alerts on every feature listed here instead.
+    """
+    extreme: list[dict[str, Any]] = []
+    for feature in result.features:
+        reasons = []
+        share, ratio = feature.outside_range_share, feature.score_ratio
+        if share is not None and share > policy.outlier_share:
+            reasons.append(_outside_why(ref.features[feature.name], share))
+        # NaN compares False: a score that could not be computed is not extreme.
+        if ratio is not None and ratio >= policy.extreme_score_factor:
+            reasons.append(_ratio_why(feature.score, ratio, feature.threshold))
+        if reasons:
+            plain = feature.to_dict()
+            extreme.append(
+                {
+                    "feature": feature.name,
+                    "why": "; ".join(reasons),
+                    "outside_range_share": plain["outside_range_share"],
+                    "score_ratio": plain["score_ratio"],
+                }
+            )
+    return extreme
+
+
+def _outside_why(ref: NumericReference | CategoryCounts, share: float) -> str:
+    if isinstance(ref, NumericReference):
+        return f"{share:.0%} of values outside the reference range [{ref.min:.4g}, {ref.max:.4g}]"
+    return f"{share:.0%} of values in categories unseen in the reference"
+
+
+def _ratio_why(score: float, ratio: float, threshold: float) -> str:
+    if not math.isfinite(ratio):
+        return f"score {score:.2g} is past any multiple of its threshold {threshold:g}"
+    return f"score {score:.2g} is {ratio:,.0f}x its threshold {threshold:g}"
 
 
 def fast_drift(
