@@ -297,7 +297,7 @@ def _scored_fields(stored: dict[str, Any] | None) -> dict[str, Any]:
 
     A monitor run's score_batch replaces both afterwards; each names the model version it measured.
     """
-    return {k: v for k, v in (stored or {}).items() if k in ("scoring", "live")}
+    return {k: v for k, v in (stored or {}).items() if k in ("scoring", "estimate", "live")}
 
 
 def _retrain_reason(result: Any, force_retrain: bool) -> str:
