@@ -18,7 +18,13 @@ from driftwatch import layout
 from driftwatch.config import ModelConfig
 
 # Also re-exported: the webapp, alerts, devstack and tests use the page, charts and links from here.
-from driftwatch.reports.charts import EXCEEDANCE_CAP, bar_chart_png, drift_grid_svg, line_chart_svg  # noqa: F401
+from driftwatch.reports.charts import (  # noqa: F401
+    EXCEEDANCE_CAP,
+    band_chart_svg,
+    bar_chart_png,
+    drift_grid_svg,
+    line_chart_svg,
+)
 from driftwatch.reports.markup import finite, report_url  # noqa: F401
 
 P_VALUE_METHODS = frozenset({"ks", "chisquare"})  # same set as drift.P_VALUE_METHODS; drift imports numpy
@@ -82,6 +88,10 @@ class BatchRow:
     reason: str
     live: dict[str, Any] | None
     reports: dict[str, str] = field(default_factory=dict)
+    estimate: dict[str, Any] | None = None
+    # The retraining policy's decision ("retrain", "cooldown", ...), beside `action`: what was done.
+    policy: str = ""
+    policy_reason: str = ""
 
 
 def batch_rows(cfg: ModelConfig, records: Sequence[Mapping[str, Any]]) -> list[BatchRow]:
@@ -92,6 +102,7 @@ def batch_rows(cfg: ModelConfig, records: Sequence[Mapping[str, Any]]) -> list[B
         drift = record.get("drift") or {}
         status = str(record.get("status", "unknown"))
         validation = record.get("validation") or {}
+        policy = record.get("policy") or {}
         rows.append(
             BatchRow(
                 batch_date=day,
@@ -103,6 +114,9 @@ def batch_rows(cfg: ModelConfig, records: Sequence[Mapping[str, Any]]) -> list[B
                 action=str(record.get("action", "none")),
                 reason=str(record.get("reason") or validation.get("reason") or ""),
                 live=record.get("live"),
+                estimate=record.get("estimate"),
+                policy=str(policy.get("action") or ""),
+                policy_reason=str(policy.get("reason") or ""),
                 # A missing or unreadable-record batch wrote no report to link to.
                 reports=batch_report_keys(cfg, day, status == "quarantined")
                 if day and status in ("passed", "quarantined")
@@ -125,13 +139,36 @@ def drift_series(cfg: ModelConfig, records: Sequence[Mapping[str, Any]]) -> dict
 
 
 def performance_series(records: Sequence[Mapping[str, Any]]) -> dict[str, list[float | None]]:
-    """Live primary metric against the champion's evaluated value, in date order."""
+    """The label-free estimate with its band, realized performance and the evaluated value, in date order.
+
+    `realized` is the champion's metric over the labelled window the record names (or, in records
+    written before windows, over the batch's own labels); None where labels were too few. The
+    evaluated value comes from the estimate, else from the realized record: either has it.
+    """
     ordered = sorted(records, key=lambda r: str(r.get("batch_date", "")))
-    live = [(r.get("live") or {}) for r in ordered]
+    estimates = [r.get("estimate") or {} for r in ordered]
+    lives = [r.get("live") or {} for r in ordered]
+    pairs = zip(estimates, lives, strict=True)
     return {
-        "live": [finite(m.get("value")) for m in live],
-        "evaluated": [finite(m.get("evaluated")) for m in live],
+        "estimated": [finite(e.get("value")) for e in estimates],
+        "lower": [finite(e.get("lower")) for e in estimates],
+        "upper": [finite(e.get("upper")) for e in estimates],
+        "realized": [finite(m.get("value")) for m in lives],
+        "evaluated": [_first_finite(e.get("evaluated"), m.get("evaluated")) for e, m in pairs],
     }
+
+
+def _first_finite(*values: Any) -> float | None:
+    return next((n for n in map(finite, values) if n is not None), None)
+
+
+def not_estimated_reason(records: Sequence[Mapping[str, Any]]) -> str:
+    """Why the newest batch with an estimate record has no estimate ("" when it has one or none was tried)."""
+    for record in sorted(records, key=lambda r: str(r.get("batch_date", "")), reverse=True):
+        estimate = record.get("estimate")
+        if estimate:
+            return "" if finite(estimate.get("value")) is not None else str(estimate.get("reason") or "")
+    return ""
 
 
 def registry_events(history: Sequence[Mapping[str, Any]], versions: Sequence[Mapping[str, Any]]) -> list[dict]:
@@ -177,6 +214,7 @@ class ModelPage:
     versions: list[dict[str, Any]]
     mlflow_url: str | None = None
     errors: list[str] = field(default_factory=list)
+    not_estimated: str = ""  # why the newest batch has no estimate, for the empty performance chart
 
     @property
     def quarantines(self) -> list[BatchRow]:
@@ -203,6 +241,7 @@ def build_model_page(
         drift=drift_series(cfg, ordered),
         shares=[finite((r.get("drift") or {}).get("share")) for r in ordered],
         performance=performance_series(ordered),
+        not_estimated=not_estimated_reason(ordered),
         events=registry_events(history, versions),
         versions=[dict(v) for v in versions],
         mlflow_url=mlflow_url.rstrip("/") if mlflow_url else None,

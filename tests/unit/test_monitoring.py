@@ -106,7 +106,9 @@ def test_page_data_from_history_records(demo_cfg):
     assert page.shares == [0.0, None, 0.5]
     assert page.drift["age"] == [pytest.approx(0.2), None, pytest.approx(3.5)]
     assert page.drift["channel"][2] == monitoring.EXCEEDANCE_CAP  # chisquare p=0.001 vs 0.05 is 50x, capped
-    assert page.performance == {"live": [None, None, 0.61], "evaluated": [None, None, 0.74]}
+    assert page.performance["realized"] == [None, None, 0.61], "an old-shape live record still counts"
+    assert page.performance["evaluated"] == [None, None, 0.74]
+    assert page.performance["estimated"] == [None, None, None]
     assert [e["action"] for e in page.events] == ["rollback", "promote", "reject"]
 
 
@@ -155,6 +157,124 @@ def test_line_chart_draws_each_series_and_the_threshold():
     assert svg.startswith("<svg") and svg.endswith("</svg>")
     assert svg.count("<polyline") == 3, "a gap splits series a into two segments"
     assert 'class="dw-threshold"' in svg and "t &lt;x&gt;" in svg
+
+
+def estimate(value: float | None, evaluated: float = 0.74, **extra) -> dict:
+    """An `estimate` field shaped like scoring.batch_estimate writes it (not estimated when value is None)."""
+    if value is None:
+        return {"metric": "roc_auc", "value": None, "reason": HOSTILE, "method": "none", "evaluated": evaluated}
+    return {
+        "metric": "roc_auc",
+        "value": value,
+        "lower": value - 0.05,
+        "upper": value + 0.05,
+        "sigma": 0.01,
+        "rows": 2000,
+        "calibrated": True,
+        "method": "cbpe",
+        "evaluated": evaluated,
+        **extra,
+    }
+
+
+def live(value: float | None, rows: int = 1800, **extra) -> dict:
+    """A `live` field of the windowed shape scoring.live_performance writes."""
+    found = {
+        "metric": "roc_auc",
+        "model_version": "3",
+        "value": value,
+        "rows": rows,
+        "min_rows": 200,
+        "window_days": 7,
+        "since": "2026-11-12",
+        "until": "2026-11-14",
+        "days": ["2026-11-12", "2026-11-14"],
+        "evaluated": 0.74,
+        "degraded": value is not None and value < 0.69,
+        "by_version": {"2": {"rows": 300, "value": 0.7, "problems": []}},
+        "reason": "",
+        **extra,
+    }
+    if rows < 200:
+        found["note"] = f"{rows} labelled row(s) predicted by v3 in the last 7 day(s): 200 are needed to measure it"
+    return found
+
+
+def performance_records() -> list[dict]:
+    """Four batches: an old-shape live record, a not-estimated batch, and two with estimates and realized values."""
+    old_live = {"metric": "roc_auc", "value": 0.72, "rows": 400, "labels": 400, "model_version": "2"}
+    return [
+        record("2026-11-11", 0.0, live={**old_live, "evaluated": 0.75, "degraded": False}),
+        {**record("2026-11-12", 0.0, live=live(None, rows=40)), "estimate": estimate(None)},
+        {
+            **record("2026-11-13", 0.1, live=live(0.70)),
+            "estimate": estimate(0.71),
+            "policy": {"action": "none", "alert": False, "retrain": False, "reason": "no signal", "signals": {}},
+        },
+        {
+            **record("2026-11-14", 0.5, live=live(0.61, reason="concept drift: live roc_auc 0.610 of v3")),
+            "estimate": estimate(0.65),
+            "policy": {"action": "pending-labels", "alert": True, "retrain": False, "reason": HOSTILE, "signals": {}},
+        },
+    ]
+
+
+def test_performance_series_has_the_band_the_realized_points_and_the_evaluated_line():
+    series = monitoring.performance_series(list(reversed(performance_records())))
+    assert series["estimated"] == [None, None, 0.71, 0.65], "in date order; nothing before CBPE or when not estimated"
+    assert series["lower"] == [None, None, pytest.approx(0.66), pytest.approx(0.60)]
+    assert series["upper"] == [None, None, pytest.approx(0.76), pytest.approx(0.70)]
+    assert series["realized"] == [0.72, None, 0.70, 0.61], "old shape counts; too few labelled rows give no point"
+    assert series["evaluated"] == [0.75, 0.74, 0.74, 0.74], "from the estimate, else from the live record"
+    assert monitoring.not_estimated_reason(performance_records()[:2]) == HOSTILE
+    assert monitoring.not_estimated_reason(performance_records()) == "", "the newest batch is estimated"
+
+
+def test_band_chart_draws_the_band_the_points_and_the_evaluated_line_with_escaped_text():
+    labels = ["2026-11-11", "2026-11-12", HOSTILE, "2026-11-14"]
+    svg = monitoring.band_chart_svg(
+        labels,
+        ([None, 0.6, 0.66, 0.6], [None, 0.65, 0.71, 0.65], [None, 0.7, 0.76, None]),
+        points=[0.72, None, 0.7, 0.61],
+        reference=[0.75, 0.74, 0.74, 0.74],
+        title=f"Estimated {HOSTILE}",
+        names=("estimated", HOSTILE, "evaluated"),
+    )
+    assert svg.startswith("<svg") and svg.endswith("</svg>")
+    assert svg.count('<polygon class="dw-band"') == 1, "the band spans the batches with both bounds"
+    assert svg.count('<circle class="dw-realized"') == 3, "one point per realized value"
+    assert svg.count('class="dw-evaluated"') == 1, "the evaluated line"
+    assert svg.count("<polyline") == 2, "the estimate line and the evaluated line"
+    assert "<script" not in svg and svg.count("&lt;script&gt;") == 5, "title (twice), axis, legend, tooltip"
+
+
+def test_a_lone_estimate_is_still_drawn_as_a_band():
+    svg = monitoring.band_chart_svg(["2026-11-14"], ([0.6], [0.65], [0.7]), points=[None], reference=[None], title="t")
+    points = svg.split('<polygon class="dw-band"')[1].split('points="')[1].split('"')[0]
+    assert len(points.split()) == 4, "a lone batch is widened into a small box"
+
+
+def test_page_shows_the_performance_chart_and_the_policy_decision(demo_cfg):
+    page = monitoring.build_model_page(demo_cfg, performance_records())
+    newest = page.rows[0]
+    assert (newest.policy, newest.policy_reason, newest.estimate["value"]) == ("pending-labels", HOSTILE, 0.65)
+    assert page.rows[-1].policy == "", "a record written before the policy"
+    html = pages.render_page("Model monitoring", pages.render_model_section(page, report_base="/dw/report"))
+    assert "<script" not in html
+    assert "Estimated (band), realized (points) and evaluated roc_auc" in html
+    assert html.count('class="dw-band"') == 1 and html.count('class="dw-realized"') == 3
+    assert "<th>policy</th>" in html and f'<span class="warn" title="{pages.escape(HOSTILE)}">pending-labels' in html
+    assert "estimated 0.650 [0.600, 0.700]" in html and "realized 0.610" in html
+    assert "(v3, 1800 rows, 11-12..11-14)" in html
+    assert "too few labels (40 of 200 rows)" in html and "not estimated" in html
+    assert "v2: 300 rows, 0.700" in html, "earlier versions' rows are in the tooltip"
+
+
+def test_without_estimates_or_labels_a_sentence_replaces_the_performance_chart(demo_cfg):
+    records = [{**record("2026-11-12", 0.0, live=live(None, rows=0)), "estimate": estimate(None)}]
+    html = pages.render_model_section(monitoring.build_model_page(demo_cfg, records), report_base="/dw/report")
+    assert 'class="dw-band"' not in html and "no batch has a label-free estimate" in html
+    assert "Newest estimate: &lt;script&gt;" in html, "why it was not estimated, escaped"
 
 
 def _decode_png(data: bytes) -> tuple[int, int, list[bytes]]:

@@ -10,10 +10,11 @@ import math
 import struct
 import zlib
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from driftwatch.reports.markup import escape
-from driftwatch.reports.style import BLUE, BORDER, PURPLE, RED, SERIES, SHADE, WHITE
+from driftwatch.reports.style import BLUE, BORDER, PURPLE, RED, SERIES, SHADE, TEXT, WHITE
 
 EXCEEDANCE_CAP = 4.0  # drift scores are drawn as multiples of their threshold, capped for the axis
 
@@ -32,6 +33,96 @@ def _points(values: Sequence[float | None], x0: float, dx: float, y: Any) -> lis
     return [s for s in segments if s]
 
 
+@dataclass(frozen=True)
+class _Axes:
+    """The plot area of a chart and the scales that place values and batches in it."""
+
+    width: int
+    height: int
+    low: float
+    high: float
+    count: int
+    left: int = 44
+    right: int = 12
+    top: int = 24
+    bottom: int = 36
+
+    @property
+    def plot_w(self) -> float:
+        return self.width - self.left - self.right
+
+    @property
+    def plot_h(self) -> float:
+        return self.height - self.top - self.bottom
+
+    @property
+    def dx(self) -> float:
+        return self.plot_w / max(self.count - 1, 1)
+
+    def x(self, i: int) -> float:
+        return self.left + i * self.dx
+
+    def y(self, v: float) -> float:
+        span = (self.high - self.low) or 1.0
+        return self.top + self.plot_h - (min(max(v, self.low), self.high) - self.low) / span * self.plot_h
+
+    def segments(self, values: Sequence[float | None]) -> list[list[tuple[float, float]]]:
+        return _points(values, self.left, self.dx, self.y)
+
+
+def _frame(axes: _Axes, labels: Sequence[str], title: str, y_format: str) -> list[str]:
+    """The opening of a chart: title, plot area, three value ticks and about seven batch labels."""
+    width, height, left = axes.width, axes.height, axes.left
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" class="dw-chart" role="img" width="{width}" height="{height}" '
+        f'viewBox="0 0 {width} {height}"><title>{escape(title)}</title>',
+        f'<text x="{left}" y="14" font-size="12" font-weight="bold">{escape(title)}</text>',
+        f'<rect x="{left}" y="{axes.top}" width="{axes.plot_w}" height="{axes.plot_h}" fill="{WHITE}" '
+        f'stroke="{BORDER}"/>',
+    ]
+    for tick in (axes.low, (axes.low + axes.high) / 2, axes.high):
+        parts.append(
+            f'<text x="{left - 4}" y="{axes.y(tick) + 4:.1f}" font-size="10" text-anchor="end">'
+            f"{escape(y_format.format(tick))}</text>"
+        )
+    step = max(1, math.ceil(len(labels) / 7))
+    for i, label in enumerate(labels):
+        if i % step == 0 or i == len(labels) - 1:
+            parts.append(
+                f'<text x="{axes.x(i):.1f}" y="{height - axes.bottom + 14}" font-size="10" text-anchor="middle">'
+                f"{escape(_short(label))}</text>"
+            )
+    return parts
+
+
+def _short(label: str) -> str:
+    """A batch date without its year (the axis is narrow); any other label as it is."""
+    return label[5:] if len(label) == 10 else label
+
+
+def _legend(axes: _Axes, n: int, name: str, swatch: str) -> list[str]:
+    """The n-th legend entry under the plot: a swatch (SVG drawn at the origin) and its name."""
+    lx = axes.left + n * 130
+    return [
+        f'<g transform="translate({lx},{axes.height - 14})">{swatch}</g>',
+        f'<text x="{lx + 14}" y="{axes.height - 5}" font-size="10">{escape(name)}</text>',
+    ]
+
+
+def _polyline(segment: Sequence[tuple[float, float]], color: str, extra: str = "", stroke: float = 2) -> str:
+    """One unbroken run of a series; `extra` holds further attributes (from code, never from data)."""
+    coords = " ".join(f"{px:.1f},{py:.1f}" for px, py in segment)
+    return f'<polyline fill="none" stroke="{color}" stroke-width="{stroke:g}"{extra} points="{coords}"/>'
+
+
+def _widen(segment: list[tuple[float, float]], half: float = 3.0) -> list[tuple[float, float]]:
+    """A lone point as a short horizontal stroke: a one-point polyline or polygon draws nothing."""
+    if len(segment) != 1:
+        return segment
+    (px, py) = segment[0]
+    return [(px - half, py), (px + half, py)]
+
+
 def line_chart_svg(
     labels: Sequence[str],
     series: Mapping[str, Sequence[float | None]],
@@ -44,49 +135,82 @@ def line_chart_svg(
     height: int = 200,
 ) -> str:
     """A small line chart with a legend and an optional dashed threshold line, as inline SVG."""
-    left, right, top, bottom = 44, 12, 24, 36
     values = [v for vs in series.values() for v in vs if v is not None]
     high = y_max if y_max is not None else max([*values, threshold or 0.0, 1e-9])
     low = min([*values, 0.0]) if y_max is None else 0.0
-    span = (high - low) or 1.0
-    plot_w, plot_h = width - left - right, height - top - bottom
-    dx = plot_w / max(len(labels) - 1, 1)
-
-    def y(v: float) -> float:
-        return top + plot_h - (min(max(v, low), high) - low) / span * plot_h
-
-    parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" class="dw-chart" role="img" width="{width}" height="{height}" '
-        f'viewBox="0 0 {width} {height}"><title>{escape(title)}</title>',
-        f'<text x="{left}" y="14" font-size="12" font-weight="bold">{escape(title)}</text>',
-        f'<rect x="{left}" y="{top}" width="{plot_w}" height="{plot_h}" fill="{WHITE}" stroke="{BORDER}"/>',
-    ]
-    for tick in (low, (low + high) / 2, high):
-        parts.append(
-            f'<text x="{left - 4}" y="{y(tick) + 4:.1f}" font-size="10" text-anchor="end">'
-            f"{escape(y_format.format(tick))}</text>"
-        )
-    step = max(1, math.ceil(len(labels) / 7))
-    for i, label in enumerate(labels):
-        if i % step == 0 or i == len(labels) - 1:
-            parts.append(
-                f'<text x="{left + i * dx:.1f}" y="{height - bottom + 14}" font-size="10" text-anchor="middle">'
-                f"{escape(label[5:] if len(label) == 10 else label)}</text>"
-            )
+    axes = _Axes(width, height, low, high, len(labels))
+    parts = _frame(axes, labels, title, y_format)
     if threshold is not None:
+        ty = axes.y(threshold)
         parts.append(
-            f'<line class="dw-threshold" x1="{left}" x2="{left + plot_w}" y1="{y(threshold):.1f}" '
-            f'y2="{y(threshold):.1f}" stroke="{RED}" stroke-dasharray="4 3"/>'
+            f'<line class="dw-threshold" x1="{axes.left}" x2="{axes.left + axes.plot_w}" y1="{ty:.1f}" '
+            f'y2="{ty:.1f}" stroke="{RED}" stroke-dasharray="4 3"/>'
         )
     for n, (name, vs) in enumerate(series.items()):
         color = SERIES[n % len(SERIES)]
-        for segment in _points(vs, left, dx, y):
-            coords = " ".join(f"{px:.1f},{py:.1f}" for px, py in segment)
-            parts.append(f'<polyline fill="none" stroke="{color}" stroke-width="2" points="{coords}"/>')
+        for segment in axes.segments(vs):
+            parts.append(_polyline(segment, color))
             parts += [f'<circle cx="{px:.1f}" cy="{py:.1f}" r="2.5" fill="{color}"/>' for px, py in segment]
-        lx = left + n * 130
-        parts.append(f'<rect x="{lx}" y="{height - 14}" width="10" height="10" fill="{color}"/>')
-        parts.append(f'<text x="{lx + 14}" y="{height - 5}" font-size="10">{escape(name)}</text>')
+        parts += _legend(axes, n, name, f'<rect width="10" height="10" fill="{color}"/>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _fitted(values: Sequence[float]) -> tuple[float, float]:
+    """A value range around the data with a margin: a metric near 0.7 drawn from 0 would flatten its band."""
+    if not values:
+        return 0.0, 1.0
+    low, high = min(values), max(values)
+    pad = (high - low) * 0.1 or abs(high) * 0.05 or 0.05
+    return (max(low - pad, 0.0) if low >= 0 else low - pad), high + pad
+
+
+def band_chart_svg(
+    labels: Sequence[str],
+    band: tuple[Sequence[float | None], Sequence[float | None], Sequence[float | None]],
+    *,
+    points: Sequence[float | None],
+    reference: Sequence[float | None],
+    title: str,
+    names: tuple[str, str, str] = ("estimated", "realized", "evaluated"),
+    y_format: str = "{:.3f}",
+    width: int = 560,
+    height: int = 200,
+) -> str:
+    """An estimate as a shaded band (lower, middle, upper) with its line, observed points and a dashed reference.
+
+    Each point carries its batch and value as a tooltip; the value axis is fitted to the data.
+    """
+    lower, middle, upper = band
+    values = [v for vs in (lower, middle, upper, points, reference) for v in vs if v is not None]
+    axes = _Axes(width, height, *_fitted(values), len(labels))
+    parts = _frame(axes, labels, title, y_format)
+    estimate, realized, evaluated = SERIES[0], TEXT, SERIES[1]
+    # Only where both bounds exist, so that the lower and upper segments pair up one to one.
+    both = [lo is not None and up is not None for lo, up in zip(lower, upper, strict=False)]
+    lows = axes.segments([lo if ok else None for lo, ok in zip(lower, both, strict=False)])
+    ups = axes.segments([up if ok else None for up, ok in zip(upper, both, strict=False)])
+    for low_segment, up_segment in zip(lows, ups, strict=True):
+        outline = [*_widen(up_segment), *reversed(_widen(low_segment))]
+        coords = " ".join(f"{px:.1f},{py:.1f}" for px, py in outline)
+        parts.append(f'<polygon class="dw-band" fill="{estimate}" fill-opacity="0.2" points="{coords}"/>')
+    parts += [_polyline(_widen(s), estimate) for s in axes.segments(middle)]
+    dashed = ' class="dw-evaluated" stroke-dasharray="6 3"'
+    parts += [_polyline(_widen(s), evaluated, dashed) for s in axes.segments(reference)]
+    for i, value in enumerate(points):
+        if value is not None and i < len(labels):
+            parts.append(
+                f'<circle class="dw-realized" cx="{axes.x(i):.1f}" cy="{axes.y(value):.1f}" r="3.5" '
+                f'fill="{realized}" stroke="{WHITE}"><title>{escape(labels[i])}: '
+                f"{escape(y_format.format(value))}</title></circle>"
+            )
+    swatches = (
+        f'<rect width="10" height="10" fill="{estimate}" fill-opacity="0.35" stroke="{estimate}"/>',
+        f'<circle cx="5" cy="5" r="3.5" fill="{realized}"/>',
+        f'<line x1="0" x2="10" y1="5" y2="5" stroke="{evaluated}" stroke-width="2" stroke-dasharray="3 2"/>',
+    )
+    for n, (name, swatch) in enumerate(zip(names, swatches, strict=True)):
+        parts += _legend(axes, n, name, swatch)
     parts.append("</svg>")
     return "".join(parts)
 
@@ -123,9 +247,7 @@ def drift_grid_svg(
             f'<line x1="{ox + pad}" x2="{ox + cell - pad}" y1="{y(1.0):.1f}" y2="{y(1.0):.1f}" '
             f'stroke="{RED}" stroke-dasharray="3 2"/>'
         )
-        for segment in _points(values, ox + pad, dx, y):
-            coords = " ".join(f"{px:.1f},{py:.1f}" for px, py in segment)
-            parts.append(f'<polyline fill="none" stroke="{BLUE}" stroke-width="1.5" points="{coords}"/>')
+        parts += [_polyline(segment, BLUE, stroke=1.5) for segment in _points(values, ox + pad, dx, y)]
         for i, value in enumerate(values):
             if value is not None and value >= 1:
                 parts.append(f'<circle cx="{ox + pad + i * dx:.1f}" cy="{y(value):.1f}" r="2.5" fill="{RED}"/>')

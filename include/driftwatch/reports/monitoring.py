@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from driftwatch.reports.charts import EXCEEDANCE_CAP, drift_grid_svg, line_chart_svg
+from driftwatch.reports.charts import EXCEEDANCE_CAP, band_chart_svg, drift_grid_svg, line_chart_svg
 from driftwatch.reports.markup import document, escape, finite, report_url
 from driftwatch.reports.style import MONITORING_CSS, RULE
 
@@ -42,20 +42,116 @@ def _status_cell(row: BatchRow) -> str:
     return f'<span class="{css}">{escape(row.status)}</span>'
 
 
-def _live_cell(live: Mapping[str, Any] | None) -> str:
-    if not live or live.get("value") is None:
-        return '<span class="muted">no labels yet</span>'
-    css = "bad" if live.get("degraded") else "ok"
-    return (
-        f'<span class="{css}">{escape(live.get("metric", ""))} {_fmt_num(live.get("value"))}</span>'
-        f' <span class="muted">(evaluated {_fmt_num(live.get("evaluated"))})</span>'
+# Only a retrain requested now is red; the decisions that hold one back are amber, so they are noticed.
+POLICY_CSS = {"retrain": "bad", "none": "muted"}
+
+
+def _attr(name: str, text: Any) -> str:
+    """An attribute with escaped text (a tooltip), or nothing when there is no text."""
+    return f' {name}="{escape(text)}"' if text else ""
+
+
+def _estimate_line(estimate: Mapping[str, Any] | None) -> str:
+    """The label-free estimate and its band, or why there is none; "" for records without one."""
+    if not estimate:
+        return ""
+    if finite(estimate.get("value")) is None:
+        return f'<span class="muted"{_attr("title", estimate.get("reason"))}>not estimated</span>'
+    band = ""
+    if finite(estimate.get("lower")) is not None and finite(estimate.get("upper")) is not None:
+        band = f" [{_fmt_num(estimate.get('lower'))}, {_fmt_num(estimate.get('upper'))}]"
+    how = f"label-free estimate ({estimate.get('method', '')}, {estimate.get('rows', '?')} rows)"
+    uncalibrated = "" if estimate.get("calibrated", True) else ' <span class="warn">uncalibrated</span>'
+    return f'<span title="{escape(how)}">estimated {_fmt_num(estimate.get("value"))}{band}</span>{uncalibrated}'
+
+
+def _window(live: Mapping[str, Any]) -> str:
+    """Whose rows and which days a realized value covers (records before windows give rows only)."""
+    parts = [f"v{live['model_version']}"] if live.get("model_version") else []
+    if live.get("rows"):
+        parts.append(f"{live['rows']} rows")
+    if live.get("since") and live.get("until"):
+        parts.append(f"{str(live['since'])[5:]}..{str(live['until'])[5:]}")
+    return ", ".join(parts)
+
+
+def _others(live: Mapping[str, Any]) -> str:
+    """Earlier versions' labelled rows in the window, for the tooltip: they are not the champion's verdict."""
+    by_version = live.get("by_version")
+    if not isinstance(by_version, Mapping):
+        return ""
+    return "; ".join(
+        f"v{v}: {m.get('rows', 0)} rows, {_fmt_num(m.get('value')) or 'no value'}"
+        for v, m in by_version.items()
+        if isinstance(m, Mapping)
     )
+
+
+def _realized_line(live: Mapping[str, Any] | None) -> str:
+    """Realized performance over the labelled window, or why there is none yet."""
+    if not live:
+        return '<span class="muted">no labels yet</span>'
+    if finite(live.get("value")) is None:
+        rows, needed, problems = live.get("rows") or 0, live.get("min_rows"), live.get("problems") or []
+        text = "no labels yet"
+        if problems:
+            text = "labels unusable"
+        elif rows and needed:
+            text = f"too few labels ({rows} of {needed} rows)"
+        why = live.get("note") or "; ".join(map(str, problems))
+        return f'<span class="muted"{_attr("title", why)}>{escape(text)}</span>'
+    css = "bad" if live.get("degraded") else "ok"
+    tooltip = " — ".join(t for t in (str(live.get("reason") or ""), _others(live)) if t)
+    window = _window(live)
+    return f'<span class="{css}"{_attr("title", tooltip)}>realized {_fmt_num(live.get("value"))}</span>' + (
+        f' <span class="muted">({escape(window)})</span>' if window else ""
+    )
+
+
+def _performance_cell(row: BatchRow) -> str:
+    """Estimated, realized and evaluated values of the primary metric, one a line."""
+    live, estimate = row.live or {}, row.estimate or {}
+    evaluated = finite(estimate.get("evaluated"))
+    evaluated = evaluated if evaluated is not None else finite(live.get("evaluated"))
+    lines = [_estimate_line(row.estimate), _realized_line(row.live)]
+    if evaluated is not None:
+        lines.append(f'<span class="muted">evaluated {_fmt_num(evaluated)}</span>')
+    return "<br>".join(line for line in lines if line)
+
+
+def _policy_cell(row: BatchRow) -> str:
+    """The retraining policy's decision, its reason as a tooltip and, when it adds to the batch's reason, below."""
+    if not row.policy:
+        return '<span class="muted">-</span>'  # records written before the policy
+    css = POLICY_CSS.get(row.policy, "warn")
+    cell = f'<span class="{css}"{_attr("title", row.policy_reason)}>{escape(row.policy)}</span>'
+    if row.policy_reason and row.policy_reason != row.reason:
+        cell += f'<br><span class="muted">{escape(row.policy_reason[:200])}</span>'
+    return cell
 
 
 def _report_links(row: BatchRow, report_base: str) -> str:
     return " · ".join(
         f'<a class="dw-report" href="{escape(report_url(report_base, key))}">{escape(label)}</a>'
         for label, key in row.reports.items()
+    )
+
+
+def _performance_chart(page: ModelPage) -> str:
+    """Estimated (band), realized (points) and evaluated (line) performance, or a sentence when there is none."""
+    perf, metric = page.performance, page.cfg.evaluation.primary_metric
+    if not any(v is not None for key in ("estimated", "lower", "upper", "realized") for v in perf[key]):
+        why = f" Newest estimate: {page.not_estimated}." if page.not_estimated else ""
+        return (
+            f'<p class="muted">Performance: no batch has a label-free estimate or enough labels to measure '
+            f"{escape(metric)} yet.{escape(why)}</p>"
+        )
+    return band_chart_svg(
+        page.dates,
+        (perf["lower"], perf["estimated"], perf["upper"]),
+        points=perf["realized"],
+        reference=perf["evaluated"],
+        title=f"Estimated (band), realized (points) and evaluated {metric}",
     )
 
 
@@ -94,7 +190,8 @@ def render_model_section(page: ModelPage, *, report_base: str, dag_base: str | N
     else:
         out.append(
             '<table class="dw-batches"><tr><th>batch</th><th>rows</th><th>validation</th><th>drift share</th>'
-            "<th>drifted features</th><th>live performance</th><th>action</th><th>reports</th></tr>"
+            f"<th>drifted features</th><th>performance ({escape(cfg.evaluation.primary_metric)})</th><th>policy</th>"
+            "<th>action</th><th>reports</th></tr>"
         )
         for row in page.rows:
             share = _fmt_share(row.drift_share)
@@ -104,7 +201,7 @@ def render_model_section(page: ModelPage, *, report_base: str, dag_base: str | N
             out.append(
                 f'<tr class="dw-batch"><td>{escape(row.batch_date)}</td><td>{row.rows or ""}</td>'
                 f"<td>{_status_cell(row)}</td><td>{share}</td><td>{escape(', '.join(row.drifted))}</td>"
-                f"<td>{_live_cell(row.live)}</td>"
+                f"<td>{_performance_cell(row)}</td><td>{_policy_cell(row)}</td>"
                 f'<td><span class="{action_css}">{escape(row.action)}</span>'
                 + (f'<br><span class="muted">{escape(row.reason[:200])}</span>' if row.reason else "")
                 + f"</td><td>{_report_links(row, report_base)}</td></tr>"
@@ -124,19 +221,7 @@ def render_model_section(page: ModelPage, *, report_base: str, dag_base: str | N
                 y_format="{:.0%}",
             )
         )
-        if any(v is not None for v in page.performance["live"]):
-            out.append(
-                line_chart_svg(
-                    page.dates,
-                    {
-                        f"live {cfg.evaluation.primary_metric}": page.performance["live"],
-                        "evaluated": page.performance["evaluated"],
-                    },
-                    title=f"Live vs evaluated {cfg.evaluation.primary_metric}",
-                )
-            )
-        else:
-            out.append('<p class="muted">Live performance: no labelled batch has been scored yet.</p>')
+        out.append(_performance_chart(page))
         out.append("</div>")
         out.append(
             '<p class="muted">Per-feature drift score as a multiple of its threshold (dashed line: threshold; '
