@@ -1,9 +1,19 @@
 """Seeded, deterministic generator of a synthetic consumer-credit default domain for the demo.
 
 It produces a reference dataset and a day-by-day scenario of incoming batches that matches
-``config/models/credit_default.yaml``: stable days, one broken batch, a gradual covariate drift
-and finally a concept drift in which the feature distributions are back to normal but the
-relationship between the features and ``defaulted`` has changed.
+``config/models/credit_default.yaml`` and shows when retraining helps (16 days by default):
+
+* ``stable``: drawn like the reference;
+* ``harmless_drift``: a partner campaign moves region, channel, the quoted loan amount and the
+  stated months employed. Enough features drift to pass ``drift.dataset_drift_share``, but the
+  risk barely depends on them, so the champion ranks as well as before: it alerts, no retrain;
+* ``broken``: a batch that loses a column and holds impossible ages (quarantined);
+* ``covariate_drift``: a downturn packs every applicant into the same high band of credit
+  utilisation and debt-to-income, the features that separated good from bad risks: the
+  champion's ROC AUC falls (its label-free estimate with it) and a retrain on the new
+  applicants helps;
+* ``concept_drift``: the features are back to normal but the relationship between them and
+  ``defaulted`` has changed; only realized performance, once labels land, can see it.
 
 Every value is made up: names and emails come from small word lists and use the reserved
 ``example.*`` domains. Only numpy, pandas and pyarrow are used; nothing happens at import time.
@@ -19,7 +29,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-BatchKind = Literal["stable", "covariate_drift", "broken", "concept_drift"]
+BatchKind = Literal["stable", "harmless_drift", "broken", "covariate_drift", "concept_drift"]
 FileFormat = Literal["csv", "parquet"]
 
 ID_COLUMN = "application_id"
@@ -59,9 +69,19 @@ LOAN_PURPOSES = (
 REGIONS = ("north", "south", "east", "west", "central")
 CHANNELS = ("branch", "online", "mobile", "broker")
 
-# Phase weights of the default 14-day plan: 4 stable, 1 broken, 4 covariate drift, 5 concept drift.
-_PHASES: tuple[BatchKind, ...] = ("stable", "broken", "covariate_drift", "concept_drift")
-_PHASE_WEIGHTS = {"stable": 4, "covariate_drift": 4, "concept_drift": 5}
+DEFAULT_DAYS = 16
+# Phases of the default plan and their days; the broken phase is always one day. Two drift-checked
+# stable days (the quarantined batch is not one) end the harmless episode before the harmful one
+# starts, so that the policy's drift onset (the first drifted batch of its 3-batch window) is the
+# harmful drift's own first day and the retrain learns from its labels, not the campaign's.
+_PHASES: tuple[tuple[BatchKind, int], ...] = (
+    ("stable", 2),
+    ("harmless_drift", 2),
+    ("broken", 1),
+    ("stable", 2),
+    ("covariate_drift", 4),
+    ("concept_drift", 5),
+)
 
 _REGION_P = np.array([0.22, 0.24, 0.20, 0.18, 0.16])
 _REGION_LOG_INCOME = np.array([0.04, -0.08, 0.09, 0.07, -0.05])
@@ -72,6 +92,17 @@ _PURPOSE_P_DRIFT = np.array([0.48, 0.22, 0.05, 0.05, 0.10, 0.04, 0.02, 0.04])
 _PURPOSE_MEDIAN_AMOUNT = np.array([15000, 8000, 20000, 18000, 6000, 12000, 30000, 7000])
 _CHANNEL_P = np.array([0.25, 0.40, 0.22, 0.13])
 _CHANNEL_P_DRIFT = np.array([0.10, 0.38, 0.40, 0.12])
+# The harmless campaign: regions and channels whose effect on risk is small, fees financed into
+# the quoted amount (repayments unchanged) and a form that asks for the whole career.
+_REGION_P_CAMPAIGN = np.array([0.10, 0.08, 0.42, 0.30, 0.10])
+_CHANNEL_P_CAMPAIGN = np.array([0.05, 0.30, 0.60, 0.05])
+CAMPAIGN_AMOUNT_UPLIFT = 0.35
+CAREER_SHARE = 0.08
+# The harmful downturn: utilisation and debt-to-income squeezed into narrow bands. The champion
+# learned to rank mostly on them; once everyone looks alike there, its scores bunch up and rank worse.
+UTILIZATION_BAND = (0.7, 0.2)  # low end, width
+DTI_BAND = (0.45, 0.15)
+DTI_SQUEEZE = 0.8
 
 # Default model: logit = intercept + sum of effects. Reference regime and concept-drift regime.
 _REF = {
@@ -132,7 +163,7 @@ class DemoBatch:
     fmt: FileFormat
     features: pd.DataFrame  # id, timestamp, PII and feature columns; no target
     labels: pd.DataFrame  # application_id, defaulted
-    drift_strength: float  # 0 for stable/broken; progress of the covariate or concept drift
+    drift_strength: float  # 0 for stable/broken; how far the drift of its kind has gone
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
@@ -157,8 +188,9 @@ def _blend(a: np.ndarray, b: np.ndarray, strength: float) -> np.ndarray:
     return (1.0 - strength) * a + strength * b
 
 
-def _population(rng: np.random.Generator, n: int, covariate: float) -> dict[str, np.ndarray]:
-    """Draw applicants; `covariate` in [0, 1] moves them towards the downturn population."""
+def _population(rng: np.random.Generator, n: int, covariate: float, harmless: float = 0.0) -> dict[str, np.ndarray]:
+    """Draw applicants; `covariate` in [0, 1] moves them towards the downturn population, `harmless`
+    towards a partner campaign's (region, channel, larger quoted amounts, longer stated careers)."""
     age = np.clip(np.round(17.6 + rng.gamma(2.8, 8.0, n)), 18, 90).astype(np.int64)
 
     p_retired = 0.9 * _sigmoid((age - 64) / 2.5)
@@ -166,7 +198,7 @@ def _population(rng: np.random.Generator, n: int, covariate: float) -> dict[str,
     employment = np.where(rng.random(n) < p_retired, "retired", employment).astype(object)
     emp_idx = _index_of(employment, EMPLOYMENT_TYPES)
 
-    region = _choose_rows(rng, REGIONS, np.tile(_REGION_P, (n, 1)))
+    region = _choose_rows(rng, REGIONS, np.tile(_blend(_REGION_P, _REGION_P_CAMPAIGN, harmless), (n, 1)))
     reg_idx = _index_of(region, REGIONS)
 
     log_income = (
@@ -202,10 +234,17 @@ def _population(rng: np.random.Generator, n: int, covariate: float) -> dict[str,
     loan = np.clip(np.round(loan, -2), 500, 100000).astype(float)
 
     util_a = (1.6 + 1.3 * covariate) * np.exp(-0.008 * (age - 40))
-    utilization = np.clip(np.round(rng.beta(util_a, 3.0) * 1.15, 3), 0.0, 1.5)
+    utilization = rng.beta(util_a, 3.0) * 1.15
+    # Drawn only when drifting, so that the reference and the stable days keep their values.
+    if covariate > 0:
+        band = UTILIZATION_BAND[0] + UTILIZATION_BAND[1] * rng.beta(2.0, 2.0, n)
+        utilization = _blend(utilization, band, covariate)
+    utilization = np.clip(np.round(utilization, 3), 0.0, 1.5)
 
     existing_debt = rng.beta(2.0, 9.0, n) * 0.7 + 0.06 * covariate
     dti = existing_debt + 0.28 * loan / np.maximum(income, 4000.0) + 0.1 * utilization
+    if covariate > 0:
+        dti = _blend(dti, DTI_BAND[0] + DTI_BAND[1] * rng.beta(2.0, 2.0, n), DTI_SQUEEZE * covariate)
     dti = np.round(np.minimum(dti, 4.0), 3)
 
     career_months = (age - 18) * 12
@@ -216,7 +255,8 @@ def _population(rng: np.random.Generator, n: int, covariate: float) -> dict[str,
     late_rate *= np.where(emp_idx == 3, 1.6, 1.0)
     late = np.minimum(rng.poisson(late_rate), 15).astype(np.int64)
 
-    channel_w = np.tile(_blend(_CHANNEL_P, _CHANNEL_P_DRIFT, covariate), (n, 1))
+    channel_p = _blend(_blend(_CHANNEL_P, _CHANNEL_P_DRIFT, covariate), _CHANNEL_P_CAMPAIGN, harmless)
+    channel_w = np.tile(channel_p, (n, 1))
     channel_w[:, 0] *= np.exp(0.03 * (age - 40))
     channel_w[:, 2] *= np.exp(-0.03 * (age - 40))
     channel = _choose_rows(rng, CHANNELS, channel_w)
@@ -228,11 +268,13 @@ def _population(rng: np.random.Generator, n: int, covariate: float) -> dict[str,
         "age": age,
         "true_income": income,
         "annual_income": np.where(income_missing, np.nan, income),
-        "loan_amount": loan,
+        # Quoted with the partner's financed fees: the repayments (and debt-to-income) are unchanged.
+        "loan_amount": np.clip(np.round(loan * (1.0 + CAMPAIGN_AMOUNT_UPLIFT * harmless), -2), 500, 100000),
         "credit_utilization": utilization,
         "debt_to_income": dti,
         "true_tenure": tenure,
-        "months_employed": np.where(tenure_missing, np.nan, tenure),
+        # The partner's form asks for the whole career, not the current job: only the stated value moves.
+        "months_employed": np.where(tenure_missing, np.nan, tenure + np.floor(career_months * CAREER_SHARE * harmless)),
         "num_late_payments": late,
         "employment_type": employment,
         "home_ownership": home,
@@ -297,9 +339,10 @@ def _frame(
     span_days: int,
     covariate: float,
     concept: float,
+    harmless: float = 0.0,
 ) -> pd.DataFrame:
     """Full frame (id, timestamp, PII, features, target), rows in time order."""
-    pop = _population(rng, n, covariate)
+    pop = _population(rng, n, covariate, harmless)
     defaulted = (rng.random(n) < _sigmoid(_default_logit(pop, concept))).astype(np.int64)
     stamps = _timestamps(rng, rng.integers(0, span_days, n), first_day)
     names, emails = _people(rng, n)
@@ -332,52 +375,45 @@ def generate_reference(seed: int = 7, rows: int = 5000) -> pd.DataFrame:
     return _frame(_rng(seed, 0), rows, None, REFERENCE_START, REFERENCE_DAYS, covariate=0.0, concept=0.0)
 
 
-def scenario_plan(days: int = 14) -> list[BatchKind]:
-    """Day-by-day batch kinds: stable, one broken day, covariate drift, then concept drift.
+def scenario_plan(days: int = DEFAULT_DAYS) -> list[BatchKind]:
+    """Day-by-day batch kinds: stable, harmless drift, one broken day, stable, covariate drift, concept drift.
 
-    Phases keep the 4:1:4:5 proportions of the 14-day plan (the broken phase is always one day);
-    fewer than four days take the phases in order, as many as fit.
+    Other lengths keep the phases' proportions of the default plan (the broken phase is always one
+    day, every phase at least one); fewer days than phases take the phases in order, one day each.
     """
     if days < 1:
         raise ValueError("days must be at least 1")
     if days < len(_PHASES):
-        return list(_PHASES[:days])
-    rest = days - 1
-    total = sum(_PHASE_WEIGHTS.values())
-    exact = {kind: rest * weight / total for kind, weight in _PHASE_WEIGHTS.items()}
-    counts = {kind: max(1, int(value)) for kind, value in exact.items()}
-    by_remainder = sorted(exact, key=lambda kind: exact[kind] - int(exact[kind]), reverse=True)
-    i = 0
-    while sum(counts.values()) < rest:
-        counts[by_remainder[i % len(by_remainder)]] += 1
-        i += 1
-    while sum(counts.values()) > rest:
-        largest = max(counts, key=lambda kind: counts[kind])
-        counts[largest] -= 1
-    return (
-        ["stable"] * counts["stable"]
-        + ["broken"]
-        + ["covariate_drift"] * counts["covariate_drift"]
-        + ["concept_drift"] * counts["concept_drift"]
-    )
+        return [kind for kind, _ in _PHASES[:days]]
+    # Largest remainder over the phases other than the broken one.
+    weights = [0 if kind == "broken" else n for kind, n in _PHASES]
+    rest, total = days - 1, sum(weights)
+    exact = [rest * w / total for w in weights]
+    counts = [1 if kind == "broken" else max(1, int(x)) for (kind, _), x in zip(_PHASES, exact, strict=True)]
+    by_remainder = sorted((i for i, w in enumerate(weights) if w), key=lambda i: exact[i] - int(exact[i]), reverse=True)
+    step = 0
+    while sum(counts) < days:
+        counts[by_remainder[step % len(by_remainder)]] += 1
+        step += 1
+    while sum(counts) > days:
+        counts[max((i for i, w in enumerate(weights) if w), key=lambda i: counts[i])] -= 1
+    return [kind for (kind, _), n in zip(_PHASES, counts, strict=True) for _ in range(n)]
 
 
 def _strengths(plan: list[BatchKind]) -> list[float]:
-    """Drift strength per day: covariate drift ramps up quadratically to 1, concept drift from 0.7 to 1."""
-    n_cov = plan.count("covariate_drift")
-    n_con = plan.count("concept_drift")
+    """Drift strength per day: harmless drift 1 (a campaign starts at once), covariate drift
+    from 0.85 to 1 (harmful from its first day), concept drift from 0.7 to 1."""
+    ramps = {"covariate_drift": 0.85, "concept_drift": 0.7}
+    totals = {kind: plan.count(kind) for kind in ramps}
+    seen = dict.fromkeys(ramps, 0)
     strengths: list[float] = []
-    seen = {"covariate_drift": 0, "concept_drift": 0}
     for kind in plan:
-        if kind == "covariate_drift":
+        if kind in ramps:
+            step = seen[kind] / (totals[kind] - 1) if totals[kind] > 1 else 1.0
             seen[kind] += 1
-            strengths.append(round((seen[kind] / n_cov) ** 2, 4))
-        elif kind == "concept_drift":
-            seen[kind] += 1
-            step = (seen[kind] - 1) / (n_con - 1) if n_con > 1 else 1.0
-            strengths.append(round(0.7 + 0.3 * step, 4))
+            strengths.append(round(ramps[kind] + (1.0 - ramps[kind]) * step, 4))
         else:
-            strengths.append(0.0)
+            strengths.append(1.0 if kind == "harmless_drift" else 0.0)
     return strengths
 
 
@@ -392,7 +428,9 @@ def _break(frame: pd.DataFrame, rng: np.random.Generator) -> pd.DataFrame:
     return broken
 
 
-def generate_scenario(start: date, days: int = 14, seed: int = 7, rows_per_day: int = 2000) -> list[DemoBatch]:
+def generate_scenario(
+    start: date, days: int = DEFAULT_DAYS, seed: int = 7, rows_per_day: int = 2000
+) -> list[DemoBatch]:
     """One batch per day from `start`, following `scenario_plan(days)`; parquet on even days."""
     if rows_per_day < 1:
         raise ValueError("rows_per_day must be at least 1")
@@ -404,7 +442,8 @@ def generate_scenario(start: date, days: int = 14, seed: int = 7, rows_per_day: 
         ids = [f"{day:%Y%m%d}-{i:06d}" for i in range(1, rows_per_day + 1)]
         covariate = strength if kind == "covariate_drift" else 0.0
         concept = strength if kind == "concept_drift" else 0.0
-        full = _frame(rng, rows_per_day, ids, day, 1, covariate=covariate, concept=concept)
+        harmless = strength if kind == "harmless_drift" else 0.0
+        full = _frame(rng, rows_per_day, ids, day, 1, covariate=covariate, concept=concept, harmless=harmless)
         labels = full[[ID_COLUMN, TARGET_COLUMN]].copy()
         features = full.drop(columns=[TARGET_COLUMN])
         if kind == "broken":

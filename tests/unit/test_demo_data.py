@@ -14,8 +14,10 @@ from driftwatch.config import DEFAULT_CONFIG_DIR, ModelConfig, load_config
 from driftwatch.demo_data import DemoBatch, generate_reference, generate_scenario, scenario_plan, to_bytes
 
 START = date(2026, 1, 1)
+DAYS = demo_data.DEFAULT_DAYS
 ROWS = 300
 REF_ROWS = 1000
+PHASES = ["stable", "harmless_drift", "broken", "stable", "covariate_drift", "concept_drift"]
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +32,17 @@ def reference() -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def scenario() -> list[DemoBatch]:
-    return generate_scenario(START, days=14, seed=7, rows_per_day=ROWS)
+    return generate_scenario(START, days=DAYS, seed=7, rows_per_day=ROWS)
+
+
+@pytest.fixture(scope="module")
+def large_scenario() -> list[DemoBatch]:
+    """Enough rows per day that an AUC difference of 0.01 is not sampling noise."""
+    return generate_scenario(START, days=DAYS, seed=7, rows_per_day=8000)
+
+
+def _phases(plan: list[str]) -> list[str]:
+    return [kind for i, kind in enumerate(plan) if i == 0 or plan[i - 1] != kind]
 
 
 def _input_columns(config: ModelConfig) -> list[str]:
@@ -59,26 +71,41 @@ def _check_bounds(frame: pd.DataFrame, config: ModelConfig) -> None:
 # --- plan ------------------------------------------------------------------------------------
 
 
-def test_plan_for_14_days_is_exactly_the_demo_plan() -> None:
-    expected = ["stable"] * 4 + ["broken"] + ["covariate_drift"] * 4 + ["concept_drift"] * 5
-    assert scenario_plan(14) == expected
+def test_default_plan_is_exactly_the_demo_plan() -> None:
+    expected = (
+        ["stable"] * 2
+        + ["harmless_drift"] * 2
+        + ["broken"]
+        + ["stable"] * 2
+        + ["covariate_drift"] * 4
+        + ["concept_drift"] * 5
+    )
+    assert DAYS == 16
+    assert scenario_plan(DAYS) == expected
     assert scenario_plan() == expected
+
+
+def test_plan_has_every_phase_in_order() -> None:
+    assert _phases(scenario_plan()) == PHASES
+    # Two drift-checked stable days part the harmless drift from the harmful one (the broken
+    # batch is not drift-checked), so the policy's 3-batch window sees two separate onsets.
+    plan = scenario_plan()
+    between = plan[plan.index("broken") + 1 : plan.index("covariate_drift")]
+    assert between == ["stable", "stable"]
 
 
 @pytest.mark.parametrize("days", range(1, 41))
 def test_plan_generalises_with_phases_in_order(days: int) -> None:
     plan = scenario_plan(days)
-    order = ["stable", "broken", "covariate_drift", "concept_drift"]
     assert len(plan) == days
     assert plan[0] == "stable"
-    assert [order.index(kind) for kind in plan] == sorted(order.index(kind) for kind in plan)
-    if days >= 2:
-        assert plan.count("broken") == 1
-    if days >= 4:
-        assert set(plan) == set(order)
-        # Proportional phases: none of the three long phases exceeds its 14-day share by much.
-        assert plan.count("stable") <= round(days * 4 / 14) + 1
-        assert plan.count("concept_drift") >= plan.count("stable")
+    if days < len(PHASES):
+        assert plan == PHASES[:days]
+        return
+    assert _phases(plan) == PHASES
+    assert plan.count("broken") == 1
+    # Proportional phases: the concept drift stays the longest, the harmless drift no longer than the harmful one.
+    assert plan.count("concept_drift") >= plan.count("covariate_drift") >= plan.count("harmless_drift")
 
 
 def test_plan_rejects_zero_days() -> None:
@@ -97,12 +124,12 @@ def test_reference_is_deterministic_per_seed() -> None:
 
 
 def test_scenario_is_deterministic_per_seed(scenario: list[DemoBatch]) -> None:
-    again = generate_scenario(START, days=14, seed=7, rows_per_day=ROWS)
+    again = generate_scenario(START, days=DAYS, seed=7, rows_per_day=ROWS)
     for a, b in zip(scenario, again, strict=True):
         assert (a.batch_date, a.kind, a.fmt, a.drift_strength) == (b.batch_date, b.kind, b.fmt, b.drift_strength)
         pd.testing.assert_frame_equal(a.features, b.features)
         pd.testing.assert_frame_equal(a.labels, b.labels)
-    other = generate_scenario(START, days=14, seed=8, rows_per_day=ROWS)
+    other = generate_scenario(START, days=DAYS, seed=8, rows_per_day=ROWS)
     for a, b in zip(scenario, other, strict=True):
         assert not a.features["annual_income"].equals(b.features["annual_income"])
         assert not a.labels.equals(b.labels)
@@ -133,7 +160,7 @@ def test_reference_matches_config(reference: pd.DataFrame, config: ModelConfig) 
 def test_good_days_match_config(scenario: list[DemoBatch], config: ModelConfig) -> None:
     schema = config.dataset
     good = [b for b in scenario if b.kind != "broken"]
-    assert len(good) == 13
+    assert len(good) == DAYS - 1
     for batch in good:
         assert list(batch.features.columns) == _input_columns(config), batch.batch_date
         assert schema.target.name not in batch.features.columns
@@ -194,30 +221,79 @@ def test_timestamps_lie_within_the_batch_day(scenario: list[DemoBatch]) -> None:
 
 
 def test_dates_kinds_and_formats(scenario: list[DemoBatch]) -> None:
-    assert [b.batch_date for b in scenario] == [START + timedelta(days=i) for i in range(14)]
-    assert [b.kind for b in scenario] == scenario_plan(14)
+    assert [b.batch_date for b in scenario] == [START + timedelta(days=i) for i in range(DAYS)]
+    assert [b.kind for b in scenario] == scenario_plan(DAYS)
     assert {b.fmt for b in scenario} == {"csv", "parquet"}
-    assert [b.fmt for b in scenario] == ["csv", "parquet"] * 7
+    assert [b.fmt for b in scenario] == ["csv", "parquet"] * (DAYS // 2)
 
 
 def test_drift_strength_follows_the_plan(scenario: list[DemoBatch]) -> None:
     for batch in scenario:
         if batch.kind in ("stable", "broken"):
             assert batch.drift_strength == 0.0
+        elif batch.kind == "harmless_drift":
+            assert batch.drift_strength == 1.0
         else:
             assert 0.0 < batch.drift_strength <= 1.0
+    # Harmful from its first day (0.85), so the estimate can tell from that day on.
     covariate = [b.drift_strength for b in scenario if b.kind == "covariate_drift"]
-    assert covariate == sorted(covariate) and covariate[-1] == 1.0 and covariate[0] < 0.25
+    assert covariate == sorted(covariate) and covariate[0] == 0.85 and covariate[-1] == 1.0
     concept = [b.drift_strength for b in scenario if b.kind == "concept_drift"]
-    assert concept == sorted(concept) and concept[-1] == 1.0
+    assert concept == sorted(concept) and concept[0] == 0.7 and concept[-1] == 1.0
 
 
 def test_covariate_drift_moves_the_features(scenario: list[DemoBatch], reference: pd.DataFrame) -> None:
     strongest = [b for b in scenario if b.kind == "covariate_drift"][-1].features
     assert strongest["annual_income"].median() < 0.85 * reference["annual_income"].median()
-    assert strongest["credit_utilization"].mean() > reference["credit_utilization"].mean() + 0.08
-    assert strongest["debt_to_income"].mean() > reference["debt_to_income"].mean() + 0.05
+    assert strongest["credit_utilization"].mean() > reference["credit_utilization"].mean() + 0.3
+    # Squeezed: the spread that ranked applicants is gone.
+    assert strongest["credit_utilization"].std() < 0.5 * reference["credit_utilization"].std()
+    assert strongest["debt_to_income"].std() < 0.6 * reference["debt_to_income"].std()
     assert (strongest["channel"] == "branch").mean() < (reference["channel"] == "branch").mean() - 0.05
+
+
+def test_harmless_drift_moves_only_weak_features(scenario: list[DemoBatch], reference: pd.DataFrame) -> None:
+    campaign = pd.concat([b.features for b in scenario if b.kind == "harmless_drift"])
+    assert campaign["loan_amount"].median() > 1.25 * reference["loan_amount"].median()
+    assert campaign["months_employed"].mean() > reference["months_employed"].mean() + 10
+    assert (campaign["region"] == "east").mean() > (reference["region"] == "east").mean() + 0.15
+    assert (campaign["channel"] == "mobile").mean() > (reference["channel"] == "mobile").mean() + 0.25
+    for strong in ("credit_utilization", "debt_to_income", "num_late_payments"):
+        assert abs(campaign[strong].mean() - reference[strong].mean()) < 0.1 * reference[strong].std(), strong
+
+
+def test_only_the_harmless_and_the_harmful_drift_pass_the_drift_threshold(config: ModelConfig) -> None:
+    from driftwatch.profile.batch import profile_batch
+    from driftwatch.profile.decision import decide
+    from driftwatch.profile.reference import build_profile
+
+    profile = build_profile(generate_reference(seed=7), config)
+    batches = generate_scenario(START, days=DAYS, seed=7, rows_per_day=2000)  # the demo's size
+    for batch in batches:
+        if batch.kind == "broken":
+            continue
+        drifted = decide(profile, profile_batch(batch.features, profile, config), config).dataset_drift
+        assert drifted == (batch.kind in ("harmless_drift", "covariate_drift")), (batch.batch_date, batch.kind)
+
+
+def test_harmless_drift_keeps_the_ranking_and_harmful_drift_breaks_it(
+    large_scenario: list[DemoBatch], config: ModelConfig
+) -> None:
+    """ROC AUC of a model fit on the reference: the champion the demo bootstraps."""
+    from sklearn.metrics import roc_auc_score
+
+    from driftwatch import training
+
+    model, _ = training.train(config, generate_reference(seed=7))
+
+    def auc(kind: str) -> float:
+        frame = pd.concat([b.features.merge(b.labels, on="application_id") for b in large_scenario if b.kind == kind])
+        return float(roc_auc_score(frame["defaulted"], training.predict_scores(model, frame, config)))
+
+    stable = auc("stable")
+    assert abs(auc("harmless_drift") - stable) <= 0.01
+    assert auc("covariate_drift") < stable - 0.03
+    assert auc("concept_drift") < stable - 0.1
 
 
 # --- serialisation ---------------------------------------------------------------------------
