@@ -9,7 +9,7 @@ It produces a reference dataset and a day-by-day scenario of incoming batches th
   risk barely depends on them, so the champion ranks as well as before: it alerts, no retrain;
 * ``broken``: a batch that loses a column and holds impossible ages (quarantined);
 * ``covariate_drift``: a downturn packs every applicant into the same high band of credit
-  utilisation and debt-to-income, the features that separated good from bad risks: the
+  utilisation and debt-to-income, and squeezes incomes, the features that separated good from bad risks: the
   champion's ROC AUC falls (its label-free estimate with it) and a retrain on the new
   applicants helps;
 * ``concept_drift``: the features are back to normal but the relationship between them and
@@ -201,13 +201,14 @@ def _population(rng: np.random.Generator, n: int, covariate: float, harmless: fl
     region = _choose_rows(rng, REGIONS, np.tile(_blend(_REGION_P, _REGION_P_CAMPAIGN, harmless), (n, 1)))
     reg_idx = _index_of(region, REGIONS)
 
+    # The downturn lowers incomes and squeezes their spread (fewer bonuses, shorter hours).
     log_income = (
         np.log(48000)
         + _EMPLOYMENT_LOG_INCOME[emp_idx]
         + _REGION_LOG_INCOME[reg_idx]
         + 0.015 * (np.minimum(age, 55) - 40)
         - 0.32 * covariate
-        + rng.normal(0.0, 0.5, n)
+        + rng.normal(0.0, 0.5 * (1.0 - 0.6 * covariate), n)
     )
     income = np.round(np.exp(log_income), -1)
     rel_income = np.log(income / 50000.0)
