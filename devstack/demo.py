@@ -1,5 +1,7 @@
 """`make demo`: start the stack, land the last N days (ending yesterday), backfill them through the
-scheduler. Nothing already in the bucket is overwritten, so running the demo twice is safe."""
+scheduler in date order, and land each day's labels --label-delay-days later, as production sees
+them: the monitor run of day d sees the labels of days <= d - delay only. Nothing already in the
+bucket is overwritten, so running the demo twice is safe."""
 
 from __future__ import annotations
 
@@ -22,6 +24,8 @@ DEMO_CONFIG = REPO / "config" / "models" / "credit_default.yaml"
 SEED = 7
 # Longer than a scheduler restart (5 s pause, ~30 s to start on 2 busy cores) and its loop.
 SCHEDULER_SILENCE_SECONDS = 180.0
+TABLE_ROW = "{:<11} {:<8} {:>6}  {:<12} {:>11}  {:<17} {:<15} {}"
+SUMMARY_ENDPOINTS = ("airflow_url", "login_user", "password_file", "s3_endpoint", "mail_dir")
 
 
 def s3_client(env: dict[str, str]) -> Any:
@@ -32,21 +36,13 @@ def s3_client(env: dict[str, str]) -> Any:
     return boto3.client("s3", **{key: env[name] for key, name in zip(keys, names, strict=True)})
 
 
-def seed(client: Any, cfg: Any, start: date, days: int, rows_per_day: int) -> int:
-    """Land the reference, batches and labels not there yet; return how many batches were new."""
-    from driftwatch import demo_data, seeding, storage
+def seed(client: Any, cfg: Any, start: date, days: int, rows_per_day: int, delay: int = 0) -> tuple[list, int]:
+    """Land the reference and the new batches (with no label delay, their labels too); the batches, how many new."""
+    from driftwatch import seeding
 
-    if storage.object_size(client, cfg.storage.bucket, cfg.storage.reference_key) is None:
-        seeding.write_reference(client, cfg, demo_data.generate_reference(seed=SEED))
-    landed = 0
-    for batch in demo_data.generate_scenario(start, days=days, seed=SEED, rows_per_day=rows_per_day):
-        # Raw batches are never overwritten, not even by the demo that made them.
-        if storage.object_size(client, cfg.storage.bucket, seeding.batch_key(cfg, batch)) is None:
-            seeding.write_batch(client, cfg, batch)
-            seeding.write_labels(client, cfg, batch)
-            landed += 1
+    batches, landed = seeding.seed_scenario(client, cfg, start, days, rows_per_day, SEED, with_labels=delay <= 0)
     print(f"seeded {landed} new batch(es) of {days} ({rows_per_day} rows each) in s3://{cfg.storage.bucket}/")
-    return landed
+    return batches, landed
 
 
 def progress_line(dag_id: str, total: int, done: int, failed: int, active: list[str], elapsed: float) -> str:
@@ -56,7 +52,10 @@ def progress_line(dag_id: str, total: int, done: int, failed: int, active: list[
     return line + (f"; now: {', '.join(active)}" if active else "")
 
 
-def wait_for_runs(api: AirflowApi, dag_id: str, dates: list[str], timeout: float) -> dict[str, dict[str, Any]]:
+def wait_for_runs(
+    api: AirflowApi, dag_id: str, dates: list[str], timeout: float, labels: Any = None
+) -> dict[str, dict[str, Any]]:
+    """Wait for the runs of ``dates``, landing at every poll the labels (a seeding.LateLabels) they make due."""
     began, last_state, unfinished = time.monotonic(), "", len(dates)
 
     def finished() -> tuple[dict[str, dict[str, Any]]] | None:
@@ -64,6 +63,8 @@ def wait_for_runs(api: AirflowApi, dag_id: str, dates: list[str], timeout: float
         runs = {r["logical_date"][:10]: r for r in api.dag_runs(dag_id) if r.get("logical_date")}
         mine = {d: runs[d] for d in dates if d in runs}
         done = [d for d, r in mine.items() if r["state"] in TERMINAL_RUN_STATES]
+        for day in labels.land(set(done)) if labels else []:
+            print(f"  labels of {day} landed, {labels.delay} day(s) after the batch", flush=True)
         failed = [d for d in done if mine[d]["state"] != "success"]
         # Queued runs have no task yet: a count says as much as a list of 14 "scheduling".
         queued = [d for d, r in mine.items() if d not in done and r["state"] == "queued"]
@@ -118,13 +119,9 @@ def wait_for_consumers(api: AirflowApi, dag_id: str, timeout: float, quiet_secon
         if line != last:
             print(line, flush=True)
             last = line
-        if active:
-            quiet_since = None
-        elif quiet_since is None:
-            quiet_since = time.monotonic()
-        elif time.monotonic() - quiet_since >= quiet_seconds:
-            return (runs,)  # a tuple: true also when the DAG has no run
-        return None
+        quiet_since = None if active else quiet_since or time.monotonic()
+        # A tuple: true also when the DAG has no run.
+        return (runs,) if quiet_since and time.monotonic() - quiet_since >= quiet_seconds else None
 
     if found := poll_until(quiet, timeout, 3):
         return found[0]
@@ -158,10 +155,21 @@ def batch_table(client: Any, cfg: Any, dates: list[str], runs: dict[str, dict[st
                 "validation": record.get("status", "no record"),
                 "drift_share": (record.get("drift") or {}).get("share"),
                 "action": record.get("action", "none"),
+                "policy": (record.get("policy") or {}).get("action") or "-",
+                "estimate": estimate_text(record.get("estimate")),
                 "reason": record.get("reason") or (record.get("validation") or {}).get("reason", ""),
             }
         )
     return rows
+
+
+def estimate_text(estimate: dict[str, Any] | None) -> str:
+    """'0.71 [0.66,0.76]': the label-free estimate and its band; '-' when there is none."""
+    if not estimate or estimate.get("value") is None:
+        return "-"
+    low, high = estimate.get("lower"), estimate.get("upper")
+    band = f" [{low:.2f},{high:.2f}]" if low is not None and high is not None else ""
+    return f"{estimate['value']:.2f}{band}"
 
 
 def ui_links(airflow_url: str, cfg: Any, rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -179,21 +187,19 @@ def ui_links(airflow_url: str, cfg: Any, rows: list[dict[str, Any]]) -> dict[str
     }
 
 
-def print_table(rows: list[dict[str, Any]]) -> None:
-    print(f"\n{'batch':<11} {'run':<8} {'rows':>6}  {'validation':<12} {'drift share':>11}  action")
+def table_lines(rows: list[dict[str, Any]]) -> list[str]:
+    """The demo's table: a header, then one line per batch."""
+    lines = [TABLE_ROW.format("batch", "run", "rows", "validation", "drift share", "estimate", "policy", "action")]
     for r in rows:
         share = "" if r["drift_share"] is None else f"{r['drift_share']:.0%}"
-        print(
-            f"{r['batch_date']:<11} {r['run_state']:<8} {r['rows'] or 0:>6}  {r['validation']:<12} "
-            f"{share:>11}  {r['action']}"
-        )
+        cells = (r["batch_date"], r["run_state"], r["rows"] or 0, r["validation"], share, r["estimate"], r["policy"])
+        lines.append(TABLE_ROW.format(*cells, r["action"]))
+    return lines
 
 
-def run_pipeline(
-    api: AirflowApi, client: Any, cfg: Any, tracking_uri: str, dates: list[str], landed: int, timeout: float
-) -> tuple:
-    """Unpause, bootstrap a champion, backfill ``dates``; the monitor runs by date and the retrains."""
-    from driftwatch import history
+def run_pipeline(api: AirflowApi, client: Any, cfg: Any, tracking_uri: str, dates: list[str], args: Any) -> tuple:
+    """Unpause, bootstrap a champion, backfill ``dates`` landing labels when due; the runs by date, the retrains."""
+    from driftwatch import history, seeding
 
     monitor_id, retrain_id = f"monitor__{cfg.name}", f"retrain__{cfg.name}"
     for dag_id in (retrain_id, f"rollback__{cfg.name}", monitor_id):
@@ -204,8 +210,12 @@ def run_pipeline(
     # moto keeps S3 in memory: after a restart the batches are new, so earlier runs are redone.
     # Runs recorded by Airflow but missing from S3's history (a restart wiped moto) are redone too.
     missing = [d for d in dates if history.read_record(client, cfg, d) is None]
-    api.create_backfill(monitor_id, dates[0], dates[-1], max_active_runs=2, reprocess=bool(landed or missing))
-    runs = wait_for_runs(api, monitor_id, dates, timeout)
+    # One run at a time by default: runs then go in date order, so each day's labels land after the
+    # run of the day before them finished and before the run that should see them scores.
+    reprocess = bool(args.new_batches or missing)
+    api.create_backfill(monitor_id, dates[0], dates[-1], max_active_runs=args.max_active_runs, reprocess=reprocess)
+    land = seeding.LateLabels(client, cfg, args.batches, args.label_delay_days)
+    runs = wait_for_runs(api, monitor_id, dates, args.timeout, land)
     if failed_runs := [d for d, r in runs.items() if r["state"] != "success"]:
         # A champion promoted by an Asset-triggered retrain moves the drift reference; a batch
         # profiled against the old one is then refused, and the monitor asks for its run to be
@@ -213,21 +223,38 @@ def run_pipeline(
         print(f"re-running once, from the start, the run(s) that failed: {', '.join(failed_runs)}")
         for day in failed_runs:
             api.clear_run(monitor_id, runs[day]["dag_run_id"])
-        runs.update(wait_for_runs(api, monitor_id, failed_runs, timeout))
-    return runs, wait_for_consumers(api, retrain_id, timeout=timeout)
+        runs.update(wait_for_runs(api, monitor_id, failed_runs, args.timeout, land))
+    return runs, wait_for_consumers(api, retrain_id, timeout=args.timeout)
+
+
+def print_summary(summary: dict[str, Any], password: str | None) -> None:
+    """What the demo did, after its table: emails, retrains, registry and where to look next."""
+    mails, ends, retrains = summary["emails"], summary["endpoints"], summary["retrain_runs"]
+    print(f"\nemails sent by this demo ({len(mails)}), saved as .eml in {ends['mail_dir']}:")
+    print("".join(f"  - {mail['subject']}\n" for mail in mails), end="")
+    asset = [r for r in retrains if r["run_type"] == "asset_triggered"]
+    print(f"\nretrain__{summary['model']}: {len(asset)} Asset-triggered run(s), {len(retrains)} in all")
+    print(f"model registry {summary['registry']['model']} ({ends['mlflow']}):")
+    for v in summary["registry"]["versions"]:
+        print(f"  v{v['version']:<3} {','.join(v['aliases']) or '-':<20} {v['status']:<10} {v['detail'][:110]}")
+    print(f"\nAirflow UI: {ends['airflow_url']}  (user {ends['login_user']}, password {password})")
+    print(f"Model monitoring: {summary['pages']['monitoring']}; each batch's reports: its run's Reports tab")
+    print(f"S3: {ends['s3_endpoint']} bucket {ends['bucket']}.  demo wall time: {summary['wall_seconds']:.0f} s")
 
 
 def main(argv: list[str] | None = None) -> int:
+    from driftwatch import demo_data, registry
+    from driftwatch.config import load_config
+
     parser = argparse.ArgumentParser(prog="python -m devstack.demo", description=__doc__)
-    parser.add_argument("--days", type=int, default=14)
+    parser.add_argument("--days", type=int, default=demo_data.DEFAULT_DAYS)
     parser.add_argument("--rows-per-day", type=int, default=2000)
+    parser.add_argument("--label-delay-days", type=int, default=2, help="days after its batch a label lands")
+    parser.add_argument("--max-active-runs", type=int, default=1, help="monitor runs at once (1: in date order)")
     # Generous: on a loaded 2-core machine 14 runs of ~11 tasks each took over 15 minutes.
     parser.add_argument("--timeout", type=float, default=1800.0, help="seconds to wait for the runs")
     args = parser.parse_args(argv)
     started, started_at = time.monotonic(), datetime.now(UTC).replace(microsecond=0)
-
-    from driftwatch import registry
-    from driftwatch.config import load_config
 
     cfg = load_config(DEMO_CONFIG)
     stack.start()
@@ -235,67 +262,35 @@ def main(argv: list[str] | None = None) -> int:
     client, model, tracking_uri = s3_client(env), cfg.registry.registered_model, env["MLFLOW_TRACKING_URI"]
     start = datetime.now(UTC).date() - timedelta(days=args.days)
     dates = [(start + timedelta(days=i)).isoformat() for i in range(args.days)]
-    landed = seed(client, cfg, start, args.days, args.rows_per_day)
+    args.batches, args.new_batches = seed(client, cfg, start, args.days, args.rows_per_day, args.label_delay_days)
     api = AirflowApi(endpoints["airflow_url"], endpoints["login_user"], password or "")
-    runs, retrain_runs = run_pipeline(api, client, cfg, tracking_uri, dates, landed, args.timeout)
-    versions = registry.version_summaries(tracking_uri, model)
+    runs, retrain_runs = run_pipeline(api, client, cfg, tracking_uri, dates, args)
 
     rows = batch_table(client, cfg, dates, runs)
-    print_table(rows)
-    mails = [
-        {"subject": m["Subject"].strip(), "to": m["To"]}
-        for m in read_messages(Path(endpoints["mail_dir"]))
-        if parsedate_to_datetime(m["Date"]) >= started_at
-    ]
-    print(f"\nemails sent by this demo ({len(mails)}), saved as .eml in {endpoints['mail_dir']}:")
-    print("".join(f"  - {mail['subject']}\n" for mail in mails), end="")
-    asset_runs = [r for r in retrain_runs if r.get("run_type") == "asset_triggered"]
-    print(f"\nretrain__{cfg.name}: {len(asset_runs)} Asset-triggered run(s), {len(retrain_runs)} in all")
-    print(f"\nmodel registry {model} ({tracking_uri}):")
-    for v in versions:
-        print(f"  v{v['version']:<3} {','.join(v['aliases']) or '-':<20} {v['status']:<10} {v['detail'][:110]}")
-    wall, pages = time.monotonic() - started, ui_links(endpoints["airflow_url"], cfg, rows)
-    print(f"\nAirflow UI: {endpoints['airflow_url']}  (user {endpoints['login_user']}, password {password})")
-    print(f"Model monitoring: {pages['monitoring']}  (page alone: {pages['monitoring_page']})")
-    print("Reports (also in each run's Reports tab):")
-    print("".join(f"  {day}: " + "  ".join(links.values()) + "\n" for day, links in pages["reports"].items()), end="")
-    print(f"S3 endpoint: {endpoints['s3_endpoint']}  bucket {cfg.storage.bucket}")
-    print(f"MLflow: {tracking_uri}")
-    print(f"demo wall time: {wall:.0f} s.  `make stop` ends the stack.")
-
+    print("\n" + "\n".join(table_lines(rows)))
+    fresh = [m for m in read_messages(Path(endpoints["mail_dir"])) if parsedate_to_datetime(m["Date"]) >= started_at]
+    mails = [{"subject": m["Subject"].strip(), "to": m["To"]} for m in fresh]
+    ends = {**{k: endpoints[k] for k in SUMMARY_ENDPOINTS}, "bucket": cfg.storage.bucket, "mlflow": tracking_uri}
     summary = {
         "model": cfg.name,
         "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "wall_seconds": round(wall, 1),
+        "wall_seconds": round(time.monotonic() - started, 1),
+        "label_delay_days": args.label_delay_days,
         "batches": rows,
         "emails": mails,
-        "retrain_runs": [
-            {"run_id": r["dag_run_id"], "run_type": r.get("run_type"), "state": r["state"]} for r in retrain_runs
-        ],
-        "registry": {"model": model, "versions": versions},
-        "endpoints": {
-            "airflow_ui": endpoints["airflow_url"],
-            "airflow_user": endpoints["login_user"],
-            "airflow_password_file": endpoints["password_file"],
-            "s3_endpoint": endpoints["s3_endpoint"],
-            "bucket": cfg.storage.bucket,
-            "mail_dir": endpoints["mail_dir"],
-            "mlflow": tracking_uri,
-            **{k: v for k, v in pages.items() if k != "reports"},
-        },
-        "reports": pages["reports"],
+        "retrain_runs": [{key: r.get(key) for key in ("dag_run_id", "run_type", "state")} for r in retrain_runs],
+        "registry": {"model": model, "versions": registry.version_summaries(tracking_uri, model)},
+        "endpoints": ends,
+        "pages": ui_links(endpoints["airflow_url"], cfg, rows),  # the monitoring page, each batch's reports
     }
+    print_summary(summary, password)
     out = Path(endpoints["state_dir"]) / "demo-summary.json"
     out.write_text(json.dumps(summary, indent=2))
-    print(f"summary written to {out}")
+    print(f"summary (report links too) written to {out}; `make stop` ends the stack")
     # A run that succeeded without writing its history record did not process this demo's batch.
-    for label, bad in (
-        ("runs that did not succeed", [r["batch_date"] for r in rows if r["run_state"] != "success"]),
-        ("batches no run recorded", [r["batch_date"] for r in rows if r["validation"] == "no record"]),
-    ):
-        if bad:
-            print(f"{label}: {bad}; see {endpoints['logs_dir']} and the Airflow UI", file=sys.stderr)
-            return 1
+    if bad := [r["batch_date"] for r in rows if r["run_state"] != "success" or r["validation"] == "no record"]:
+        print(f"runs that failed or recorded nothing: {bad}; see {endpoints['logs_dir']}, the UI", file=sys.stderr)
+        return 1
     return 0
 
 
