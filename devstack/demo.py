@@ -24,6 +24,7 @@ DEMO_CONFIG = REPO / "config" / "models" / "credit_default.yaml"
 SEED = 7
 # Longer than a scheduler restart (5 s pause, ~30 s to start on 2 busy cores) and its loop.
 SCHEDULER_SILENCE_SECONDS = 180.0
+BUSY = ("running", "deferred", "queued")
 TABLE_ROW = "{:<11} {:<8} {:>6}  {:<12} {:>11}  {:<17} {:<15} {}"
 SUMMARY_ENDPOINTS = ("airflow_url", "login_user", "password_file", "s3_endpoint", "mail_dir")
 
@@ -55,7 +56,7 @@ def progress_line(dag_id: str, total: int, done: int, failed: int, active: list[
 def wait_for_runs(
     api: AirflowApi, dag_id: str, dates: list[str], timeout: float, labels: Any = None
 ) -> dict[str, dict[str, Any]]:
-    """Wait for the runs of ``dates``, landing at every poll the labels (a seeding.LateLabels) they make due."""
+    """Wait for the runs of ``dates``; lands at each poll the labels (seeding.LateLabels) their decisions make due."""
     began, last_state, unfinished = time.monotonic(), "", len(dates)
 
     def finished() -> tuple[dict[str, dict[str, Any]]] | None:
@@ -63,17 +64,18 @@ def wait_for_runs(
         runs = {r["logical_date"][:10]: r for r in api.dag_runs(dag_id) if r.get("logical_date")}
         mine = {d: runs[d] for d in dates if d in runs}
         done = [d for d, r in mine.items() if r["state"] in TERMINAL_RUN_STATES]
-        for day in labels.land(set(done)) if labels else []:
-            print(f"  labels of {day} landed, {labels.delay} day(s) after the batch", flush=True)
         failed = [d for d in done if mine[d]["state"] != "success"]
         # Queued runs have no task yet: a count says as much as a list of 14 "scheduling".
         queued = [d for d, r in mine.items() if d not in done and r["state"] == "queued"]
-        active = []
+        active, decided = [], set(done)
         for day, run in sorted(mine.items()):
             if day not in done and day not in queued:
-                tasks = api.task_instances(dag_id, run["dag_run_id"])
-                busy = [t["task_id"] for t in tasks if t["state"] in {"running", "deferred", "queued"}]
-                active.append(f"{day} {','.join(busy) or 'scheduling'}")
+                tasks = {t["task_id"]: t["state"] for t in api.task_instances(dag_id, run["dag_run_id"])}
+                active.append(f"{day} {','.join(t for t, s in tasks.items() if s in BUSY) or 'scheduling'}")
+                decided |= {day} if tasks.get("decide") in ("success", "skipped") else set()
+        # Past its decision a run reads no label: landing now lets the retrain it requests see them.
+        for day in labels.land(decided) if labels else []:
+            print(f"  labels of {day} landed, {labels.delay} day(s) after the batch", flush=True)
         active += [f"{len(queued)} queued"] if queued else []
         active += [f"{len(dates) - len(mine)} not started"] if len(mine) < len(dates) else []
         state = f"{len(done)}|{len(failed)}|{active}"
@@ -211,7 +213,7 @@ def run_pipeline(api: AirflowApi, client: Any, cfg: Any, tracking_uri: str, date
     # Runs recorded by Airflow but missing from S3's history (a restart wiped moto) are redone too.
     missing = [d for d in dates if history.read_record(client, cfg, d) is None]
     # One run at a time by default: runs then go in date order, so each day's labels land after the
-    # run of the day before them finished and before the run that should see them scores.
+    # run of the day before them decided and before the run that should see them scores.
     reprocess = bool(args.new_batches or missing)
     api.create_backfill(monitor_id, dates[0], dates[-1], max_active_runs=args.max_active_runs, reprocess=reprocess)
     land = seeding.LateLabels(client, cfg, args.batches, args.label_delay_days)

@@ -64,27 +64,27 @@ def seed_scenario(
     return batches, landed
 
 
-def labels_due(dates: list[str], finished: set[str], delay: int) -> list[str]:
+def labels_due(dates: list[str], decided: set[str], delay: int) -> list[str]:
     """Of consecutive batch `dates`, those whose labels may land `delay` days late: day i once the
-    monitor runs of every day up to i + delay - 1 have `finished`, so that the run of day d sees
-    the labels of days <= d - delay only (and, when runs go in date order, all of them)."""
+    monitor runs of every day up to i + delay - 1 have `decided` (read every label they use), so
+    that the run of day d sees the labels of days <= d - delay only (and, in date order, all of them)."""
     if delay <= 0:
         return list(dates)
-    return [d for i, d in enumerate(dates) if i + delay <= len(dates) and finished.issuperset(dates[: i + delay])]
+    return [d for i, d in enumerate(dates) if i + delay <= len(dates) and decided.issuperset(dates[: i + delay])]
 
 
 class LateLabels:
-    """Lands each batch's labels `delay` days after it, as the monitor runs finish (see labels_due)."""
+    """Lands each batch's labels `delay` days after it, as the monitor runs decide (see labels_due)."""
 
     def __init__(self, client: S3Client, cfg: ModelConfig, batches: list[DemoBatch], delay: int) -> None:
         self.client, self.cfg, self.delay = client, cfg, delay
         self.batches = {b.batch_date.isoformat(): b for b in batches}
         self.done: set[str] = set()
 
-    def land(self, finished: set[str]) -> list[str]:
+    def land(self, decided: set[str]) -> list[str]:
         """Land the labels now due that are not in the bucket yet (never overwritten); the days landed."""
         landed = []
-        for day in labels_due(list(self.batches), finished, self.delay):
+        for day in labels_due(list(self.batches), decided, self.delay):
             if day not in self.done and land_labels(self.client, self.cfg, self.batches[day]):
                 landed.append(day)
             self.done.add(day)

@@ -96,14 +96,14 @@ def test_batch_table_reads_policy_and_estimate_from_the_history_record(monkeypat
 DAYS = [f"2026-11-{day:02d}" for day in range(10, 16)]
 
 
-def test_labels_land_delay_days_after_their_batch_once_the_runs_before_finished():
+def test_labels_land_delay_days_after_their_batch_once_the_runs_before_decided():
     from driftwatch.seeding import labels_due
 
     assert labels_due(DAYS, set(), 2) == []
-    # Day 10's labels wait for the run of day 11: the run of day 11 must not see them, the run of day 12 must.
+    # Day 10's labels wait for the run of day 11 to decide: it must not see them, the run of day 12 must.
     assert labels_due(DAYS, {"2026-11-10"}, 2) == []
     assert labels_due(DAYS, {"2026-11-10", "2026-11-11"}, 2) == ["2026-11-10"]
-    # Runs that finish out of order release nothing until every earlier run has finished.
+    # Runs that decide out of order release nothing until every earlier run has decided.
     assert labels_due(DAYS, {"2026-11-10", "2026-11-12", "2026-11-13"}, 2) == []
     # The last delay - 1 days' labels are not due within the scenario: "today" has not seen them yet.
     assert labels_due(DAYS, set(DAYS), 2) == DAYS[:-1]
@@ -136,3 +136,39 @@ def test_late_labels_land_each_day_once_and_never_overwrite(monkeypatch, demo_cf
     assert lander.land(set(DAYS[:3])) == []
     assert lander.land(set(DAYS)) == ["2026-11-12", "2026-11-13", "2026-11-14"]
     assert written == ["2026-11-10", "2026-11-12", "2026-11-13", "2026-11-14"]
+
+
+def test_wait_for_runs_lands_labels_once_a_run_has_decided(capsys):
+    """A run past its decide task counts as decided: the retrain it requests then sees those labels."""
+    runs = [
+        {"logical_date": "2026-11-10T00:00:00Z", "dag_run_id": "r10", "state": "success"},
+        {"logical_date": "2026-11-11T00:00:00Z", "dag_run_id": "r11", "state": "running"},
+        {"logical_date": "2026-11-12T00:00:00Z", "dag_run_id": "r12", "state": "queued"},
+    ]
+    tasks = [{"task_id": "decide", "state": "success"}, {"task_id": "request_retraining", "state": "running"}]
+
+    class Api:
+        def dag_runs(self, dag_id):
+            return runs
+
+        def task_instances(self, dag_id, run_id):
+            return tasks
+
+        def call(self, method, path):
+            return {"scheduler": {}}
+
+    class Lander:
+        delay, seen = 2, []
+
+        def land(self, decided):
+            self.seen.append(set(decided))
+            runs[1]["state"] = runs[2]["state"] = "success"  # the next poll finds every run done
+            return ["2026-11-10"] if len(self.seen) == 1 else []
+
+    lander = Lander()
+    found = demo.wait_for_runs(Api(), "monitor__m", ["2026-11-10", "2026-11-11", "2026-11-12"], 30, lander)
+    assert lander.seen[0] == {"2026-11-10", "2026-11-11"}
+    assert set(found) == {"2026-11-10", "2026-11-11", "2026-11-12"}
+    out = capsys.readouterr().out
+    assert "labels of 2026-11-10 landed, 2 day(s) after the batch" in out
+    assert "2026-11-11 request_retraining" in out
