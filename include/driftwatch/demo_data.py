@@ -82,6 +82,9 @@ _PHASES: tuple[tuple[BatchKind, int], ...] = (
     ("covariate_drift", 4),
     ("concept_drift", 5),
 )
+# Plans shorter than the phases: the kinds that matter most first (a 3-day plan, as the browser
+# tests use, is stable, broken, covariate drift).
+_SHORT_PLAN: tuple[BatchKind, ...] = ("stable", "broken", "covariate_drift", "concept_drift", "harmless_drift")
 
 _REGION_P = np.array([0.22, 0.24, 0.20, 0.18, 0.16])
 _REGION_LOG_INCOME = np.array([0.04, -0.08, 0.09, 0.07, -0.05])
@@ -380,12 +383,13 @@ def scenario_plan(days: int = DEFAULT_DAYS) -> list[BatchKind]:
     """Day-by-day batch kinds: stable, harmless drift, one broken day, stable, covariate drift, concept drift.
 
     Other lengths keep the phases' proportions of the default plan (the broken phase is always one
-    day, every phase at least one); fewer days than phases take the phases in order, one day each.
+    day, every phase at least one); fewer days than phases take one day of each of the first kinds
+    of stable, broken, covariate drift, concept drift and harmless drift.
     """
     if days < 1:
         raise ValueError("days must be at least 1")
     if days < len(_PHASES):
-        return [kind for kind, _ in _PHASES[:days]]
+        return list(_SHORT_PLAN[:days])
     # Largest remainder over the phases other than the broken one.
     weights = [0 if kind == "broken" else n for kind, n in _PHASES]
     rest, total = days - 1, sum(weights)
