@@ -65,7 +65,8 @@ def _auc(p: np.ndarray, scores: np.ndarray) -> float:
     s, tp = scores[order], np.cumsum(p[order])
     fp = np.arange(1, len(s) + 1) - tp
     last = np.r_[np.flatnonzero(np.diff(s)), len(s) - 1]  # the end of each run of equal scores
-    tpr, fpr = np.r_[0.0, tp[last]] / tp[-1], np.r_[0.0, fp[last]] / fp[-1]
+    with np.errstate(divide="ignore", invalid="ignore"):  # one expected class: NaN, reported as not estimated
+        tpr, fpr = np.r_[0.0, tp[last]] / tp[-1], np.r_[0.0, fp[last]] / fp[-1]
     return float(np.trapezoid(tpr, fpr))
 
 
