@@ -65,8 +65,13 @@ def _land(s3, cfg, model, day: str, frame: pd.DataFrame, version: str, target: p
     storage.write_bytes(s3, cfg.storage.bucket, key, labels.to_csv(index=False).encode(), "text/csv")
 
 
+def with_live(cfg, **values):
+    """The config with these evaluation.live_* settings (the demo's own asks for two days of rows)."""
+    return cfg.model_copy(update={"evaluation": cfg.evaluation.model_copy(update=values)})
+
+
 def test_live_performance_measures_only_what_the_champion_version_predicted(s3, demo_cfg, model):
-    cfg = demo_cfg
+    cfg = with_live(demo_cfg, live_min_rows=200, live_window_days=7)
     earlier, older = "2026-01-09", "2026-01-08"
     _land(s3, cfg, model, older, demo_data.generate_reference(seed=19, rows=250), "3")
     _land(s3, cfg, model, earlier, demo_data.generate_reference(seed=20, rows=300), "2")
@@ -82,9 +87,7 @@ def test_live_performance_measures_only_what_the_champion_version_predicted(s3, 
 
 
 def test_live_performance_needs_min_labelled_rows_and_a_window(s3, demo_cfg, model):
-    cfg = demo_cfg.model_copy(
-        update={"evaluation": demo_cfg.evaluation.model_copy(update={"live_min_rows": 400, "live_window_days": 2})}
-    )
+    cfg = with_live(demo_cfg, live_min_rows=400, live_window_days=2)
     _land(s3, cfg, model, "2026-01-08", demo_data.generate_reference(seed=22, rows=300), "3")  # outside the window
     _land(s3, cfg, model, DAY, demo_data.generate_reference(seed=23, rows=300), "3")
 
@@ -95,7 +98,7 @@ def test_live_performance_needs_min_labelled_rows_and_a_window(s3, demo_cfg, mod
 
 
 def test_live_labels_the_model_cannot_be_measured_on_are_reported_not_scored(s3, demo_cfg, model):
-    cfg = demo_cfg
+    cfg = with_live(demo_cfg, live_min_rows=100)
     frame = demo_data.generate_reference(seed=30, rows=200)
     target = frame[cfg.dataset.target.name].astype(str).where(frame.index % 10 != 0, "2")  # a class never trained on
     _land(s3, cfg, model, DAY, frame, "3", target)
