@@ -64,9 +64,10 @@ def _slice_values(column: pd.Series) -> np.ndarray:
     return column.fillna(MISSING_SLICE).astype(str).to_numpy()
 
 
-def evaluate(model: Pipeline, holdout: pd.DataFrame, cfg: ModelConfig) -> dict:
-    """Every metric of the task on a labelled holdout, per class, and the primary metric per slice."""
-    classification = is_classification(cfg)
+def _labelled_scores(
+    model: Pipeline, holdout: pd.DataFrame, cfg: ModelConfig
+) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+    """The holdout rows that have a target, their target values and the model's scores of them."""
     target = cfg.dataset.target.name
     if target not in holdout.columns:
         raise ValueError(f"holdout has no target column {target!r}")
@@ -74,6 +75,29 @@ def evaluate(model: Pipeline, holdout: pd.DataFrame, cfg: ModelConfig) -> dict:
     labelled = holdout[values.notna()]
     y = values[values.notna()].to_numpy()
     scores = predict_scores(model, labelled, cfg) if len(labelled) else np.empty(0)
+    return labelled, y, scores
+
+
+def holdout_estimator(model: Pipeline, holdout: pd.DataFrame, cfg: ModelConfig) -> dict[str, Any]:
+    """The label-free performance estimator of `model`, fitted on its scores over the labelled holdout.
+
+    For regression `fit_estimator` is still asked, and answers kind "none" with its reason, so
+    every version records whether it can be estimated and why not.
+    """
+    from driftwatch.estimation import fit_estimator
+
+    _, y, scores = _labelled_scores(model, holdout, cfg)
+    # 1 = the model's positive class, the class `scores` are probabilities of.
+    positive = y == positive_class(model, cfg) if is_classification(cfg) else np.zeros(len(y), dtype=bool)
+    return fit_estimator(
+        scores, np.asarray(positive, dtype=bool), cfg.evaluation.primary_metric, seed=cfg.training.seed
+    )
+
+
+def evaluate(model: Pipeline, holdout: pd.DataFrame, cfg: ModelConfig) -> dict:
+    """Every metric of the task on a labelled holdout, per class, and the primary metric per slice."""
+    classification = is_classification(cfg)
+    labelled, y, scores = _labelled_scores(model, holdout, cfg)
     positive = positive_class(model, cfg) if classification else None
 
     values, reasons = metric_values(y, scores, positive, classification)

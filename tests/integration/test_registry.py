@@ -412,6 +412,55 @@ def test_tampered_model_is_refused_before_unpickling(env, tmp_path):
         registry.load_model(uri, f"models:/{name}@champion")
 
 
+ESTIMATOR = {"kind": "cbpe", "metric": "roc_auc", "ece_raw": 0.08, "ece_calibrated": 0.02, "calibrated": True}
+
+
+def test_the_estimator_is_stored_in_the_hashed_model_folder_and_read_back_verified(env):
+    uri, name = env.tracking_uri, env.name
+    model, features = train(env.cfg)
+    result = registry.log_and_register(
+        env.cfg,
+        model,
+        tracking_uri=uri,
+        params={},
+        metrics={},
+        lineage=lineage_for(0),
+        input_example=features.head(5),
+        model_files=registry.estimator_file(ESTIMATOR),
+        version_tags={"training_window_start": "2026-01-01", "training_window_end": "2026-01-05"},
+    )
+    assert registry.load_estimator(uri, name, result["version"]) == ESTIMATOR
+    folder = model_dir(env, result["version"])
+    assert (folder / "extra_files" / registry.ESTIMATOR_FILE).is_file()
+    # The version's one hash covers the estimator: it was written before the folder was hashed.
+    assert registry.tree_sha256(folder) == result["artifact_sha256"]
+    tags = env.client().get_model_version(name, result["version"]).tags
+    assert tags["training_window_end"] == "2026-01-05" and tags["artifact_sha256"] == result["artifact_sha256"]
+
+    # A version logged without one (as before estimators were stored) has none.
+    assert registry.load_estimator(uri, name, register(env, seed=1)["version"]) is None
+
+    estimator_path = folder / "extra_files" / registry.ESTIMATOR_FILE
+    estimator_path.write_text(json.dumps({**ESTIMATOR, "ece_calibrated": 0.0}))
+    with pytest.raises(TamperedArtifactError, match="mismatch"):
+        registry.load_estimator(uri, name, result["version"])
+
+
+def test_model_files_must_be_plain_names(env):
+    model, features = train(env.cfg)
+    with pytest.raises(ValueError, match="plain file names"):
+        registry.log_and_register(
+            env.cfg,
+            model,
+            tracking_uri=env.tracking_uri,
+            params={},
+            metrics={},
+            lineage=lineage_for(0),
+            input_example=features.head(5),
+            model_files={"../estimator.json": b"{}"},
+        )
+
+
 # --- smoke test -----------------------------------------------------------------------
 
 

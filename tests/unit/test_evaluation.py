@@ -13,7 +13,7 @@ import pytest
 
 from driftwatch import demo_data
 from driftwatch.config import ModelConfig, load_config
-from driftwatch.evaluation import GateDecision, evaluate, gate
+from driftwatch.evaluation import GateDecision, evaluate, gate, holdout_estimator
 from driftwatch.labels import join_labels
 from driftwatch.reports.evaluation import render_evaluation_html
 from driftwatch.training import split_by_time, train
@@ -110,6 +110,26 @@ def test_uncomputable_metrics_are_none_with_a_reason(lr_cfg, lr_model, stable_ho
     assert empty["n"] == 0 and empty["metrics"]["log_loss"] is None and empty["unavailable"]["log_loss"] == "no rows"
 
 
+def test_the_holdout_estimator_is_fitted_on_the_models_positive_class_scores(lr_cfg, lr_model, stable_holdout):
+    from driftwatch.estimation import estimate_performance
+    from driftwatch.training import predict_scores
+
+    estimator = holdout_estimator(lr_model, stable_holdout, lr_cfg)
+    json.dumps(estimator, allow_nan=False)  # stored as JSON in the model's folder
+    assert estimator["kind"] == "cbpe" and estimator["metric"] == "roc_auc" and estimator["rows"] == 600
+    assert {"ece_raw", "ece_calibrated", "calibrated"} <= set(estimator)
+    realized = evaluate(lr_model, stable_holdout, lr_cfg)["primary"]["value"]
+    # On its own holdout the estimate is close to the measured value: positive means the positive class.
+    estimate = estimate_performance(estimator, predict_scores(lr_model, stable_holdout, lr_cfg))
+    assert abs(estimate["value"] - realized) < 0.1
+
+
+def test_a_holdout_of_one_class_gets_no_estimator_and_says_why(lr_cfg, lr_model, stable_holdout):
+    negatives = stable_holdout[stable_holdout["defaulted"] == 0]
+    estimator = holdout_estimator(lr_model, negatives, lr_cfg)
+    assert estimator["kind"] == "none" and "one class" in estimator["reason"]
+
+
 def test_bootstrap_passes_without_a_champion(cfg):
     decision = gate(result(0.75), None, cfg)
     assert decision.passed and decision.reasons == []
@@ -177,7 +197,8 @@ def test_lower_is_better_metric_direction(cfg):
 
 def test_concept_drift_challenger_beats_the_reference_model(cfg, reference, concept_frames):
     train_frame, holdout, info = split_by_time(concept_frames, cfg)
-    assert info["holdout_dates"] == ["2026-01-13", "2026-01-14"]
+    # The scenario's last concept-drift days are the holdout, whatever its length.
+    assert info["holdout_dates"] == sorted(concept_frames)[-cfg.training.holdout_days :]
     champion_model, _ = train(cfg, reference)
     challenger_model, _ = train(cfg, train_frame)
     champion, challenger = evaluate(champion_model, holdout, cfg), evaluate(challenger_model, holdout, cfg)

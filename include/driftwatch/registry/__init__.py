@@ -8,9 +8,12 @@ Each registered version carries an `artifact_sha256` tag: a hash over every file
 logged model. Models are only ever deserialized from a local copy whose hash was checked, so a
 swapped model file is refused before any unpickling.
 
+The version's label-free performance estimator lives inside the model's folder, so the same
+hash covers it; `load_estimator` reads it from a verified copy only.
+
 Modules: `common` (shared names and client helpers), `store` (logging, registration, hashing,
-loading, lineage), `aliases` (champion/challenger lifecycle) and `smoke` (fresh-process smoke
-test, run as `python -m driftwatch.registry smoke ...`).
+loading, lineage), `estimator` (the stored performance estimator), `aliases` (champion/challenger
+lifecycle) and `smoke` (fresh-process smoke test, run as `python -m driftwatch.registry smoke ...`).
 """
 
 from driftwatch.registry.aliases import (
@@ -34,6 +37,7 @@ from driftwatch.registry.common import (
     RegistryError,
     TamperedArtifactError,
 )
+from driftwatch.registry.estimator import ESTIMATOR_FILE, estimator_file, load_estimator
 from driftwatch.registry.smoke import main, smoke_test
 from driftwatch.registry.store import (
     DATASET_DIGEST_CHARS,
@@ -43,6 +47,7 @@ from driftwatch.registry.store import (
     git_commit,
     load_model,
     log_and_register,
+    reference_data_uri,
     run_lineage,
     training_data_uri,
     tree_sha256,
@@ -54,6 +59,7 @@ __all__ = [
     "CHALLENGER",
     "CHAMPION",
     "DATASET_DIGEST_CHARS",
+    "ESTIMATOR_FILE",
     "EVALUATED_TAG",
     "HISTORY_LIMIT",
     "HISTORY_TAG",
@@ -65,13 +71,16 @@ __all__ = [
     "champion_history",
     "config_hash",
     "ensure_experiment",
+    "estimator_file",
     "git_commit",
+    "load_estimator",
     "load_model",
     "log_and_register",
     "main",
     "mark_challenger",
     "promote",
     "record_evaluation",
+    "reference_data_uri",
     "reject",
     "rollback",
     "run_lineage",

@@ -327,6 +327,19 @@ def _write_artifacts(folder: Path, artifacts: Mapping[str, bytes]) -> None:
         target.write_bytes(data)
 
 
+def _check_model_file_names(files: Mapping[str, bytes]) -> None:
+    for name in files:
+        if PurePosixPath(name).name != name or name in {"", ".", ".."} or "\\" in name:
+            raise ValueError(f"model file names must be plain file names: {name!r}")
+
+
+def _model_file_paths(folder: Path, files: Mapping[str, bytes]) -> list[str]:
+    """Write files that go inside the model's folder (mlflow's extra_files) and return their paths."""
+    for name, data in files.items():
+        (folder / name).write_bytes(data)
+    return [str(folder / name) for name in files]
+
+
 def log_and_register(
     cfg: ModelConfig,
     model: Any,
@@ -337,7 +350,9 @@ def log_and_register(
     lineage: dict[str, Any],
     input_example: pd.DataFrame,
     artifacts: dict[str, bytes] | None = None,
+    model_files: dict[str, bytes] | None = None,
     tags: dict[str, str] | None = None,
+    version_tags: dict[str, str] | None = None,
     idempotency_key: str | None = None,
     registry_uri: str | None = None,
     repo_dir: str | os.PathLike[str] | None = None,
@@ -346,11 +361,12 @@ def log_and_register(
     """Log a trained model with its lineage in a new run and register it as a new version.
 
     With an `idempotency_key` (e.g. the Airflow run id), a retry returns the version already
-    registered under that key instead of registering a duplicate. Returns {version, run_id,
-    model_uri, artifact_sha256, created}.
+    registered under that key instead of registering a duplicate. `model_files` go inside the
+    model's folder (under extra_files/), so its artifact_sha256 covers them; `artifacts` sit next
+    to it in the run, unhashed. `version_tags` are set on the version when it is created. Returns
+    {version, run_id, model_uri, artifact_sha256, created}.
     """
     import mlflow
-    import mlflow.sklearn
     from mlflow.models import infer_signature
 
     client = _client(tracking_uri, registry_uri)
@@ -361,6 +377,7 @@ def log_and_register(
         if existing is not None:
             return _version_result(existing, created=False)
 
+    _check_model_file_names(model_files or {})  # before a run exists that would be left half-logged
     features = cfg.dataset.feature_names
     missing = [f for f in features if f not in input_example.columns]
     if missing:
@@ -401,25 +418,20 @@ def log_and_register(
             with tempfile.TemporaryDirectory(prefix="driftwatch-artifacts-") as tmp:
                 _write_artifacts(Path(tmp), artifacts)
                 mlflow.log_artifacts(tmp)
-        info = mlflow.sklearn.log_model(
-            model,
-            name=MODEL_ARTIFACT_NAME,
-            signature=signature,
-            input_example=example,
-            serialization_format=serialization_format,
-            skops_trusted_types=trusted or None,
-            pyfunc_predict_fn=predict_fn,
-            # Explicit requirements skip MLflow's inference, which re-imports the model in a
-            # subprocess (~10 s); a plain sklearn pipeline needs nothing beyond these.
-            pip_requirements=mlflow.sklearn.get_default_pip_requirements(
-                include_cloudpickle=serialization_format == "cloudpickle",
-                include_skops=serialization_format == "skops",
-            ),
-        )
+        with tempfile.TemporaryDirectory(prefix="driftwatch-model-files-") as files_dir:
+            info = _log_model(
+                model,
+                example,
+                signature=signature,
+                serialization_format=serialization_format,
+                trusted=trusted,
+                predict_fn=predict_fn,
+                extra_files=_model_file_paths(Path(files_dir), model_files or {}),
+            )
         # Hash what was stored, not the local files, so the tag describes the registry's copy.
         with tempfile.TemporaryDirectory(prefix="driftwatch-hash-") as tmp:
             artifact_sha256 = tree_sha256(_download(info.artifact_path, Path(tmp), tracking_uri))
-        version_tags = {ARTIFACT_TAG: artifact_sha256, **provenance}
+        version_tags = {**(version_tags or {}), ARTIFACT_TAG: artifact_sha256, **provenance}
         if idempotency_key is not None:
             version_tags[IDEMPOTENCY_TAG] = idempotency_key
         # Tags passed at creation mean no version is ever visible without its artifact hash.
@@ -428,6 +440,37 @@ def log_and_register(
         )
         mlflow.set_tag("registered_version", str(mv.version))
     return _version_result(mv, created=True)
+
+
+def _log_model(
+    model: Any,
+    example: pd.DataFrame,
+    *,
+    signature: Any,
+    serialization_format: str,
+    trusted: list[str] | None,
+    predict_fn: str,
+    extra_files: list[str],
+) -> Any:
+    """mlflow.sklearn.log_model in the active run, with the requirements pinned and our extra files."""
+    import mlflow.sklearn
+
+    return mlflow.sklearn.log_model(
+        model,
+        name=MODEL_ARTIFACT_NAME,
+        signature=signature,
+        input_example=example,
+        serialization_format=serialization_format,
+        skops_trusted_types=trusted or None,
+        pyfunc_predict_fn=predict_fn,
+        # Explicit requirements skip MLflow's inference, which re-imports the model in a
+        # subprocess (~10 s); a plain sklearn pipeline needs nothing beyond these.
+        pip_requirements=mlflow.sklearn.get_default_pip_requirements(
+            include_cloudpickle=serialization_format == "cloudpickle",
+            include_skops=serialization_format == "skops",
+        ),
+        extra_files=extra_files or None,
+    )
 
 
 # --- lineage ----------------------------------------------------------------------------
@@ -472,3 +515,14 @@ def training_data_uri(tracking_uri: str, name: str, version: str, *, registry_ur
     """The URI of the data a version was trained on, from its run's inputs; None if not recorded."""
     lineage = run_lineage(tracking_uri, name, version, registry_uri=registry_uri)
     return next((d["uri"] for d in lineage["inputs"] if d["role"] == "training"), None)
+
+
+def reference_data_uri(tracking_uri: str, name: str, version: str, *, registry_uri: str | None = None) -> str | None:
+    """The data a version represents, its drift reference as champion: training plus holdout rows.
+
+    Versions logged before that was recorded (no `lineage.reference_uri`) fall back to their
+    training data; None when neither is recorded.
+    """
+    lineage = run_lineage(tracking_uri, name, version, registry_uri=registry_uri)
+    recorded = lineage["lineage"].get("reference_uri")
+    return recorded or next((d["uri"] for d in lineage["inputs"] if d["role"] == "training"), None)
