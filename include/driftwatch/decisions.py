@@ -47,19 +47,15 @@ def recent_drift(client: S3Client, cfg: ModelConfig, batch_date: str, count: int
     if count <= 0:
         return []
     objects = storage.list_objects(client, cfg.storage.bucket, layout.history_prefix(cfg))
-    earlier = sorted(o.key for o in objects if o.key.endswith(".json") and _key_date(o.key) < batch_date)
+    earlier = sorted(o.key for o in objects if o.key.endswith(".json") and layout.history_key_date(o.key) < batch_date)
     flags: list[tuple[str, bool]] = []
     for key in reversed(earlier):
         record = storage.read_json(client, cfg.storage.bucket, key) or {}
         if record.get("drift"):
-            flags.append((_key_date(key), bool(record["drift"].get("dataset_drift"))))
+            flags.append((layout.history_key_date(key), bool(record["drift"].get("dataset_drift"))))
         if len(flags) == count:
             break
     return list(reversed(flags))
-
-
-def _key_date(key: str) -> str:
-    return key.rsplit("dt=", 1)[-1].removesuffix(".json")
 
 
 def labelled_rows_since(client: S3Client, cfg: ModelConfig, onset: str, batch_date: str) -> int:

@@ -91,6 +91,11 @@ def history_key(cfg: ModelConfig, batch_date: str) -> str:
     return f"{history_prefix(cfg)}dt={batch_date}.json"
 
 
+def history_key_date(key: str) -> str:
+    """The batch date of a history record's key (the inverse of history_key)."""
+    return key.rsplit("dt=", 1)[-1].removesuffix(".json")
+
+
 def reference_pointer_key(cfg: ModelConfig) -> str:
     """Pointer to the current champion's reference data; absent until a model is promoted."""
     return f"{cfg.storage.output_prefix}reference/current.json"
