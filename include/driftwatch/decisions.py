@@ -111,7 +111,7 @@ def decide_step(
     client: S3Client, cfg: ModelConfig, drift: dict[str, Any], scored: dict[str, Any], manual: bool = False
 ) -> dict[str, Any]:
     """Decide for one batch, store the pending request and record the decision as the batch's `decide` step."""
-    from driftwatch.retraining import read_retrain_status
+    from driftwatch.retrain_status import read_retrain_status
 
     day = drift["batch_date"]
     signals = signals_of(cfg, drift, scored, manual)
