@@ -14,19 +14,18 @@ worker records its name as the tasks' hostname. State: a temporary folder (mode 
 
 from __future__ import annotations
 
-import argparse
+import functools
+import importlib
 import json
 import os
 import secrets
-import shutil
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -34,7 +33,7 @@ from typing import Any
 
 from devstack import procs, services
 from devstack.procs import HOST
-from devstack.services import REPO_ROOT, VENV_BIN, seconds_from_env
+from devstack.services import REPO_ROOT, VENV_BIN, Service, seconds_from_env
 
 DB_NAME = "driftwatch_dist"
 MLFLOW_DB_NAME = "driftwatch_dist_mlflow"
@@ -51,11 +50,16 @@ DEFAULT_REDIS_URL = f"redis://{HOST}:6379/5"
 HOSTNAME_VAR = "DRIFTWATCH_WORKER_HOSTNAME"
 PYTHONPATH = (str(REPO_ROOT / "include"), str(REPO_ROOT / "plugins"))
 S3_CONFIG = {"timeout": 5, "read_timeout": 30, "retries": {"max_attempts": 2}}
-CONTROL_PLANE = ("scheduler", "dag-processor", "triggerer", "api-server")
+# Airflow's components besides the api-server and the workers: their arguments after `airflow`.
+CONTROL_PLANE = {
+    "scheduler": ["scheduler", "--skip-serve-logs"],
+    "dag-processor": ["dag-processor"],
+    "triggerer": ["triggerer", "--skip-serve-logs"],
+}
 RECORD_NAME = "cluster.json"
 
 
-class DistributedError(RuntimeError):
+class DistributedError(procs.StackError):
     """A prerequisite is missing, or a component did not start."""
 
 
@@ -64,11 +68,17 @@ def worker_hostname() -> str:
     return os.environ.get(HOSTNAME_VAR) or socket.getfqdn()
 
 
+def _require(module: str, missing: str) -> Any:
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise DistributedError(missing) from None
+
+
 def _pg_url(user: str | None = None) -> Any:
     from sqlalchemy.engine import make_url
 
-    raw = os.environ.get(PG_URL_ENV)
-    if raw:
+    if raw := os.environ.get(PG_URL_ENV):
         return make_url(raw).set(drivername="postgresql+psycopg2", database=None)
     return make_url(f"postgresql+psycopg2://{user}@{HOST}:5432")
 
@@ -76,13 +86,8 @@ def _pg_url(user: str | None = None) -> Any:
 def _pg_connect(url: Any, database: str = "postgres") -> Any:
     import psycopg2
 
-    server = {
-        "host": url.host or HOST,
-        "port": url.port or 5432,
-        "user": url.username,
-        "password": url.password or None,
-    }
-    conn = psycopg2.connect(**server, dbname=database, connect_timeout=5)
+    server = {"host": url.host or HOST, "port": url.port or 5432, "user": url.username}
+    conn = psycopg2.connect(**server, password=url.password or None, dbname=database, connect_timeout=5)
     conn.autocommit = True
     return conn
 
@@ -93,12 +98,8 @@ def _one_line(exc: BaseException) -> str:
 
 def check_postgres() -> Any:
     """The URL of a reachable server where we may create databases."""
-    try:
-        import psycopg2
-    except ImportError:
-        raise DistributedError(
-            "the PostgreSQL driver is missing: pip install psycopg2-binary into the project's venv"
-        ) from None
+    missing = "the PostgreSQL driver is missing: pip install psycopg2-binary into the project's venv"
+    psycopg2 = _require("psycopg2", missing)
     candidates = [_pg_url()] if os.environ.get(PG_URL_ENV) else [_pg_url(u) for u in DEFAULT_PG_USERS]
     errors = []
     for url in candidates:
@@ -115,18 +116,13 @@ def check_postgres() -> Any:
             return url
         errors.append(f"{url.username}: may not create databases")
     raise DistributedError(
-        "PostgreSQL is required but not usable: "
-        + "; ".join(errors)
-        + f". Start a local PostgreSQL on {HOST}:5432 (trust auth for user postgres or root), "
-        f"or set {PG_URL_ENV}=postgresql://USER:PASSWORD@HOST:PORT"
+        f"PostgreSQL is required but not usable: {'; '.join(errors)}. Start a local PostgreSQL on {HOST}:5432 "
+        f"(trust auth for user postgres or root), or set {PG_URL_ENV}=postgresql://USER:PASSWORD@HOST:PORT"
     )
 
 
 def check_redis() -> str:
-    try:
-        import redis
-    except ImportError:
-        raise DistributedError("the redis client is missing: pip install redis into the project's venv") from None
+    redis = _require("redis", "the redis client is missing: pip install redis into the project's venv")
     url = os.environ.get(REDIS_URL_ENV, DEFAULT_REDIS_URL)
     try:
         redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5).ping()
@@ -146,8 +142,6 @@ class Cluster:
     redis_url: str
     creds: dict[str, str]
     admin_password: str
-    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
-    timings: dict[str, float] = field(default_factory=dict)
     workers: tuple[str, ...] = WORKERS
     extra_env: dict[str, str] = field(default_factory=dict)
 
@@ -157,15 +151,16 @@ class Cluster:
         self.api_url, self.s3_endpoint, self.mlflow_url = (
             f"http://{HOST}:{self.ports[n]}" for n in ("api", "s3", "mlflow")
         )
+        head = {"state_dir": str(self.state), "pg": self.pg.render_as_string(hide_password=True)}
+        head |= {"databases": [DB_NAME, MLFLOW_DB_NAME], "redis_url": self.redis_url, "ports": self.ports}
+        self.run = services.Launcher(self.logs, self.state / RECORD_NAME, head)
+        self.procs, self.timings, self.log = self.run.procs, self.run.timings, self.run.log
 
     def worker_dir(self, name: str) -> Path:
         return self.state / "workers" / name
 
     def worker_home(self, name: str) -> Path:
         return self.worker_dir(name) / "airflow"
-
-    def log(self, service: str) -> Path:
-        return self.logs / f"{service}.log"
 
     def db_url(self, database: str) -> str:
         return self.pg.set(database=database).render_as_string(hide_password=False)
@@ -209,80 +204,47 @@ class Cluster:
             "PYTHONPATH": os.pathsep.join([*PYTHONPATH, str(REPO_ROOT)]),
         }
 
-    def _launch(self, name: str, argv: list[str], env: dict[str, str], cwd: Path) -> subprocess.Popen[bytes]:
-        self.procs[name] = proc = procs.launch(argv, env, self.log(name), cwd)
-        recorded = {n: procs.process_record(p, self.log(n)) for n, p in self.procs.items()}
-        record = {"state_dir": str(self.state), "pg": self.pg.render_as_string(hide_password=True)}
-        record |= {"databases": [DB_NAME, MLFLOW_DB_NAME], "redis_url": self.redis_url, "ports": self.ports}
-        services.write_record(self.state / RECORD_NAME, {**record, "services": recorded})
-        return proc
-
-    def _wait(self, name: str, check: Callable[[], bool], timeout: float) -> None:
-        began = time.monotonic()
-        procs.wait_until(check, timeout, name, log=self.log(name), proc=self.procs[name])
-        self.timings[f"{name} ready"] = round(time.monotonic() - began, 1)
-
     def start(self) -> None:
-        began = time.monotonic()
-        for folder in (self.logs, self.mail_dir, self.airflow_home, self.password_file.parent, self.mlflow_home):
+        began, airflow = time.monotonic(), str(VENV_BIN / "airflow")
+        own = [folder for name in self.workers for folder in (self.worker_dir(name) / "tmp", self.worker_home(name))]
+        for folder in (self.logs, self.mail_dir, self.airflow_home, self.password_file.parent, self.mlflow_home, *own):
             folder.mkdir(parents=True, exist_ok=True)
-        for name in self.workers:
-            (self.worker_dir(name) / "tmp").mkdir(parents=True, exist_ok=True)
-            self.worker_home(name).mkdir(parents=True, exist_ok=True)
         # SimpleAuthManager only generates passwords for users missing from this file.
         services.write_private(self.password_file, json.dumps({ADMIN_USER: self.admin_password}) + "\n")
         self._reset_backends()
-
         env = {**self.base_env(), **self.airflow_env(), **self.extra_env}
-        py, airflow = str(VENV_BIN / "python"), str(VENV_BIN / "airflow")
-        self._launch("s3", [py, "-m", "moto.server", "-H", HOST, "-p", str(self.ports["s3"])], env, self.state)
-        smtp_argv = [py, "-m", "devstack.smtp_sink", "--folder", str(self.mail_dir), "--host", HOST]
-        self._launch("smtp", [*smtp_argv, "--port", str(self.ports["smtp"])], env, REPO_ROOT)
-        migrate = self._launch("db-migrate", [airflow, "db", "migrate"], env, self.airflow_home)
-
-        self._wait("s3", self.s3_healthy, seconds_from_env("DRIFTWATCH_S3_TIMEOUT", 60))
-        client = self.s3_client()
-        for bucket in [*services.model_buckets(), LOG_BUCKET, MLFLOW_BUCKET]:
-            client.create_bucket(Bucket=bucket)
-        mlflow = [str(VENV_BIN / "mlflow"), "server", "--artifacts-destination", f"s3://{MLFLOW_BUCKET}/artifacts"]
-        mlflow_env = {
+        timeout, log = seconds_from_env("DRIFTWATCH_DIST_START_TIMEOUT", 420), self.log("db-migrate")
+        mlflow = {
             # From the environment rather than argv: a password in the URL stays out of `ps`.
             "MLFLOW_BACKEND_STORE_URI": self.db_url(MLFLOW_DB_NAME),
+            "MLFLOW_ARTIFACTS_DESTINATION": f"s3://{MLFLOW_BUCKET}/artifacts",
             "MLFLOW_S3_ENDPOINT_URL": self.s3_endpoint,
             "HOME": str(self.mlflow_home),
-            **services.MLFLOW_ENV,
         }
-        mlflow += ["--host", HOST, "--port", str(self.ports["mlflow"]), "--workers", "1"]
-        self._launch("mlflow", mlflow, {**env, **mlflow_env}, self.state)
-
-        timeout, log = seconds_from_env("DRIFTWATCH_DIST_START_TIMEOUT", 420), self.log("db-migrate")
+        buckets = [*services.model_buckets(), LOG_BUCKET, MLFLOW_BUCKET]
+        backing = services.backing_services(self.ports, self.creds, self.mail_dir, buckets, mlflow, timeout, S3_CONFIG)
+        self.run.launch({**backing, "db-migrate": Service([airflow, "db", "migrate"], self.airflow_home)}, env)
+        self.run.wait("s3")
         try:
-            code = migrate.wait(timeout=timeout)
+            code = self.procs["db-migrate"].wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             raise DistributedError(f"airflow db migrate still running after {timeout:.0f} s; see {log}") from None
         if code != 0:
             raise DistributedError(f"airflow db migrate failed ({code}); see {log}\n{procs.log_tail(log)}")
         self.timings["db migrate"] = round(time.monotonic() - began, 1)
 
-        since = datetime.now(UTC)
-        self._launch("scheduler", [airflow, "scheduler", "--skip-serve-logs"], env, self.airflow_home)
-        self._launch("dag-processor", [airflow, "dag-processor"], env, self.airflow_home)
-        self._launch("triggerer", [airflow, "triggerer", "--skip-serve-logs"], env, self.airflow_home)
-        self._launch("api-server", [airflow, "api-server"], env, self.airflow_home)
+        api_ready = functools.partial(services.airflow_up, self.ports["api"], datetime.now(UTC))
+        table = {name: Service([airflow, *argv], self.airflow_home) for name, argv in CONTROL_PLANE.items()}
+        table["api-server"] = Service([airflow, "api-server"], self.airflow_home, api_ready, timeout)
         for name in self.workers:
             argv = [airflow, "celery", "worker", "--celery-hostname", name, "--skip-serve-logs"]
             argv += ["--without-mingle", "--without-gossip"]
-            self._launch(name, argv, {**env, **self.worker_env(name)}, self.worker_dir(name))
-
-        self._wait("smtp", lambda: services.smtp_healthy(self.ports["smtp"]), 30)
-        health = services.airflow_health
-        self._wait("api-server", lambda: services.airflow_healthy(health(self.ports["api"]), since), timeout)
-        for name in (*CONTROL_PLANE, *self.workers):
-            if self.procs[name].poll() is not None:
-                raise DistributedError(f"{name} exited with code {self.procs[name].returncode}; see {self.log(name)}")
-        for name in self.workers:
-            self._wait(name, lambda n=name: f"celery@{n}" in self.celery_nodes(), timeout)
-        self._wait("mlflow", self.mlflow_healthy, timeout)
+            ready = lambda n=name: f"celery@{n}" in self.celery_nodes()  # noqa: E731
+            table[name] = Service(argv, self.worker_dir(name), ready, timeout, env=self.worker_env(name))
+        self.run.launch(table, env)
+        self.run.wait("smtp", "api-server")
+        self.run.check_alive(*table)
+        self.run.wait(*self.workers, "mlflow")
         self.timings["start total"] = round(time.monotonic() - began, 1)
 
     def _reset_backends(self) -> None:
@@ -293,12 +255,6 @@ class Cluster:
 
     def s3_client(self) -> Any:
         return services.s3_client(self.ports["s3"], self.creds, **S3_CONFIG)
-
-    def s3_healthy(self) -> bool:
-        return services.s3_healthy(self.ports["s3"], self.creds, **S3_CONFIG)
-
-    def mlflow_healthy(self) -> bool:
-        return services.mlflow_healthy(self.ports["mlflow"], timeout=5)
 
     def celery_nodes(self) -> set[str]:
         from celery import Celery
@@ -367,82 +323,55 @@ def start(state: Path | None = None, workers: int = len(WORKERS), extra_env: dic
     """Check the prerequisites, start everything (``extra_env`` added last); on failure stop and raise."""
     pg, redis_url = check_postgres(), check_redis()
     ports = services.ports_from_env(DEFAULT_PORTS, PORT_ENV, DistributedError)
-    if conflict := procs.port_conflict(ports, PORT_ENV):
-        raise DistributedError(conflict)
+    procs.check_ports(ports, PORT_ENV, DistributedError)
     if not (VENV_BIN / "airflow").exists():
         raise DistributedError(f"{VENV_BIN / 'airflow'} not found: run this with the project's venv python")
-    try:
-        import airflow.providers.celery  # noqa: F401
-    except ImportError:
-        raise DistributedError(
-            "apache-airflow-providers-celery is not installed in the project's venv (CeleryExecutor needs it)"
-        ) from None
+    celery = "apache-airflow-providers-celery is not installed in the project's venv (CeleryExecutor needs it)"
+    _require("airflow.providers.celery", celery)
     state = state or Path(tempfile.mkdtemp(prefix="driftwatch-dist-"))
     state.mkdir(parents=True, exist_ok=True)
     state.chmod(0o700)
-    creds, password = services.new_secrets(), secrets.token_urlsafe(18)
-    cluster = Cluster(
-        state, ports, pg, redis_url, creds, password, workers=worker_names(workers), extra_env=extra_env or {}
-    )
+    creds, password, names = services.new_secrets(), secrets.token_urlsafe(18), worker_names(workers)
+    cluster = Cluster(state, ports, pg, redis_url, creds, password, workers=names, extra_env=extra_env or {})
     try:
         cluster.start()
     except BaseException:
         print(f"distributed start failed: stopping what started (logs kept in {state})", file=sys.stderr)
-        for line in cluster.stop():
-            print(f"  {line}", file=sys.stderr)
+        services.print_lines(cluster.stop(), file=sys.stderr)
         raise
     return cluster
 
 
-@contextmanager
-def running(keep_state: bool = False) -> Iterator[Cluster]:
-    """Start, yield, always stop; remove the state after a clean exit unless ``keep_state`` or
-    DRIFTWATCH_DIST_KEEP_STATE=1."""
-    cluster, ok = start(), False
-    try:
-        yield cluster
-        ok = True
-    finally:
-        began = time.monotonic()
-        report = cluster.stop()
-        cluster.timings["stop"] = round(time.monotonic() - began, 1)
-        for line in report:
-            print(f"  stop: {line}")
-        if ok and not keep_state and os.environ.get("DRIFTWATCH_DIST_KEEP_STATE") != "1":
-            shutil.rmtree(cluster.state, ignore_errors=True)
-        else:
-            print(f"distributed stack logs kept in {cluster.state}")
-
-
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m devstack.distributed", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = services.parser("devstack.distributed", __doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("up", help="start in the foreground; Ctrl-C stops and cleans up")
     sub.add_parser("stop", help="clean up after a run that could not (its state folder)").add_argument("state_dir")
     args = parser.parse_args(argv)
-    try:
-        if args.command == "stop":
-            for line in stop_state(Path(args.state_dir).resolve()):
-                print(f"  {line}")
-            print("stopped")
-            return 0
-        stop_requested, began = [], time.monotonic()
-        signal.signal(signal.SIGTERM, lambda signum, frame: stop_requested.append(signum))
-        with running(keep_state=True) as cluster:
-            print(f"distributed stack up in {time.monotonic() - began:.0f} s; state {cluster.state}")
-            print(f"  airflow  {cluster.api_url}  (user {ADMIN_USER}, password {cluster.admin_password})")
-            print(f"  s3       {cluster.s3_endpoint}    mail {cluster.mail_dir}")
-            print(f"  mlflow   {cluster.mlflow_url}")
-            print("  workers  " + ", ".join(sorted(cluster.celery_nodes())))
-            print("Ctrl-C stops everything and drops the databases.")
-            with suppress(KeyboardInterrupt):
-                procs.poll_until(lambda: stop_requested, float("inf"), 1.0)
+    if args.command == "stop":
+        services.print_lines(stop_state(Path(args.state_dir).resolve()))
+        print("stopped")
         return 0
+    stop_requested, began = [], time.monotonic()
+    signal.signal(signal.SIGTERM, lambda signum, frame: stop_requested.append(signum))
+    try:
+        cluster = start()
     except DistributedError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    try:
+        print(f"distributed stack up in {time.monotonic() - began:.0f} s; state {cluster.state}")
+        print(f"  airflow  {cluster.api_url}  (user {ADMIN_USER}, password {cluster.admin_password})")
+        print(f"  s3       {cluster.s3_endpoint}    mail {cluster.mail_dir}")
+        print(f"  mlflow   {cluster.mlflow_url}")
+        print("  workers  " + ", ".join(sorted(cluster.celery_nodes())))
+        print("Ctrl-C stops everything and drops the databases.")
+        with suppress(KeyboardInterrupt):
+            procs.poll_until(lambda: stop_requested, float("inf"), 1.0)
+    finally:
+        services.print_lines(cluster.stop(), "  stop: ")
+        print(f"distributed stack logs kept in {cluster.state}")
+    return 0
 
 
 if __name__ == "__main__":

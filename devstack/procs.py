@@ -51,20 +51,24 @@ def log_tail(path: Path, lines: int = 15) -> str:
         return ""
 
 
-def wait_until(
-    predicate: Callable[[], T], timeout: float, what: str, *, log: Path | None = None, proc: Any = None
-) -> T:
+def exited(what: str, proc: subprocess.Popen[bytes], log: Path) -> StackError | None:
+    """The start-failure report of a service that exited: its code, its log and the log's tail."""
+    if proc.poll() is None:
+        return None
+    return StackError(f"{what} exited with code {proc.returncode}; see {log}\n{log_tail(log)}")
+
+
+def wait_until(predicate: Callable[[], T], timeout: float, what: str, *, log: Path, proc: Any = None) -> T:
     """poll_until, raising a StackError (with ``log``'s tail) on timeout or once ``proc`` exited."""
-    see = f"; see {log}\n{log_tail(log)}" if log else ""
 
     def ready() -> T:
-        if (result := predicate()) or proc is None or proc.poll() is None:
+        if (result := predicate()) or proc is None or not (error := exited(what, proc, log)):
             return result
-        raise StackError(f"{what} exited with code {proc.returncode}{see}")
+        raise error
 
     if result := poll_until(ready, timeout, 0.5):
         return result
-    raise StackError(f"{what} not healthy after {timeout:.0f} s{see}")
+    raise StackError(f"{what} not healthy after {timeout:.0f} s; see {log}\n{log_tail(log)}")
 
 
 def port_free(port: int, host: str = HOST) -> bool:
@@ -86,8 +90,8 @@ def free_ports(count: int = 1, host: str = HOST) -> list[int]:
         return [sock.getsockname()[1] for sock in socks]
 
 
-def port_conflict(ports: dict[str, int], env_names: dict[str, str]) -> str | None:
-    """The first port already taken, as a message naming its owner and the variable that moves it."""
+def check_ports(ports: dict[str, int], env_names: dict[str, str], error: type[Exception] = StackError) -> None:
+    """Raise ``error`` for the first port already taken, naming its owner and the variable that moves it."""
     for service, port in ports.items():
         if port_free(port):
             continue
@@ -96,11 +100,10 @@ def port_conflict(ports: dict[str, int], env_names: dict[str, str]) -> str | Non
             for conn in psutil.net_connections(kind="inet"):
                 if conn.laddr and conn.laddr.port == port and conn.status == psutil.CONN_LISTEN and conn.pid:
                     owner = f"pid {conn.pid} ({' '.join(psutil.Process(conn.pid).cmdline())[:100]})"
-        return (
+        raise error(
             f"port {port} for {service} on {HOST} is already in use by {owner}; "
             f"stop it or choose another port with {env_names[service]}=..."
         )
-    return None
 
 
 def launch(argv: list[str], env: dict[str, str], log: Path, cwd: Path) -> subprocess.Popen[bytes]:
@@ -151,14 +154,8 @@ def group_is_ours(pgid: int, state: Path, started: float | None = None) -> bool:
     Airflow's setproctitle overwrites the environment, and so the marker."""
     if started is not None and start_time(pgid) == started:
         return True
-    return any(_environ(p).get(MARKER_VAR) == str(state) for p in group_members(pgid))
-
-
-def _environ(proc: psutil.Process) -> dict[str, str]:
-    try:
-        return proc.environ()
-    except psutil.Error:
-        return {}
+    members = (p.as_dict(["environ"], ad_value=None)["environ"] or {} for p in group_members(pgid))
+    return any(environ.get(MARKER_VAR) == str(state) for environ in members)
 
 
 class Leftover(NamedTuple):
@@ -238,10 +235,10 @@ def _stop_stage(grace: float, groups: dict[str, int]) -> list[str]:
 def sweep(state: Path) -> list[str]:
     """Kill the stack's escapees (SIGTERM, SIGKILL 5 s later); report the other references to ``state``."""
     leftovers = find_leftovers(state)
-    ours = [item for item in leftovers if item.ours]
+    ours = [item.proc for item in leftovers if item.ours and item.proc]
     for sig, grace in ((signal.SIGTERM, 5.0), (signal.SIGKILL, 2.0)):
-        _send([i.proc for i in ours if i.proc], sig)
-        if poll_until(functools.partial(_all_gone, [i.proc for i in ours if i.proc]), grace, 0.1):
+        _send(ours, sig)
+        if poll_until(functools.partial(_all_gone, ours), grace, 0.1):
             break
-    lines = [f"killed stray pid {i.pid} (left its process group): {i.cmdline}" for i in ours]
+    lines = [f"killed stray pid {i.pid} (left its process group): {i.cmdline}" for i in leftovers if i.ours]
     return lines + [f"left alone pid {i.pid} (not started by the stack): {i.cmdline}" for i in leftovers if not i.ours]

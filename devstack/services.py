@@ -1,15 +1,22 @@
-"""What devstack.stack (standalone) and devstack.distributed (Celery) share: settings, health checks, stop."""
+"""What devstack.stack (standalone) and devstack.distributed (Celery) share: settings, the service
+table and its launcher, health checks, stop, the CLI's parser."""
 
 from __future__ import annotations
 
+import argparse
 import base64
+import functools
 import json
 import os
 import secrets
 import socket
 import string
+import subprocess
 import sys
+import time
 import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -40,15 +47,89 @@ STOP_STAGES = {"mlflow": 1, "smtp": 2, "s3": 2}  # any other service is Airflow'
 MLFLOW_ENV = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
 
 
+@dataclass
+class Service:
+    """One process of a stack, and how its start tells it is ready (``what`` names it in errors)."""
+
+    argv: list[str]
+    cwd: Path
+    ready: Callable[[], Any] | None = None
+    timeout: float = 60.0
+    what: str = ""
+    env: dict[str, str] = field(default_factory=dict)
+
+
+class Launcher:
+    """Starts services from tables; after each launch ``record`` lists them all (what a stop reads)."""
+
+    def __init__(self, logs: Path, record: Path, head: dict[str, Any]) -> None:
+        self.logs, self.record, self.head = logs, record, head
+        self.table: dict[str, Service] = {}
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.timings: dict[str, float] = {}
+
+    def log(self, name: str) -> Path:
+        return self.logs / f"{name}.log"
+
+    def launch(self, table: dict[str, Service], env: dict[str, str]) -> None:
+        for name, svc in table.items():
+            self.table[name] = svc
+            self.procs[name] = procs.launch(svc.argv, {**env, **svc.env}, self.log(name), svc.cwd)
+            recorded = {n: procs.process_record(p, self.log(n)) for n, p in self.procs.items()}
+            write_private(self.record, json.dumps({**self.head, "services": recorded}, indent=2) + "\n")
+
+    def wait(self, *names: str) -> None:
+        """Each service's ``ready`` in turn; a StackError (with its log's tail) if it exits or times out."""
+        for name in names:
+            svc, began = self.table[name], time.monotonic()
+            procs.wait_until(svc.ready, svc.timeout, svc.what or name, log=self.log(name), proc=self.procs[name])
+            self.timings[f"{name} ready"] = round(time.monotonic() - began, 1)
+
+    def check_alive(self, *names: str) -> None:
+        if error := next(filter(None, (procs.exited(n, self.procs[n], self.log(n)) for n in names)), None):
+            raise error
+
+
+def backing_services(
+    ports: dict[str, int],
+    creds: dict[str, str],
+    mail: Path,
+    buckets: list[str],
+    mlflow_env: dict[str, str],
+    mlflow_timeout: float,
+    s3_config: dict[str, Any] | None = None,
+) -> dict[str, Service]:
+    """S3 (moto; ready once ``buckets`` exist), the SMTP sink and MLflow (its stores in ``mlflow_env``):
+    the part of the service table both stacks share, in launch order."""
+    py, s3_config = str(VENV_BIN / "python"), s3_config or {}
+    s3 = [py, "-m", "moto.server", "-H", HOST, "-p", str(ports["s3"])]
+    smtp = [py, "-m", "devstack.smtp_sink", "--folder", str(mail), "--host", HOST, "--port", str(ports["smtp"])]
+    mlflow = [py, "-m", "mlflow", "server", "--host", HOST, "--port", str(ports["mlflow"]), "--workers", "1"]
+    s3_up = functools.partial(s3_ready, ports["s3"], creds, buckets, **s3_config)
+    mlflow_up = functools.partial(mlflow_healthy, ports["mlflow"], 5.0)
+    return {
+        "s3": Service(s3, REPO_ROOT, s3_up, seconds_from_env("DRIFTWATCH_S3_TIMEOUT", 60), "S3 (moto)"),
+        "smtp": Service(smtp, REPO_ROOT, functools.partial(smtp_healthy, ports["smtp"]), 30, "SMTP sink"),
+        "mlflow": Service(mlflow, REPO_ROOT, mlflow_up, mlflow_timeout, "MLflow", {**mlflow_env, **MLFLOW_ENV}),
+    }
+
+
+def print_lines(lines: list[str], prefix: str = "  ", file: Any = None) -> None:
+    for line in lines:
+        print(prefix + line, file=file)
+
+
+def parser(module: str, doc: str | None) -> argparse.ArgumentParser:
+    """A CLI's parser whose --help shows the module docstring as written (its usage block)."""
+    formatter = argparse.RawDescriptionHelpFormatter
+    return argparse.ArgumentParser(prog=f"python -m {module}", description=doc, formatter_class=formatter)
+
+
 def write_private(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as fh:
         fh.write(text)
     os.replace(tmp, path)
-
-
-def write_record(path: Path, record: dict[str, Any]) -> None:
-    write_private(path, json.dumps(record, indent=2) + "\n")
 
 
 def read_json(path: Path) -> Any:
@@ -185,11 +266,16 @@ def s3_healthy(port: int, creds: dict[str, str], timeout: float = 3.0, **config:
     return True
 
 
-def create_buckets(client: Any, buckets: list[str]) -> None:
+def s3_ready(port: int, creds: dict[str, str], buckets: list[str], **config: Any) -> bool:
+    """Healthy, and then ``buckets`` exist (moto starts empty): the start's readiness check of S3."""
+    if not s3_healthy(port, creds, **config):
+        return False
+    client = s3_client(port, creds, **config)
     existing = {b["Name"] for b in client.list_buckets().get("Buckets", [])}
     for bucket in buckets:
         if bucket not in existing:
             client.create_bucket(Bucket=bucket)
+    return True
 
 
 def mlflow_healthy(port: int, timeout: float = 3.0) -> bool:
@@ -210,12 +296,12 @@ def smtp_healthy(port: int, timeout: float = 3.0) -> bool:
     return banner.startswith(b"220")
 
 
-def airflow_health(port: int, timeout: float = 5.0) -> dict[str, Any] | None:
+def airflow_up(port: int, since: datetime | None = None) -> bool:
     try:
-        with urllib.request.urlopen(f"http://{HOST}:{port}/api/v2/monitor/health", timeout=timeout) as resp:
-            return json.loads(resp.read())
+        with urllib.request.urlopen(f"http://{HOST}:{port}/api/v2/monitor/health", timeout=5.0) as resp:
+            return airflow_healthy(json.loads(resp.read()), since)
     except (OSError, ValueError):
-        return None
+        return False
 
 
 def airflow_healthy(health: dict[str, Any] | None, since: datetime | None = None) -> bool:

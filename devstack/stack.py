@@ -10,16 +10,16 @@ DRIFTWATCH_DAGS_FOLDER, DRIFTWATCH_AIRFLOW_TIMEOUT (300 s) and DRIFTWATCH_S3_TIM
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import fcntl
+import functools
 import json
 import os
 import shlex
 import shutil
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,20 +27,14 @@ from typing import Any
 
 from devstack import procs, services
 from devstack.procs import HOST, StackError
-from devstack.services import ADMIN_USER, REPO_ROOT, VENV_BIN, airflow_health, airflow_healthy, model_buckets
+from devstack.services import ADMIN_USER, REPO_ROOT, VENV_BIN, Service, model_buckets
 
-SERVICES = ("s3", "smtp", "mlflow", "airflow")  # status order; stop order: services.STOP_STAGES
+SERVICES = ("s3", "smtp", "mlflow", "airflow")  # status and start-wait order; stop order: services.STOP_STAGES
 DEFAULT_PORTS = {"airflow": 8080, "s3": 9555, "smtp": 8025, "mlflow": 5500}
 PORT_ENV = {name: f"DRIFTWATCH_{name.upper()}_PORT" for name in DEFAULT_PORTS}
 SCHEDULER_RESTARTS = 5  # crashes the airflow shim restarts the scheduler after (see _write_airflow_shim)
 SCHEDULER_RESTART_PAUSE = 5  # seconds between a crash and the restart
-# The start waits for each service in this order: what it is called, its timeout variable, default (s).
-HEALTH_WAITS = {
-    "s3": ("S3 (moto)", "DRIFTWATCH_S3_TIMEOUT", 60),
-    "smtp": ("SMTP sink", None, 30),
-    "mlflow": ("MLflow", None, 120),
-    "airflow": ("Airflow", "DRIFTWATCH_AIRFLOW_TIMEOUT", 300),
-}
+airflow_healthy = services.airflow_healthy  # as the tests call it
 
 
 class Paths:
@@ -76,16 +70,12 @@ def configured_ports() -> Ports:
 
 
 def current_ports() -> Ports:
-    record = read_record()
-    if record and "ports" in record:
-        # A record written before a service was added lacks its port: use the configured one.
-        return Ports(**{**asdict(configured_ports()), **record["ports"]})
-    return configured_ports()
+    # A record written before a service was added lacks its port: the configured one fills in.
+    return Ports(**{**asdict(configured_ports()), **(read_record() or {}).get("ports", {})})
 
 
 def check_ports(ports: Ports) -> None:
-    if conflict := procs.port_conflict(asdict(ports), PORT_ENV):
-        raise StackError(conflict)
+    procs.check_ports(asdict(ports), PORT_ENV)
 
 
 def read_record() -> dict[str, Any] | None:
@@ -206,33 +196,31 @@ exec {real} "$@"
 
 
 def _commands(p: Paths, ports: Ports) -> dict[str, list[str]]:
-    py = str(VENV_BIN / "python")
-    smtp = [py, "-m", "devstack.smtp_sink", "--folder", str(p.mail), "--host", HOST, "--port", str(ports.smtp)]
-    mlflow = [py, "-m", "mlflow", "server", "--host", HOST, "--port", str(ports.mlflow), "--workers", "1"]
-    mlflow += ["--backend-store-uri", f"sqlite:///{p.mlflow / 'mlflow.db'}"]
-    # The server proxies artifacts, so clients need no S3 credentials of their own.
-    mlflow += ["--artifacts-destination", f"s3://{model_buckets()[0]}/mlflow-artifacts"]
-    s3 = [py, "-m", "moto.server", "-H", HOST, "-p", str(ports.s3)]
-    return {"s3": s3, "smtp": smtp, "airflow": [str(p.bin / "airflow"), "standalone"], "mlflow": mlflow}
+    return {name: svc.argv for name, svc in _services(p, ports).items()}
+
+
+def _services(p: Paths, ports: Ports, since: datetime | None = None) -> dict[str, Service]:
+    """The start's table in launch order: Airflow first, as it takes longest (the rest come up while it
+    migrates its DB)."""
+    mlflow_env = {
+        "MLFLOW_BACKEND_STORE_URI": f"sqlite:///{p.mlflow / 'mlflow.db'}",
+        # The server proxies artifacts, so clients need no S3 credentials of their own.
+        "MLFLOW_ARTIFACTS_DESTINATION": f"s3://{model_buckets()[0]}/mlflow-artifacts",
+    }
+    airflow_up = functools.partial(services.airflow_up, ports.airflow, since)
+    airflow_timeout = services.seconds_from_env("DRIFTWATCH_AIRFLOW_TIMEOUT", 300)
+    return {
+        "airflow": Service([str(p.bin / "airflow"), "standalone"], REPO_ROOT, airflow_up, airflow_timeout, "Airflow"),
+        **services.backing_services(asdict(ports), load_secrets(), p.mail, model_buckets(), mlflow_env, 120),
+    }
 
 
 def _start_services(p: Paths, ports: Ports) -> None:
-    env, creds = {**services.base_env(p.state, p.bin), **airflow_env(ports)}, load_secrets()
-    commands, started, record = _commands(p, ports), {}, {}
     since = datetime.now(UTC)
-    head = {"state_dir": str(p.state), "started_at": since.isoformat(), "ports": asdict(ports), "services": record}
-    # Airflow first: it takes longest, and S3/SMTP come up while it migrates its DB.
-    for name in ("airflow", "s3", "smtp", "mlflow"):
-        extra = services.MLFLOW_ENV if name == "mlflow" else {}
-        proc = started[name] = procs.launch(commands[name], {**env, **extra}, p.log(name), REPO_ROOT)
-        record[name] = {**procs.process_record(proc, p.log(name)), "url": ports.urls()[name]}
-        services.write_record(p.stack_file, {**head, "endpoints": endpoints(p, ports)})
-    checks = _health_checks(ports, since)
-    for name, (what, var, timeout) in HEALTH_WAITS.items():
-        timeout = services.seconds_from_env(var, timeout) if var else timeout
-        procs.wait_until(checks[name], timeout, what, log=p.log(name), proc=started[name])
-        if name == "s3":
-            services.create_buckets(services.s3_client(ports.s3, creds), model_buckets())
+    head = {"state_dir": str(p.state), "started_at": since.isoformat(), "ports": asdict(ports)}
+    run = services.Launcher(p.logs, p.stack_file, {**head, "endpoints": endpoints(p, ports)})
+    run.launch(_services(p, ports, since), {**services.base_env(p.state, p.bin), **airflow_env(ports)})
+    run.wait(*SERVICES)
     if p.password_file.exists():
         p.password_file.chmod(0o600)
 
@@ -247,7 +235,7 @@ def start() -> bool:
             if is_healthy():
                 return False
             print("found a stopped or unhealthy stack: cleaning it up first")
-            _print_report(_stop_unlocked())
+            services.print_lines(_stop_unlocked())
         ports = configured_ports()
         check_ports(ports)
         _make_state_dir(p)
@@ -262,7 +250,7 @@ def start() -> bool:
             _start_services(p, ports)
         except BaseException:
             print("start did not complete: stopping the services started so far", file=sys.stderr)
-            _print_report(_stop_unlocked())
+            services.print_lines(_stop_unlocked())
             raise
     return True
 
@@ -279,22 +267,11 @@ def _stop_unlocked() -> list[str]:
     return report
 
 
-def _print_report(lines: list[str]) -> None:
-    for line in lines:
-        print(f"  {line}")
-
-
-def _health_checks(ports: Ports, since: datetime | None = None) -> dict[str, Callable[[], bool]]:
-    return {
-        "s3": lambda: services.s3_healthy(ports.s3, load_secrets()),
-        "smtp": lambda: services.smtp_healthy(ports.smtp),
-        "mlflow": lambda: services.mlflow_healthy(ports.mlflow),
-        "airflow": lambda: airflow_healthy(airflow_health(ports.airflow), since),
-    }
-
-
 def service_states() -> dict[str, str]:
-    recorded, healthy = (read_record() or {}).get("services", {}), _health_checks(current_ports())
+    recorded, ports = (read_record() or {}).get("services", {}), current_ports()
+    # The start's checks, but S3's without creating buckets: a status changes nothing.
+    healthy = {name: svc.ready for name, svc in _services(paths(), ports).items()}
+    healthy["s3"] = functools.partial(services.s3_healthy, ports.s3, load_secrets())
     states = {}
     for name in SERVICES:
         if name not in recorded:
@@ -316,12 +293,12 @@ def status_lines(states: dict[str, str] | None = None) -> list[str]:
         return [f"stack: stopped (state: {p.state})"]
     states = states or service_states()
     lines = [f"stack: state {p.state}, started {record.get('started_at', '?')}"]
+    urls = current_ports().urls()
     for name in SERVICES:
-        svc = record["services"].get(name)
-        if svc is None:
+        if (svc := record["services"].get(name)) is None:
             lines.append(f"  {name:8} not started")
         else:
-            lines.append(f"  {name:8} {states[name]:10} {svc['url']:24} pid {svc['pid']:<7} log {svc['log']}")
+            lines.append(f"  {name:8} {states[name]:10} {urls[name]:24} pid {svc['pid']:<7} log {svc['log']}")
     password = admin_password() or "(not generated yet)"
     return [
         *lines,
@@ -333,9 +310,7 @@ def status_lines(states: dict[str, str] | None = None) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m devstack.stack", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = services.parser("devstack.stack", __doc__)
     parser.add_argument("command", choices=["start", "stop", "status", "env"])
     command, began = parser.parse_args(argv).command, time.monotonic()
     try:
@@ -344,7 +319,7 @@ def main(argv: list[str] | None = None) -> int:
             print("\n".join(status_lines()))
         elif command == "stop":
             was_running = read_record() is not None
-            _print_report(report := stop())
+            services.print_lines(report := stop())
             print(f"stopped in {time.monotonic() - began:.1f} s" if was_running or report else "stack was not running")
         elif command == "status":
             if read_record() is None:
