@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import time
 from datetime import date, datetime, timedelta
 from typing import Any
 from urllib.parse import quote
 
 import requests
+import tenacity
 
 from devstack.procs import poll_until
 
@@ -33,18 +33,17 @@ class AirflowApi:
 
     def call(self, method: str, path: str, retries: int = 30, **kwargs: Any) -> Any:
         """One API call; SQLite's "database is locked" answers (500/503) are retried, others raised."""
-        for attempt in range(retries + 1):
-            response = self.session.request(method, f"{self.base_url}/api/v2{path}", timeout=self.timeout, **kwargs)
-            locked = response.status_code in (500, 503) and "atabase" in response.text
-            if not locked or attempt == retries:
-                break
-            time.sleep(1 + attempt % 3)
+        response = tenacity.Retrying(
+            stop=tenacity.stop_after_attempt(retries + 1),
+            wait=lambda state: 1 + (state.attempt_number - 1) % 3,
+            retry=tenacity.retry_if_result(lambda r: r.status_code in (500, 503) and "atabase" in r.text),
+            retry_error_callback=lambda state: state.outcome.result(),
+        )(self.session.request, method, f"{self.base_url}/api/v2{path}", timeout=self.timeout, **kwargs)
         if response.status_code >= 400:
             raise AirflowApiError(f"{method} {path}: HTTP {response.status_code}: {response.text[:500]}")
         return response.json() if response.content else None
 
     def wait_for_dag(self, dag_id: str, timeout: float = 180.0) -> dict[str, Any]:
-
         def parsed() -> dict[str, Any] | None:
             try:
                 return self.call("GET", f"/dags/{dag_id}")

@@ -73,9 +73,6 @@ class SmtpSink:
             self._controller.stop()
             self._controller = None
 
-    def messages(self) -> list[EmailMessage]:
-        return read_messages(self.folder)
-
     def __enter__(self) -> SmtpSink:
         return self.start()
 
