@@ -3,33 +3,41 @@
 
 **What it does.**
 
-1. *plan*: reads why it runs (the drift or concept-drift events from the monitor, or this form)
-   and the current `champion` in the MLflow registry `{registered}`. With no champion yet it
-   **bootstraps**: the first model is trained on the reference data and becomes champion v1.
-2. *assemble_data*: the last {window} validated batches up to the triggering batch that have
-   labels, joined by id; the latest {holdout} days are the time-based holdout. Both sets go to
-   S3 with their sha256.
+1. *plan*: records the run as running (for the monitor's retraining policy), then reads why it
+   runs (the drift or concept-drift events from the monitor, or this form) and the current
+   `champion` in the MLflow registry `{registered}`. With no champion yet it **bootstraps**: the
+   first model is trained on the reference data and becomes champion v1. An `as_of` whose
+   holdout would fall inside the champion's training window is refused at once (not retried):
+   the message names the window and the first `as_of` that works.
+2. *assemble_data*: the last {window} validated batches up to `as_of` that have labels, joined
+   by id; the latest {holdout} days are the time-based holdout. Both sets, and the two together
+   (the drift reference if this challenger is promoted), go to S3 with their sha256.
 3. *train_challenger*: a scikit-learn Pipeline (`{estimator}`), logged to MLflow with its
    params, metrics, config hash, git commit, data URIs and digests and the triggering drift
-   report, and registered as a new version (alias `challenger`).
+   report, and registered as a new version (alias `challenger`). Inside the model's folder, so
+   under the same sha256, goes a label-free performance estimator fitted on its holdout scores.
 4. *evaluate*: champion and challenger on the same holdout: `{metric}`, per-class metrics,
    confusion matrix, slices; then the gate (minimum improvement, slice regressions, floor).
    The side-by-side report (HTML and JSON) goes to S3 and to the MLflow run.
 5. *smoke_test*: the registered version loaded by its `models:/` URI in a fresh process.
 6. *await_approval* (only when approval is required): a person approves in the Airflow UI.
 7. *apply_decision*: promote with a compare-and-set (refused if the champion changed since
-   evaluation; the new champion's training data becomes the drift reference), or tag the
-   version as rejected with its reasons. *notify* emails the side-by-side table.
+   evaluation; the new champion's training plus holdout data becomes the drift reference), or
+   tag the version as rejected with its reasons. *notify* emails the side-by-side table.
+8. *record_finish* (a teardown: it runs whatever happened before it, and the run's state is
+   still that of the steps above) records the run as finished, and whether it promoted.
 
 **When it runs.** On the `{asset}` Asset, emitted by `monitor__{model}`; at most one run at
 a time.
 
-**Trigger by hand.** *Trigger DAG* → `reason`, `force` (train even without a drift event),
-`as_of` (last batch date to learn from), `window_days`, `promote: false` for a dry run, and
-`require_approval`.
+**Trigger by hand.** *Trigger DAG* → `reason`, `as_of` (last batch date to learn from; default:
+the triggering batch, else the day before the run's logical date), `window_days`, `promote:
+false` for a dry run, and `require_approval`. A manual run always trains: no drift event is
+needed.
 
 **Outputs.** MLflow runs and model versions; `s3://{bucket}/{output}training/<run>/` (data) and
-`{output}evaluations/<run>/` (reports, also in the run's **Reports** tab); one email per run.
+`{output}evaluations/<run>/` (reports, also in the run's **Reports** tab); one email per run;
+`{output}policy/retrain-status.json` (running or finished, and the last promotion).
 Promotions and rejections, with their reasons, are listed on the **Model monitoring** page.
 """
 
@@ -71,11 +79,11 @@ def build_retrain_dag(cfg: ModelConfig) -> Any:
                 "Why this model is retrained; recorded on the MLflow run and the model version.",
                 min_length=3,
             ),
-            "force": dagkit.flag_param(
-                False, "Force", "Train even though no drift event triggered this run (manual runs always train)."
-            ),
             "as_of": dagkit.optional_text_param(
-                "As of", "Last batch date (YYYY-MM-DD) to learn from; default: the triggering batch.", format="date"
+                "As of",
+                "Last batch date (YYYY-MM-DD) to learn from; default: the triggering batch, else the day before "
+                "the run's logical date.",
+                format="date",
             ),
             "window_days": dagkit.bounded_param(
                 cfg.training.window_days,
@@ -98,14 +106,28 @@ def build_retrain_dag(cfg: ModelConfig) -> Any:
     def retrain() -> None:
         @task(multiple_outputs=False)
         @fail_fast
-        def plan(params: dict[str, Any], run_id: str, triggering_asset_events: Any = None) -> dict[str, Any]:
-            """Why this run trains, from which data, and against which champion."""
-            from driftwatch import registry
-            from driftwatch.retraining import plan_run
+        def plan(
+            params: dict[str, Any],
+            run_id: str,
+            dag_run: Any = None,
+            triggering_asset_events: Any = None,
+        ) -> dict[str, Any]:
+            """Record the run as running; why it trains, from which data, and against which champion."""
+            from driftwatch.retraining import plan as plan_retrain
 
             events = [dict(e.extra or {}) for evs in (triggering_asset_events or {}).values() for e in evs]
-            champion = registry.champion(dagkit.tracking_uri(cfg), cfg.registry.registered_model)
-            return plan_run(params, run_id, events, champion)
+            # The run's own date, not the worker's clock: asset-triggered runs may have no logical date.
+            run_date = dag_run.logical_date or dag_run.data_interval_end or dag_run.run_after
+            return plan_retrain(
+                dagkit.s3(cfg),
+                cfg,
+                dagkit.tracking_uri(cfg),
+                params,
+                run_id,
+                events,
+                run_date=run_date,
+                started_at=dag_run.start_date,
+            )
 
         def retrain_run(plan: dict[str, Any], data: dict[str, Any]) -> Any:
             """This run's plan and data with the model's S3 client and MLflow URI: what the later steps work on."""
@@ -189,6 +211,21 @@ def build_retrain_dag(cfg: ModelConfig) -> Any:
             # The outbox keeps an undelivered email in S3 and stops a cleared rerun sending it twice.
             return dagkit.email(cfg, message)
 
+        @task(multiple_outputs=False)
+        def record_finish(run_id: str, dag_run: Any = None, ti: Any = None) -> dict[str, Any]:
+            """Record the run as finished and whether it promoted, whatever happened before."""
+            from driftwatch.retraining import write_finished_status
+
+            return write_finished_status(
+                dagkit.s3(cfg),
+                cfg,
+                run_id=run_id,
+                outcome=ti.xcom_pull(task_ids="apply_decision"),
+                candidate=ti.xcom_pull(task_ids="train_challenger"),
+                data=ti.xcom_pull(task_ids="assemble_data"),
+                started_at=dag_run.start_date,
+            )
+
         planned = plan()
         data = assemble_data(planned)
         candidate = train_challenger(planned, data)
@@ -197,7 +234,8 @@ def build_retrain_dag(cfg: ModelConfig) -> Any:
         decided = apply_decision(planned, data, candidate, evaluation, smoke)
         route(planned, evaluation, smoke) >> [await_approval, decided]
         await_approval >> decided
-        decided >> notify(planned, candidate, evaluation)
+        # A teardown runs once everything before it is done, and leaves the run's state to them.
+        decided >> notify(planned, candidate, evaluation) >> record_finish().as_teardown()
 
     return retrain()
 
