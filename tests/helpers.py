@@ -86,12 +86,18 @@ def wait_until(check: Callable[[], Any], timeout: float, what: str, interval: fl
 
 
 def eager_policy(cfg):
-    """`cfg` with a policy that retrains on one drifted batch without waiting for labels.
+    """`cfg` with a policy that retrains on one drifted batch, harmful or not, without waiting for labels.
 
     For the tests of what happens once a retrain is due (alerts, events, records); the policy's
     own rules are tested in tests/unit/test_policy.py and test_monitor_dag.py's sustained drift.
     """
     policy = cfg.retraining.model_copy(
-        update={"sustained_batches": 1, "sustained_window": 1, "min_new_labelled_rows": 0, "cooldown_days": 0}
+        update={
+            "sustained_batches": 1,
+            "sustained_window": 1,
+            "min_new_labelled_rows": 0,
+            "cooldown_days": 0,
+            "retrain_on_harmless_drift": True,
+        }
     )
     return cfg.model_copy(update={"retraining": policy})

@@ -83,7 +83,13 @@ def onboard(case: gen.Case, reference: pd.DataFrame, config_dir):
     raw["training"].update(window_days=3, holdout_days=1, min_training_rows=100)
     # The matrix tests schemas, not the retraining policy (tests/unit/test_policy.py): one drifted
     # batch with its labels retrains here, and a day's labels are enough to measure live performance.
-    raw["retraining"] = {"sustained_batches": 1, "sustained_window": 1, "min_new_labelled_rows": 0, "cooldown_days": 0}
+    raw["retraining"] = {
+        "sustained_batches": 1,
+        "sustained_window": 1,
+        "min_new_labelled_rows": 0,
+        "cooldown_days": 0,
+        "retrain_on_harmless_drift": True,
+    }
     raw.setdefault("evaluation", {})["live_min_rows"] = 100
     (config_dir / f"{name}.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
     return parse_config(raw, source=name)
@@ -195,7 +201,10 @@ def test_dataset_runs_end_to_end(case, airflow_db, s3, aws_connection, mail_dir,
     land_labels(s3, cfg, case, DAY2, labels2)
     before = len(asset_events(cfg))
     states = run(build_monitor_dag(cfg), logical_date=at_midnight(DAY2))
-    assert states["alert_drift"] == "success" and states["request_retraining"] == "success", states
+    assert states["alert_drift"] == "success" and states["request_retraining"] == "success", (
+        states,
+        record(s3, cfg, DAY2).get("policy"),
+    )
     day2 = record(s3, cfg, DAY2)
     assert day2["action"] == "alert+retrain" and day2["drift"]["share"] >= cfg.drift.dataset_drift_share
     assert day2["scoring"]["rows"] == ROWS and day2["live"]["value"] is not None

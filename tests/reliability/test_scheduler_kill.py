@@ -221,7 +221,13 @@ def private_config(folder: Path) -> Path:
     data = yaml.safe_load((REPO / "config" / "models" / "credit_default.yaml").read_text())
     data["monitor"].update({"start_date": "2030-01-01", "retries": 2, "retry_delay_seconds": 2})
     # One drifted batch requests retraining here: the test is about the crash, not the policy's rules.
-    data["retraining"] = {"sustained_batches": 1, "sustained_window": 1, "min_new_labelled_rows": 0, "cooldown_days": 0}
+    data["retraining"] = {
+        "sustained_batches": 1,
+        "sustained_window": 1,
+        "min_new_labelled_rows": 0,
+        "cooldown_days": 0,
+        "retrain_on_harmless_drift": True,
+    }
     folder.mkdir()
     (folder / "credit_default.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
     return folder
