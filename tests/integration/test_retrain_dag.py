@@ -146,10 +146,10 @@ def test_concept_drift_is_caught_by_live_performance(world, cfg, env):
     seeding.write_labels(world["s3"], cfg, concept)
     logical = datetime.combine(concept.batch_date, datetime.min.time(), tzinfo=UTC)
     # One degraded batch retrains under an eager policy (the policy's own rules are tested elsewhere),
-    # measured on its own: a week's window would pool it with the stable days before it.
-    one_day = eager_policy(
-        cfg.model_copy(update={"evaluation": cfg.evaluation.model_copy(update={"live_window_days": 1})})
-    )
+    # measured on its own (a week's window would pool it with the stable days before it) and on
+    # its 600 rows (the demo config asks for two days of rows).
+    live = {"live_window_days": 1, "live_min_rows": 200}
+    one_day = eager_policy(cfg.model_copy(update={"evaluation": cfg.evaluation.model_copy(update=live)}))
     run, states = run_dag(build_monitor_dag(one_day), logical_date=logical)
 
     record = json.loads(
