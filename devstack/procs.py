@@ -187,6 +187,16 @@ def _send(procs: Iterable[psutil.Process], sig: signal.Signals) -> None:
             proc.send_signal(sig)
 
 
+def _names(procs: Iterable[psutil.Process]) -> str:
+    """The live ones as "pid (command)", so that a hung stop says which process hung."""
+    names = []
+    for proc in procs:
+        with contextlib.suppress(psutil.Error):
+            if _alive(proc):
+                names.append(f"{proc.pid} ({' '.join(proc.cmdline())[:80]})")
+    return ", ".join(names) or "(none left)"
+
+
 def _all_gone(procs: Iterable[psutil.Process]) -> bool:
     return not any(_alive(p) for p in procs)
 
@@ -218,9 +228,12 @@ def _stop_stage(grace: float, groups: dict[str, int]) -> list[str]:
             if gone(pgid):
                 report.append(f"{name} stopped in {elapsed:.1f} s (process group {pgid})")
             elif elapsed >= grace:
+                survivors = _names([*group_members(pgid), *strays[pgid]])
                 signal_group(pgid, signal.SIGKILL)
                 poll_until(functools.partial(gone, pgid), 5.0)
-                report.append(f"{name} (process group {pgid}) ignored SIGTERM for {grace:.0f} s: killed")
+                report.append(
+                    f"{name} (process group {pgid}) ignored SIGTERM for {grace:.0f} s: killed {survivors}"
+                )
             else:
                 continue
             del pending[name]
