@@ -231,9 +231,7 @@ def _stop_stage(grace: float, groups: dict[str, int]) -> list[str]:
                 survivors = _names([*group_members(pgid), *strays[pgid]])
                 signal_group(pgid, signal.SIGKILL)
                 poll_until(functools.partial(gone, pgid), 5.0)
-                report.append(
-                    f"{name} (process group {pgid}) ignored SIGTERM for {grace:.0f} s: killed {survivors}"
-                )
+                report.append(f"{name} (process group {pgid}) ignored SIGTERM for {grace:.0f} s: killed {survivors}")
             else:
                 continue
             del pending[name]
