@@ -83,6 +83,22 @@ def test_concept_drift_with_unchanged_inputs_is_the_blind_spot(model: LogisticRe
     assert _realized("roc_auc", y_batch, batch_scores) < estimate["lower"] - 0.2
 
 
+def test_the_band_covers_a_small_holdouts_calibration_error() -> None:
+    """A calibrator learned from 300 rows carries their noise: the band of a large batch must cover it."""
+    rng = np.random.default_rng(4)
+    x_batch, y_batch = _rows(rng, 20_000, 0.0)
+    batch_scores = _sigmoid(0.4 * (SLOPE * x_batch - 0.5))  # miscalibrated: the isotonic map is kept
+    realized = _realized("roc_auc", y_batch, batch_scores)
+    covered = []
+    for seed in range(20):
+        x_hold, y_hold = _rows(np.random.default_rng(100 + seed), 300, 0.0)
+        estimator = fit_estimator(_sigmoid(0.4 * (SLOPE * x_hold - 0.5)), y_hold, "roc_auc", seed=seed)
+        if estimator["calibrated"]:  # when the map is not kept the raw scores are used: not this test's case
+            estimate = estimate_performance(estimator, batch_scores)
+            covered.append(estimate["lower"] <= realized <= estimate["upper"])
+    assert len(covered) >= 10 and all(covered), covered
+
+
 def test_calibration_kept_only_when_it_lowers_the_ece() -> None:
     rng = np.random.default_rng(5)
     x, y = _rows(rng, 5000, 0.0)
