@@ -342,6 +342,19 @@ class EvaluationConfig(_Strict):
     live_window_days: int = Field(
         default=7, ge=1, description="Live performance pools the labelled batches of this many days."
     )
+    importance_max_samples: int = Field(
+        default=2000, ge=50, description="Holdout rows (a seeded, class-stratified sample) permutation importance uses."
+    )
+    importance_repeats: int = Field(default=5, ge=1, description="Shuffles of each feature in permutation importance.")
+    attribution_drift_threshold: float = Field(
+        default=0.9,
+        gt=0.0,
+        le=1.0,
+        description=(
+            "nDCG of the challenger's importance ranking against the champion's below this is reported as "
+            "attribution drift (the models rely on different features); reported, not gated."
+        ),
+    )
 
     @property
     def lower_is_better(self) -> bool:

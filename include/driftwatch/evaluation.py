@@ -64,16 +64,20 @@ def _slice_values(column: pd.Series) -> np.ndarray:
     return column.fillna(MISSING_SLICE).astype(str).to_numpy()
 
 
-def _labelled_scores(
-    model: Pipeline, holdout: pd.DataFrame, cfg: ModelConfig
-) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
-    """The holdout rows that have a target, their target values and the model's scores of them."""
+def labelled_rows(holdout: pd.DataFrame, cfg: ModelConfig) -> tuple[pd.DataFrame, np.ndarray]:
+    """The holdout rows that have a target, and their target values."""
     target = cfg.dataset.target.name
     if target not in holdout.columns:
         raise ValueError(f"holdout has no target column {target!r}")
     values = target_values(holdout[target], cfg)
-    labelled = holdout[values.notna()]
-    y = values[values.notna()].to_numpy()
+    return holdout[values.notna()], values[values.notna()].to_numpy()
+
+
+def _labelled_scores(
+    model: Pipeline, holdout: pd.DataFrame, cfg: ModelConfig
+) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+    """The holdout rows that have a target, their target values and the model's scores of them."""
+    labelled, y = labelled_rows(holdout, cfg)
     scores = predict_scores(model, labelled, cfg) if len(labelled) else np.empty(0)
     return labelled, y, scores
 

@@ -391,19 +391,25 @@ def _summary(evaluation: dict[str, Any] | None) -> dict[str, Any] | None:
 
 
 def evaluate_candidate(run: RetrainRun, candidate: dict[str, Any]) -> dict[str, Any]:
-    """Score champion and challenger on the same holdout, apply the gate, write the report."""
+    """Score champion and challenger on the same holdout, apply the gate, write the report.
+
+    The report also holds both models' permutation importance on that holdout (not gated).
+    """
     from driftwatch import evaluation, registry
+    from driftwatch.importance import importance_report, importance_summary
     from driftwatch.reports.evaluation import render_evaluation_html
 
     client, cfg, tracking_uri, plan, data = run.client, run.cfg, run.tracking_uri, run.plan, run.data
     holdout = load_frame(client, data["holdout"])
     name = cfg.registry.registered_model
-    challenger = evaluation.evaluate(registry.load_model(tracking_uri, candidate["model_uri"]), holdout, cfg)
-    champion = None
+    challenger_model = registry.load_model(tracking_uri, candidate["model_uri"])
+    challenger = evaluation.evaluate(challenger_model, holdout, cfg)
+    champion = champion_model = None
     if plan["champion"]:
         champion_model = registry.load_model(tracking_uri, f"models:/{name}/{plan['champion']}")
         champion = evaluation.evaluate(champion_model, holdout, cfg)
     decision = evaluation.gate(challenger, champion, cfg)
+    importance = importance_report(challenger_model, champion_model, holdout, cfg)
     html = render_evaluation_html(
         challenger,
         champion,
@@ -412,6 +418,7 @@ def evaluate_candidate(run: RetrainRun, candidate: dict[str, Any]) -> dict[str, 
         challenger_version=candidate["version"],
         champion_version=plan["champion"],
         split=data.get("split"),
+        importance=importance,
     )
     report = {
         "challenger": challenger,
@@ -419,6 +426,7 @@ def evaluate_candidate(run: RetrainRun, candidate: dict[str, Any]) -> dict[str, 
         "gate": decision.to_dict(),
         "plan": plan,
         "split": data.get("split", {}),
+        "importance": importance,
     }
     artifacts = ArtifactSet(client, cfg.storage.bucket, layout.evaluation_prefix(cfg, plan["run_key"]))
     artifacts.put_text("evaluation.html", html)
@@ -432,6 +440,7 @@ def evaluate_candidate(run: RetrainRun, candidate: dict[str, Any]) -> dict[str, 
         primary=challenger["primary"]["value"],
         report_html=html,
         report_json=report,
+        importance=importance["challenger"],
     )
     return {
         "passed": decision.passed,
@@ -440,6 +449,7 @@ def evaluate_candidate(run: RetrainRun, candidate: dict[str, Any]) -> dict[str, 
         "challenger": _summary(challenger),
         "champion": _summary(champion),
         "champion_version": plan["champion"],
+        "importance": importance_summary(importance),
         "report_uri": artifacts.uri("evaluation.html"),
     }
 

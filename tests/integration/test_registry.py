@@ -317,6 +317,34 @@ def test_an_undefined_primary_metric_is_recorded_as_unavailable(env):
     assert "evaluation.primary" not in env.client().get_run(version["run_id"]).data.metrics
 
 
+def test_the_candidates_feature_importance_goes_to_its_run(env, tmp_path):
+    uri, name = env.tracking_uri, env.name
+    version = register(env, seed=0)
+    importance = {
+        "metric": "roc_auc",
+        "features": [
+            {"feature": "x1", "mean": 0.31, "std": 0.02, "rank": 1},
+            {"feature": "late/payments", "mean": -0.001, "std": 0.001, "rank": 2},
+            {"feature": "x3", "mean": None, "std": None, "rank": 3},
+        ],
+    }
+    registry.record_evaluation(
+        uri,
+        name,
+        version["version"],
+        version["run_id"],
+        primary=0.8,
+        report_html="<p>x</p>",
+        report_json={},
+        importance=importance,
+    )
+    metrics = env.client().get_run(version["run_id"]).data.metrics
+    assert metrics["importance.x1"] == pytest.approx(0.31) and metrics["importance.late_payments"] == -0.001
+    assert "importance.x3" not in metrics
+    logged = env.client().download_artifacts(version["run_id"], "evaluation/importance.json", str(tmp_path))
+    assert json.loads(Path(logged).read_text()) == importance
+
+
 def test_reject_and_rollback(env):
     uri, name = env.tracking_uri, env.name
     for seed in (0, 1, 2, 3):

@@ -196,8 +196,17 @@ def test_better_challenger_is_promoted_with_lineage(world, cfg, env):
     assert set(holdout_days) <= set(stamps), "the holdout days' rows are in the reference"
 
     # The training window is on the version, ending before the holdout days.
-    tags = registry.champion(world["tracking_uri"], cfg.registry.registered_model)["tags"]
+    champion = registry.champion(world["tracking_uri"], cfg.registry.registered_model)
+    tags = champion["tags"]
     assert tags["training_window_start"] <= tags["training_window_end"] < holdout_days[0]
+
+    # Both models' feature importance on the holdout is in the report; v2's is on its run.
+    evaluation_key = layout.evaluation_prefix(cfg, run.run_id) + "evaluation.json"
+    importance = storage.read_json(world["s3"], cfg.storage.bucket, evaluation_key)["importance"]
+    ours, theirs = importance["challenger"], importance["champion"]
+    assert len(ours["features"]) == len(theirs["features"]) == len(cfg.dataset.feature_names)
+    assert ours["rows"] == min(len(holdout), cfg.evaluation.importance_max_samples) and importance["ndcg"] is not None
+    assert {f"importance.{row['feature']}" for row in ours["features"]} <= set(champion["metrics"])
 
 
 def test_challenger_that_is_not_better_is_rejected_with_reasons(world, cfg, env):

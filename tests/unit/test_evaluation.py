@@ -252,3 +252,82 @@ def test_the_report_says_how_the_holdout_was_taken(cfg):
     time_split = {"method": "time", "holdout_dates": ["2026-01-12", "2026-01-13"], "train_rows": 9, "holdout_rows": 3}
     page = bootstrap_page(split=time_split)
     assert "Time-based holdout: the latest 2 batch date(s) (2026-01-12 to 2026-01-13): 9 training rows" in page
+
+
+def importance_table(means: dict[str, tuple[float, float]]) -> dict:
+    """A hand-made `permutation_importance_table`: feature -> (mean, std), ranked by mean."""
+    ordered = sorted(means.items(), key=lambda kv: -kv[1][0])
+    return {
+        "metric": "roc_auc",
+        "lower_is_better": False,
+        "rows": 480,
+        "repeats": 5,
+        "features": [{"feature": f, "mean": m, "std": s, "rank": i} for i, (f, (m, s)) in enumerate(ordered, 1)],
+    }
+
+
+def test_the_report_shows_both_models_feature_importance_and_attribution_drift(cfg):
+    from driftwatch.importance import compare_importance, ranking_ndcg
+
+    ours = importance_table({"income": (0.2512, 0.0101), HOSTILE: (0.0803, 0.0042), "age": (0.0011, 0.0005)})
+    theirs = importance_table({"income": (0.0420, 0.0030), HOSTILE: (0.3107, 0.0200), "age": (0.0007, 0.0004)})
+    ndcg = ranking_ndcg(theirs, ours)
+    report = {
+        "challenger": ours,
+        "champion": theirs,
+        "comparison": compare_importance(ours, theirs),
+        "ndcg": ndcg,
+        "threshold": 0.9,
+        "attribution_drift": ndcg < 0.9,
+    }
+    page = render_evaluation_html(
+        result(0.81),
+        result(0.80),
+        GateDecision(True, []),
+        model="m",
+        challenger_version="7",
+        champion_version="6",
+        importance=report,
+    )
+    section = page[page.index("<h2>Feature importance (permutation, on the holdout)</h2>") :]
+    assert "<svg" in section and "challenger 7" in section and "champion 6" in section
+    assert "0.2512 ± 0.0101" in section and "0.0420 ± 0.0030" in section  # both models' numbers
+    assert "0.0803 ± 0.0042" in section and "0.3107 ± 0.0200" in section
+    income = section[section.index('<td class="l">income</td>') :].split("</tr>")[0]
+    assert [c.split("</td>")[0] for c in income.split("<td>")[1:]] == [
+        "0.2512 ± 0.0101",
+        "1",
+        "0.0420 ± 0.0030",
+        "2",
+        "+1",
+    ]
+    assert f"(nDCG): {ndcg:.3f}, below 0.9: attribution drift" in section
+    assert "alert(1)</script>" not in page and "&lt;/script&gt;&lt;script&gt;alert(1)" in section
+
+    bootstrap = render_evaluation_html(
+        result(0.81),
+        None,
+        GateDecision(True, []),
+        model="m",
+        challenger_version="1",
+        champion_version=None,
+        importance={**report, "champion": None, "comparison": compare_importance(ours, None), "ndcg": None},
+    )
+    alone = bootstrap[bootstrap.index("Feature importance (permutation") :]
+    assert "0.2512 ± 0.0101" in alone and "champion importance" not in alone and "nDCG" not in alone
+    assert "0.0420" not in alone
+
+
+def test_the_report_says_why_importance_is_missing(cfg):
+    missing = {"challenger": {"metric": "roc_auc", "features": [], "reason": "undefined: the rows hold one class only"}}
+    page = render_evaluation_html(
+        result(None),
+        None,
+        GateDecision(False, []),
+        model="m",
+        challenger_version="1",
+        champion_version=None,
+        importance=missing,
+    )
+    assert "Not computed: undefined: the rows hold one class only." in page
+    assert "Feature importance" not in bootstrap_page()  # reports from before importance render as before

@@ -6,6 +6,7 @@ Also the evaluation record a version carries and the read-side summaries of ever
 from __future__ import annotations
 
 import json
+import re
 import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,6 +30,9 @@ if TYPE_CHECKING:
 
 HISTORY_TAG = "champion_history"
 HISTORY_LIMIT = 100  # registered-model tag values are capped at 100 kB by MLflow
+# MLflow metric names allow letters, digits, "_", "-", "." and spaces (and "/" and ":", left out
+# here so a feature name can never read as a path).
+_METRIC_UNSAFE = re.compile(r"[^\w.\- ]")
 
 
 def _now() -> str:
@@ -276,9 +280,13 @@ def record_evaluation(
     primary: float | None,
     report_html: str,
     report_json: dict[str, Any],
+    importance: dict[str, Any] | None = None,
     registry_uri: str | None = None,
 ) -> None:
     """Attach the evaluation report to the candidate's run and its primary metric to the version.
+
+    `importance` (the candidate's `permutation_importance_table`) goes to the run as
+    `evaluation/importance.json` and one `importance.<feature>` metric per feature.
 
     The version tag is what live monitoring compares against once this version is champion. A
     primary metric the holdout cannot define (one class only) is recorded as unavailable: the gate
@@ -290,12 +298,34 @@ def record_evaluation(
     client.log_text(
         run_id, json.dumps(report_json, indent=2, sort_keys=True, default=str), "evaluation/evaluation.json"
     )
+    if importance is not None:
+        _log_importance(client, run_id, importance)
     if primary is None:
         client.set_model_version_tag(name, str(version), EVALUATED_TAG, "unavailable")
     else:
         client.log_metric(run_id, "evaluation.primary", float(primary))
         client.set_model_version_tag(name, str(version), EVALUATED_TAG, str(float(primary)))
     client.set_model_version_tag(name, str(version), "evaluated_at", _now())
+
+
+def importance_metrics(importance: dict[str, Any]) -> dict[str, float]:
+    """`importance.<feature>` run metrics: the mean importances, names reduced to what MLflow accepts."""
+    return {
+        "importance." + _METRIC_UNSAFE.sub("_", row["feature"]): float(row["mean"])
+        for row in importance.get("features") or []
+        if row.get("mean") is not None
+    }
+
+
+def _log_importance(client: MlflowClient, run_id: str, importance: dict[str, Any]) -> None:
+    from mlflow.entities import Metric
+
+    client.log_text(run_id, json.dumps(importance, indent=2, sort_keys=True), "evaluation/importance.json")
+    stamp = int(datetime.now(UTC).timestamp() * 1000)
+    metrics = [Metric(key, value, stamp, 0) for key, value in importance_metrics(importance).items()]
+    if metrics:
+        # One request for all features, not one per feature.
+        client.log_batch(run_id, metrics=metrics)
 
 
 def _status(mv: ModelVersion, aliases: list[str]) -> tuple[str, str]:

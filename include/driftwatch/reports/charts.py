@@ -255,6 +255,87 @@ def drift_grid_svg(
     return "".join(parts)
 
 
+def _clip_label(label: str, limit: int = 28) -> str:
+    return label if len(label) <= limit else label[: limit - 1] + "…"
+
+
+def _extent(
+    series: Mapping[str, Sequence[float | None]], errors: Mapping[str, Sequence[float | None]]
+) -> tuple[float, float]:
+    """The value range of bars and their whiskers, always including 0 (where bars start)."""
+    ends = [0.0]
+    for name, values in series.items():
+        for value, error in zip(values, errors[name], strict=True):
+            if value is not None:
+                ends += [value - (error or 0.0), value + (error or 0.0)]
+    return min(ends), max([*ends, 1e-9])
+
+
+def paired_bars_svg(
+    labels: Sequence[str],
+    series: Mapping[str, Sequence[float | None]],
+    *,
+    title: str,
+    errors: Mapping[str, Sequence[float | None]] | None = None,
+    value_format: str = "{:.3f}",
+    width: int = 560,
+    bar: int = 8,
+) -> str:
+    """Horizontal bars, one row per label with the series side by side, ± error whiskers, as inline SVG.
+
+    Bars grow from a zero line, to the left for negative values; each carries its value as a tooltip.
+    """
+    whiskers = {name: (errors or {}).get(name) or [None] * len(values) for name, values in series.items()}
+    group = bar * max(len(series), 1) + 6
+    gutter = 12 + 6 * max([len(_clip_label(str(label))) for label in labels] or [1])
+    height = 24 + group * len(labels) + 44
+    axes = _Axes(width, height, *_extent(series, whiskers), len(labels), left=gutter, right=16)
+
+    def x(v: float) -> float:
+        return axes.left + (v - axes.low) / ((axes.high - axes.low) or 1.0) * axes.plot_w
+
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" class="dw-chart dw-bars" role="img" width="{width}" '
+        f'height="{height}" viewBox="0 0 {width} {height}"><title>{escape(title)}</title>',
+        f'<text x="{axes.left}" y="14" font-size="12" font-weight="bold">{escape(title)}</text>',
+    ]
+    for i, label in enumerate(labels):
+        y0 = axes.top + i * group
+        parts.append(
+            f'<text x="{axes.left - 6}" y="{y0 + group / 2 + 3:.1f}" font-size="10" text-anchor="end">'
+            f"{escape(_clip_label(str(label)))}</text>"
+        )
+        for n, (name, values) in enumerate(series.items()):
+            value, error = values[i], whiskers[name][i]
+            if value is None:
+                continue
+            color, y = SERIES[n % len(SERIES)], y0 + 3 + n * bar
+            low, high = sorted((x(0.0), x(value)))
+            tip = value_format.format(value) + (f" ± {value_format.format(error)}" if error else "")
+            parts.append(
+                f'<rect x="{low:.1f}" y="{y}" width="{max(high - low, 1.0):.1f}" height="{bar - 1}" fill="{color}">'
+                f"<title>{escape(name)}, {escape(label)}: {escape(tip)}</title></rect>"
+            )
+            if error:
+                parts.append(
+                    f'<line x1="{x(value - error):.1f}" x2="{x(value + error):.1f}" y1="{y + bar / 2:.1f}" '
+                    f'y2="{y + bar / 2:.1f}" stroke="{TEXT}"/>'
+                )
+    bottom = axes.top + group * len(labels)
+    parts.append(f'<line x1="{x(0.0):.1f}" x2="{x(0.0):.1f}" y1="{axes.top}" y2="{bottom}" stroke="{BORDER}"/>')
+    # The negative end only when it is far enough from 0 for both numbers to be read.
+    ticks = (axes.low, 0.0, axes.high) if x(0.0) - x(axes.low) > 40 else (0.0, axes.high)
+    for tick in ticks:
+        parts.append(
+            f'<text x="{x(tick):.1f}" y="{bottom + 12}" font-size="10" text-anchor="middle">'
+            f"{escape(value_format.format(tick))}</text>"
+        )
+    for n, name in enumerate(series):
+        parts += _legend(axes, n, name, f'<rect width="10" height="10" fill="{SERIES[n % len(SERIES)]}"/>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
 # --------------------------------------------------------------------------- PNG (emails)
 
 

@@ -5,11 +5,15 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from driftwatch.config import LOWER_IS_BETTER
+from driftwatch.reports.charts import paired_bars_svg
 from driftwatch.reports.markup import document, escape, finite
 from driftwatch.reports.style import EVALUATION_CSS
 
 if TYPE_CHECKING:
     from driftwatch.evaluation import GateDecision
+
+# The table lists every feature; the chart only the challenger's top ones, so it stays readable.
+CHART_FEATURES = 20
 
 
 def _cell(value: Any) -> str:
@@ -113,6 +117,86 @@ def _slices_section(challenger: dict, champion: dict | None) -> str:
     return "<h2>Slices</h2>" + "".join(parts)
 
 
+def _importance_cell(mean: float | None, std: float | None) -> str:
+    if mean is None:
+        return _cell(None)
+    return escape(f"{mean:.4f}" + (f" ± {std:.4f}" if std is not None else ""))
+
+
+def _rank_change(change: int | None) -> str:
+    return _cell(None) if change is None else escape(f"{change:+d}" if change else "0")
+
+
+def _importance_row(row: dict, *, with_champion: bool) -> list[str]:
+    """One feature's table cells, from a `compare_importance` row."""
+    cells = [
+        escape(row["feature"]),
+        _importance_cell(row["challenger_mean"], row["challenger_std"]),
+        _cell(row["challenger_rank"]),
+    ]
+    if with_champion:
+        cells += [
+            _importance_cell(row["champion_mean"], row["champion_std"]),
+            _cell(row["champion_rank"]),
+            _rank_change(row["rank_change"]),
+        ]
+    return cells
+
+
+def _ndcg_text(importance: dict) -> str:
+    """The attribution-drift sentence: how well the challenger's ranking agrees with the champion's."""
+    ndcg, threshold = importance.get("ndcg"), importance.get("threshold")
+    if ndcg is None:
+        return '<p class="muted">Ranking agreement with the champion (nDCG): undefined.</p>'
+    text = f"Ranking agreement with the champion's importances (nDCG): {ndcg:.3f}"
+    if importance.get("attribution_drift"):
+        return (
+            f'<p><span class="worse">{escape(text)}, below {escape(threshold)}: attribution drift</span>; '
+            "the challenger relies on other features than the champion did.</p>"
+        )
+    return f"<p>{escape(text)} (attribution drift below {escape(threshold)}).</p>"
+
+
+def _importance_section(importance: dict | None, challenger_label: str, champion_label: str) -> str:
+    """Permutation importance of both models: the method in a sentence, a bar chart and a table."""
+    ours = (importance or {}).get("challenger")
+    if not ours:
+        return ""
+    head = "<h2>Feature importance (permutation, on the holdout)</h2>"
+    if not ours.get("features"):
+        return head + f'<p class="muted">Not computed: {escape(ours.get("reason", "unknown reason"))}.</p>'
+    theirs = importance.get("champion")
+    change = "rises" if ours.get("lower_is_better") else "drops"
+    parts = [
+        head,
+        f"<p>How much {escape(ours['metric'])} {change} when one feature's values are shuffled across "
+        f"{escape(ours['rows'])} holdout rows: the mean ± std of {escape(ours['repeats'])} shuffles. "
+        "Near 0: a feature the model does not use.</p>",
+    ]
+    paired = bool(theirs and theirs.get("features"))
+    if theirs is not None and not paired:
+        parts.append(f'<p class="muted">Champion not computed: {escape(theirs.get("reason", "unknown reason"))}.</p>')
+    elif paired:
+        parts.append(_ndcg_text(importance))
+    rows = importance.get("comparison") or []
+    shown = rows[:CHART_FEATURES]
+    series = {challenger_label: [r["challenger_mean"] for r in shown]}
+    errors = {challenger_label: [r["challenger_std"] for r in shown]}
+    if paired:
+        series[champion_label] = [r["champion_mean"] for r in shown]
+        errors[champion_label] = [r["champion_std"] for r in shown]
+    title = "Importance" + (f" (top {len(shown)} of {len(rows)})" if len(shown) < len(rows) else "")
+    parts.append(paired_bars_svg([r["feature"] for r in shown], series, title=title, errors=errors))
+    header = ["feature", "challenger importance", "rank"]
+    if paired:
+        header += ["champion importance", "rank", "rank change"]
+    cells = [_importance_row(r, with_champion=paired) for r in rows]
+    parts.append(_table(header, cells))
+    if paired:
+        parts.append('<p class="muted">Rank change: + means the feature matters more to the challenger.</p>')
+    return "".join(parts)
+
+
 def split_text(split: dict | None) -> str:
     """One sentence on how the holdout was taken, or "" when the split is not known."""
     if not split:
@@ -139,8 +223,9 @@ def render_evaluation_html(
     challenger_version: str,
     champion_version: str | None,
     split: dict | None = None,
+    importance: dict | None = None,
 ) -> str:
-    """The HTML report of one gate decision; `split` is the holdout's."""
+    """The HTML report of one gate decision; `split` is the holdout's, `importance` from `importance_report`."""
     from driftwatch.evaluation import gated_metric
 
     # The champion's value is looked up the way the gate reads it: the report shows the number decided on.
@@ -154,6 +239,7 @@ def render_evaluation_html(
         challenger_version=challenger_version,
         champion_version=champion_version,
         split=split,
+        importance=importance,
     )
 
 
@@ -167,6 +253,7 @@ def render(
     challenger_version: str,
     champion_version: str | None,
     split: dict | None = None,
+    importance: dict | None = None,
 ) -> str:
     """A self-contained report (inline CSS, no scripts or external resources) of one gate decision.
 
@@ -216,4 +303,5 @@ def render(
             "</div>",
         ]
     body.append(_slices_section(challenger, champion))
+    body.append(_importance_section(importance, f"challenger {challenger_version}", champ_label))
     return document(f"{model} evaluation", "".join(body), EVALUATION_CSS)
