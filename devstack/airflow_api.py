@@ -21,12 +21,9 @@ class AirflowApiError(RuntimeError):
 
 class AirflowApi:
     def __init__(self, base_url: str, username: str, password: str, timeout: float = 30.0) -> None:
-        self.base_url = base_url.rstrip("/")
-        self.timeout = timeout
-        self.session = requests.Session()
-        response = self.session.post(
-            f"{self.base_url}/auth/token", json={"username": username, "password": password}, timeout=timeout
-        )
+        self.base_url, self.timeout, self.session = base_url.rstrip("/"), timeout, requests.Session()
+        login = {"username": username, "password": password}
+        response = self.session.post(f"{self.base_url}/auth/token", json=login, timeout=timeout)
         if response.status_code not in (200, 201):
             raise AirflowApiError(f"login as {username} failed: HTTP {response.status_code} {response.text[:200]}")
         self.session.headers["Authorization"] = f"Bearer {response.json()['access_token']}"
@@ -50,8 +47,7 @@ class AirflowApi:
             except AirflowApiError as err:
                 if "HTTP 404" not in str(err):
                     raise
-            errors = self.call("GET", "/importErrors").get("import_errors", [])
-            if errors:
+            if errors := self.call("GET", "/importErrors").get("import_errors", []):
                 details = "\n".join(f"{e['filename']}: {e['stack_trace'][-800:]}" for e in errors)
                 raise AirflowApiError(f"DAG files failed to import:\n{details}")
             return None
@@ -87,8 +83,7 @@ class AirflowApi:
                 if "HTTP 409" not in str(err):
                     raise
                 backfill = self.call("GET", "/backfills", params={"dag_id": dag_id})["backfills"][-1]
-            missing = self.dates_not_taken(dag_id, backfill, from_date, to_date, reprocess)
-            if not missing:
+            if not (missing := self.dates_not_taken(dag_id, backfill, from_date, to_date, reprocess)):
                 return backfill
         raise AirflowApiError(
             f"backfill of {dag_id} over {from_date}..{to_date}: after {BACKFILL_ATTEMPTS} attempts, "

@@ -61,8 +61,7 @@ def wait_for_runs(
 
     def finished() -> tuple[dict[str, dict[str, Any]]] | None:
         nonlocal last_state, unfinished
-        runs = {r["logical_date"][:10]: r for r in api.dag_runs(dag_id) if r.get("logical_date")}
-        mine = {d: runs[d] for d in dates if d in runs}
+        mine = {day: r for r in api.dag_runs(dag_id) if (day := (r.get("logical_date") or "")[:10]) in dates}
         done = [d for d, r in mine.items() if r["state"] in TERMINAL_RUN_STATES]
         failed = [d for d in done if mine[d]["state"] != "success"]
         # Queued runs have no task yet: a count says as much as a list of 14 "scheduling".
@@ -104,8 +103,8 @@ def scheduler_stalled(api: AirflowApi, max_silence: float = SCHEDULER_SILENCE_SE
     if silence <= max_silence:
         return None
     return (
-        f"the Airflow scheduler has not heartbeaten for {silence:.0f} s (last {beat}): it crashed and its "
-        f"restarts gave up; see the tracebacks in {stack.paths().log('airflow')}, then `make stop` and `make demo`"
+        f"the Airflow scheduler has not heartbeaten for {silence:.0f} s (last {beat}): it crashed and its restarts "
+        f"gave up; see the tracebacks in {stack.paths().logs / 'airflow.log'}, then `make stop` and `make demo`"
     )
 
 
@@ -231,13 +230,13 @@ def run_pipeline(api: AirflowApi, client: Any, cfg: Any, tracking_uri: str, date
 
 def print_summary(summary: dict[str, Any], password: str | None) -> None:
     """What the demo did, after its table: emails, retrains, registry and where to look next."""
-    mails, ends, retrains = summary["emails"], summary["endpoints"], summary["retrain_runs"]
-    print(f"\nemails sent by this demo ({len(mails)}), saved as .eml in {ends['mail_dir']}:")
-    print("".join(f"  - {mail['subject']}\n" for mail in mails), end="")
-    asset = [r for r in retrains if r["run_type"] == "asset_triggered"]
-    print(f"\nretrain__{summary['model']}: {len(asset)} Asset-triggered run(s), {len(retrains)} in all")
-    print(f"model registry {summary['registry']['model']} ({ends['mlflow']}):")
-    for v in summary["registry"]["versions"]:
+    ends, retrains, registry = summary["endpoints"], summary["retrain_runs"], summary["registry"]
+    print(f"\nemails sent by this demo ({len(summary['emails'])}), saved as .eml in {ends['mail_dir']}:")
+    print("".join(f"  - {mail['subject']}\n" for mail in summary["emails"]), end="")
+    asset = sum(r["run_type"] == "asset_triggered" for r in retrains)
+    print(f"\nretrain__{summary['model']}: {asset} Asset-triggered run(s), {len(retrains)} in all")
+    print(f"model registry {registry['model']} ({ends['mlflow']}):")
+    for v in registry["versions"]:
         print(f"  v{v['version']:<3} {','.join(v['aliases']) or '-':<20} {v['status']:<10} {v['detail'][:110]}")
     print(f"\nAirflow UI: {ends['airflow_url']}  (user {ends['login_user']}, password {password})")
     print(f"Model monitoring: {summary['pages']['monitoring']}; each batch's reports: its run's Reports tab")

@@ -14,6 +14,7 @@ worker records its name as the tasks' hostname. State: a temporary folder (mode 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib
 import json
@@ -21,26 +22,22 @@ import os
 import secrets
 import signal
 import socket
-import subprocess
 import sys
 import tempfile
 import time
-from contextlib import suppress
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from devstack import procs, services
 from devstack.procs import HOST
-from devstack.services import REPO_ROOT, VENV_BIN, Service, seconds_from_env
+from devstack.services import ADMIN_USER, REPO_ROOT, VENV_BIN, Service
 
 DB_NAME = "driftwatch_dist"
 MLFLOW_DB_NAME = "driftwatch_dist_mlflow"
 WORKERS = ("worker-a", "worker-b")
 LOG_BUCKET = "driftwatch-dist-logs"
 MLFLOW_BUCKET = "driftwatch-dist-mlflow"
-ADMIN_USER = services.ADMIN_USER
 DEFAULT_PORTS = {"api": 8181, "s3": 9655, "smtp": 8125, "mlflow": 5055}
 PORT_ENV = {name: f"DRIFTWATCH_DIST_{name.upper()}_PORT" for name in DEFAULT_PORTS}
 PG_URL_ENV = "DRIFTWATCH_DIST_PG_URL"
@@ -48,7 +45,6 @@ REDIS_URL_ENV = "DRIFTWATCH_DIST_REDIS_URL"
 DEFAULT_PG_USERS = ("postgres", "root")
 DEFAULT_REDIS_URL = f"redis://{HOST}:6379/5"
 HOSTNAME_VAR = "DRIFTWATCH_WORKER_HOSTNAME"
-PYTHONPATH = (str(REPO_ROOT / "include"), str(REPO_ROOT / "plugins"))
 S3_CONFIG = {"timeout": 5, "read_timeout": 30, "retries": {"max_attempts": 2}}
 # Airflow's components besides the api-server and the workers: their arguments after `airflow`.
 CONTROL_PLANE = {
@@ -72,24 +68,29 @@ def _require(module: str, missing: str) -> Any:
     try:
         return importlib.import_module(module)
     except ImportError:
-        raise DistributedError(missing) from None
+        raise DistributedError(f"{missing} is not installed in the project's venv") from None
 
 
-def _pg_url(user: str | None = None) -> Any:
+def _pg_url(default: str) -> Any:
+    """$DRIFTWATCH_DIST_PG_URL, else ``default``: a server's URL for psycopg2, without a database."""
     from sqlalchemy.engine import make_url
 
-    if raw := os.environ.get(PG_URL_ENV):
-        return make_url(raw).set(drivername="postgresql+psycopg2", database=None)
-    return make_url(f"postgresql+psycopg2://{user}@{HOST}:5432")
+    return make_url(os.environ.get(PG_URL_ENV) or default).set(drivername="postgresql+psycopg2", database=None)
 
 
-def _pg_connect(url: Any, database: str = "postgres") -> Any:
+def _pg_connect(url: Any) -> Any:
     import psycopg2
 
     server = {"host": url.host or HOST, "port": url.port or 5432, "user": url.username}
-    conn = psycopg2.connect(**server, password=url.password or None, dbname=database, connect_timeout=5)
+    conn = psycopg2.connect(**server, password=url.password or None, dbname="postgres", connect_timeout=5)
     conn.autocommit = True
     return conn
+
+
+def _redis(url: str) -> Any:
+    import redis
+
+    return redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
 
 
 def _one_line(exc: BaseException) -> str:
@@ -98,20 +99,16 @@ def _one_line(exc: BaseException) -> str:
 
 def check_postgres() -> Any:
     """The URL of a reachable server where we may create databases."""
-    missing = "the PostgreSQL driver is missing: pip install psycopg2-binary into the project's venv"
-    psycopg2 = _require("psycopg2", missing)
-    candidates = [_pg_url()] if os.environ.get(PG_URL_ENV) else [_pg_url(u) for u in DEFAULT_PG_USERS]
+    psycopg2 = _require("psycopg2", "the PostgreSQL driver (pip install psycopg2-binary)")
     errors = []
-    for url in candidates:
+    for url in dict.fromkeys(_pg_url(f"postgresql://{user}@{HOST}:5432") for user in DEFAULT_PG_USERS):
         try:
-            conn = _pg_connect(url)
+            with contextlib.closing(_pg_connect(url)) as conn, conn.cursor() as cur:
+                cur.execute("SELECT rolcreatedb OR rolsuper FROM pg_roles WHERE rolname = current_user")
+                row = cur.fetchone()
         except psycopg2.Error as exc:
             errors.append(f"{url.render_as_string(hide_password=True)}: {_one_line(exc)}")
             continue
-        with conn, conn.cursor() as cur:
-            cur.execute("SELECT rolcreatedb OR rolsuper FROM pg_roles WHERE rolname = current_user")
-            row = cur.fetchone()
-        conn.close()
         if row and row[0]:
             return url
         errors.append(f"{url.username}: may not create databases")
@@ -122,10 +119,10 @@ def check_postgres() -> Any:
 
 
 def check_redis() -> str:
-    redis = _require("redis", "the redis client is missing: pip install redis into the project's venv")
+    redis = _require("redis", "the redis client (pip install redis)")
     url = os.environ.get(REDIS_URL_ENV, DEFAULT_REDIS_URL)
     try:
-        redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5).ping()
+        _redis(url).ping()
     except redis.RedisError as exc:
         raise DistributedError(
             f"Redis is required but not reachable at {url}: {_one_line(exc)}. Start a local Redis on {HOST}:6379, "
@@ -134,27 +131,29 @@ def check_redis() -> str:
     return url
 
 
-@dataclass
-class Cluster:
-    state: Path
-    ports: dict[str, int]
-    pg: Any  # sqlalchemy URL of the server, no database
-    redis_url: str
-    creds: dict[str, str]
-    admin_password: str
-    workers: tuple[str, ...] = WORKERS
-    extra_env: dict[str, str] = field(default_factory=dict)
+def _drop_databases(pg: Any, create: bool = False) -> None:
+    with contextlib.closing(_pg_connect(pg)) as conn, conn.cursor() as cur:
+        for database in (DB_NAME, MLFLOW_DB_NAME):
+            cur.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+            if create:
+                cur.execute(f'CREATE DATABASE "{database}"')
 
-    def __post_init__(self) -> None:
-        self.logs, self.mail_dir, self.airflow_home = (self.state / n for n in ("logs", "mail", "airflow"))
-        self.password_file, self.mlflow_home = self.state / "auth" / "passwords.json", self.state / "mlflow-home"
-        self.api_url, self.s3_endpoint, self.mlflow_url = (
-            f"http://{HOST}:{self.ports[n]}" for n in ("api", "s3", "mlflow")
-        )
-        head = {"state_dir": str(self.state), "pg": self.pg.render_as_string(hide_password=True)}
-        head |= {"databases": [DB_NAME, MLFLOW_DB_NAME], "redis_url": self.redis_url, "ports": self.ports}
-        self.run = services.Launcher(self.logs, self.state / RECORD_NAME, head)
-        self.procs, self.timings, self.log = self.run.procs, self.run.timings, self.run.log
+
+class Cluster(services.Launcher):
+    """The services of one distributed stack in ``state``: :meth:`start` them, :meth:`stop` them."""
+
+    def __init__(
+        self, state: Path, pg: Any, redis_url: str, ports: dict[str, int], workers: tuple[str, ...], extra_env: dict
+    ) -> None:
+        self.state, self.pg, self.redis_url, self.ports = state, pg, redis_url, ports
+        self.workers, self.extra_env = workers, extra_env
+        self.creds, self.admin_password = services.new_secrets(), secrets.token_urlsafe(18)
+        self.mail_dir, self.airflow_home, self.mlflow_home = (state / n for n in ("mail", "airflow", "mlflow-home"))
+        self.password_file = state / "auth" / "passwords.json"
+        self.api_url, self.s3_endpoint, self.mlflow_url = (f"http://{HOST}:{ports[n]}" for n in ("api", "s3", "mlflow"))
+        head = {"state_dir": str(state), "pg": pg.render_as_string(hide_password=True)}
+        head |= {"databases": [DB_NAME, MLFLOW_DB_NAME], "redis_url": redis_url, "ports": ports}
+        super().__init__(state / "logs", state / RECORD_NAME, head)
 
     def worker_dir(self, name: str) -> Path:
         return self.state / "workers" / name
@@ -165,14 +164,10 @@ class Cluster:
     def db_url(self, database: str) -> str:
         return self.pg.set(database=database).render_as_string(hide_password=False)
 
-    def base_env(self) -> dict[str, str]:
-        """Without the caller's MLFLOW_* (pytest's SQLite tracking URI would override mlflow_default)."""
-        return {k: v for k, v in services.base_env(self.state).items() if not k.startswith("MLFLOW_")}
-
     def airflow_env(self) -> dict[str, str]:
-        ports, db = {n: self.ports[n] for n in ("api", "s3", "smtp")}, self.db_url(DB_NAME)
+        db = self.db_url(DB_NAME)
         return {
-            **services.shared_airflow_env(self.airflow_home, db, ports, self.creds, self.password_file),
+            **services.shared_airflow_env(self.airflow_home, db, self.ports, self.creds, self.password_file),
             "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
             "AIRFLOW__CELERY__BROKER_URL": self.redis_url,
             # Explicit +psycopg2: SQLAlchemy 2.1's default PostgreSQL driver is psycopg 3.
@@ -185,10 +180,6 @@ class Cluster:
             "AIRFLOW__LOGGING__REMOTE_BASE_LOG_FOLDER": f"s3://{LOG_BUCKET}/airflow",
             "AIRFLOW__LOGGING__REMOTE_LOG_CONN_ID": "aws_default",
             "GX_ANALYTICS_ENABLED": "false",
-            # The pipeline reads the tracking URI from this connection (as in docker-compose.yaml).
-            "AIRFLOW_CONN_MLFLOW_DEFAULT": json.dumps(
-                {"conn_type": "http", "host": HOST, "port": self.ports["mlflow"]}
-            ),
         }
 
     def worker_env(self, name: str) -> dict[str, str]:
@@ -201,19 +192,22 @@ class Cluster:
             "AIRFLOW__CORE__HOSTNAME_CALLABLE": "devstack.distributed.worker_hostname",
             HOSTNAME_VAR: name,
             # devstack (for worker_hostname) besides the domain package.
-            "PYTHONPATH": os.pathsep.join([*PYTHONPATH, str(REPO_ROOT)]),
+            "PYTHONPATH": os.pathsep.join([services.PYTHONPATH, str(REPO_ROOT)]),
         }
 
     def start(self) -> None:
-        began, airflow = time.monotonic(), str(VENV_BIN / "airflow")
+        began, airflow, home = time.monotonic(), str(VENV_BIN / "airflow"), self.airflow_home
         own = [folder for name in self.workers for folder in (self.worker_dir(name) / "tmp", self.worker_home(name))]
-        for folder in (self.logs, self.mail_dir, self.airflow_home, self.password_file.parent, self.mlflow_home, *own):
+        for folder in (self.logs, self.mail_dir, home, self.password_file.parent, self.mlflow_home, *own):
             folder.mkdir(parents=True, exist_ok=True)
         # SimpleAuthManager only generates passwords for users missing from this file.
         services.write_private(self.password_file, json.dumps({ADMIN_USER: self.admin_password}) + "\n")
-        self._reset_backends()
-        env = {**self.base_env(), **self.airflow_env(), **self.extra_env}
-        timeout, log = seconds_from_env("DRIFTWATCH_DIST_START_TIMEOUT", 420), self.log("db-migrate")
+        _drop_databases(self.pg, create=True)
+        _redis(self.redis_url).flushdb()
+        # Without the caller's MLFLOW_* (pytest's SQLite tracking URI would override mlflow_default).
+        env = {k: v for k, v in services.base_env(self.state).items() if not k.startswith("MLFLOW_")}
+        env |= {**self.airflow_env(), **self.extra_env}
+        timeout = float(os.environ.get("DRIFTWATCH_DIST_START_TIMEOUT", 420))
         mlflow = {
             # From the environment rather than argv: a password in the URL stays out of `ps`.
             "MLFLOW_BACKEND_STORE_URI": self.db_url(MLFLOW_DB_NAME),
@@ -222,36 +216,25 @@ class Cluster:
             "HOME": str(self.mlflow_home),
         }
         buckets = [*services.model_buckets(), LOG_BUCKET, MLFLOW_BUCKET]
-        backing = services.backing_services(self.ports, self.creds, self.mail_dir, buckets, mlflow, timeout, S3_CONFIG)
-        self.run.launch({**backing, "db-migrate": Service([airflow, "db", "migrate"], self.airflow_home)}, env)
-        self.run.wait("s3")
-        try:
-            code = self.procs["db-migrate"].wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            raise DistributedError(f"airflow db migrate still running after {timeout:.0f} s; see {log}") from None
-        if code != 0:
-            raise DistributedError(f"airflow db migrate failed ({code}); see {log}\n{procs.log_tail(log)}")
-        self.timings["db migrate"] = round(time.monotonic() - began, 1)
+        table = services.backing_services(self.ports, self.creds, self.mail_dir, buckets, mlflow, timeout, S3_CONFIG)
+        migrated = lambda: self.procs["db-migrate"].poll() == 0  # noqa: E731
+        table["db-migrate"] = Service([airflow, "db", "migrate"], home, migrated, timeout, "airflow db migrate")
+        self.launch(table, env)
+        self.wait("s3", "db-migrate")
 
         api_ready = functools.partial(services.airflow_up, self.ports["api"], datetime.now(UTC))
-        table = {name: Service([airflow, *argv], self.airflow_home) for name, argv in CONTROL_PLANE.items()}
-        table["api-server"] = Service([airflow, "api-server"], self.airflow_home, api_ready, timeout)
+        table = {name: Service([airflow, *argv], home) for name, argv in CONTROL_PLANE.items()}
+        table["api-server"] = Service([airflow, "api-server"], home, api_ready, timeout)
         for name in self.workers:
             argv = [airflow, "celery", "worker", "--celery-hostname", name, "--skip-serve-logs"]
             argv += ["--without-mingle", "--without-gossip"]
             ready = lambda n=name: f"celery@{n}" in self.celery_nodes()  # noqa: E731
             table[name] = Service(argv, self.worker_dir(name), ready, timeout, env=self.worker_env(name))
-        self.run.launch(table, env)
-        self.run.wait("smtp", "api-server")
-        self.run.check_alive(*table)
-        self.run.wait(*self.workers, "mlflow")
+        self.launch(table, env)
+        self.wait("smtp", "api-server")
+        self.check_alive(*table)
+        self.wait(*self.workers, "mlflow")
         self.timings["start total"] = round(time.monotonic() - began, 1)
-
-    def _reset_backends(self) -> None:
-        import redis
-
-        _drop_databases(_pg_connect(self.pg), create=True)
-        redis.Redis.from_url(self.redis_url, socket_timeout=5).flushdb()
 
     def s3_client(self) -> Any:
         return services.s3_client(self.ports["s3"], self.creds, **S3_CONFIG)
@@ -282,41 +265,16 @@ def stop_state(state: Path, pg: Any = None, redis_url: str | None = None) -> lis
     """Stop the cluster recorded in ``<state>/cluster.json`` and drop its databases."""
     record = services.read_json(state / RECORD_NAME) or {}
     report = services.stop_recorded(state, record.get("services", {}))
-    if pg is None and record.get("pg"):
-        from sqlalchemy.engine import make_url
-
-        # The record hides the password; a server that needs one is named in DRIFTWATCH_DIST_PG_URL.
-        pg = _pg_url() if os.environ.get(PG_URL_ENV) else make_url(record["pg"])
-    if pg is not None:
+    # The record hides the password; a server that needs one is named in DRIFTWATCH_DIST_PG_URL.
+    if pg := pg or (record.get("pg") and _pg_url(record["pg"])):
         try:
-            conn = _pg_connect(pg)
+            _drop_databases(pg)
         except Exception as exc:
-            report.append(f"could not connect to PostgreSQL to drop {DB_NAME}: {exc}")
-        else:
-            _drop_databases(conn)
+            report.append(f"could not drop {DB_NAME} on PostgreSQL: {exc}")
     if redis_url := redis_url or record.get("redis_url"):
-        with suppress(Exception):
-            import redis
-
-            redis.Redis.from_url(redis_url, socket_timeout=5).flushdb()
+        with contextlib.suppress(Exception):
+            _redis(redis_url).flushdb()
     return report
-
-
-def _drop_databases(conn: Any, create: bool = False) -> None:
-    try:
-        with conn.cursor() as cur:
-            for database in (DB_NAME, MLFLOW_DB_NAME):
-                cur.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
-                if create:
-                    cur.execute(f'CREATE DATABASE "{database}"')
-    finally:
-        conn.close()
-
-
-def worker_names(count: int) -> tuple[str, ...]:
-    if not 1 <= count <= 26:
-        raise DistributedError(f"between 1 and 26 workers, not {count}")
-    return tuple(f"worker-{chr(ord('a') + i)}" for i in range(count))
 
 
 def start(state: Path | None = None, workers: int = len(WORKERS), extra_env: dict[str, str] | None = None) -> Cluster:
@@ -326,13 +284,13 @@ def start(state: Path | None = None, workers: int = len(WORKERS), extra_env: dic
     procs.check_ports(ports, PORT_ENV, DistributedError)
     if not (VENV_BIN / "airflow").exists():
         raise DistributedError(f"{VENV_BIN / 'airflow'} not found: run this with the project's venv python")
-    celery = "apache-airflow-providers-celery is not installed in the project's venv (CeleryExecutor needs it)"
-    _require("airflow.providers.celery", celery)
+    _require("airflow.providers.celery", "apache-airflow-providers-celery (CeleryExecutor needs it)")
+    if not 1 <= workers <= 26:
+        raise DistributedError(f"between 1 and 26 workers, not {workers}")
+    names = tuple(f"worker-{chr(ord('a') + i)}" for i in range(workers))
     state = state or Path(tempfile.mkdtemp(prefix="driftwatch-dist-"))
-    state.mkdir(parents=True, exist_ok=True)
-    state.chmod(0o700)
-    creds, password, names = services.new_secrets(), secrets.token_urlsafe(18), worker_names(workers)
-    cluster = Cluster(state, ports, pg, redis_url, creds, password, workers=names, extra_env=extra_env or {})
+    services.make_private_dir(state)
+    cluster = Cluster(state, pg, redis_url, ports, names, extra_env or {})
     try:
         cluster.start()
     except BaseException:
@@ -356,7 +314,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda signum, frame: stop_requested.append(signum))
     try:
         cluster = start()
-    except DistributedError as exc:
+    except procs.StackError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     try:
@@ -366,7 +324,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  mlflow   {cluster.mlflow_url}")
         print("  workers  " + ", ".join(sorted(cluster.celery_nodes())))
         print("Ctrl-C stops everything and drops the databases.")
-        with suppress(KeyboardInterrupt):
+        with contextlib.suppress(KeyboardInterrupt):
             procs.poll_until(lambda: stop_requested, float("inf"), 1.0)
     finally:
         services.print_lines(cluster.stop(), "  stop: ")

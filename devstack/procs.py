@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, NamedTuple, TypeVar
+from typing import NamedTuple, TypeVar
 
 import psutil
 import tenacity
@@ -45,40 +45,17 @@ def poll_until(predicate: Callable[[], T], timeout: float, interval: float = 0.2
 
 
 def log_tail(path: Path, lines: int = 15) -> str:
-    try:
+    with contextlib.suppress(OSError):
         return "\n".join("    " + line for line in path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return ""
-
-
-def exited(what: str, proc: subprocess.Popen[bytes], log: Path) -> StackError | None:
-    """The start-failure report of a service that exited: its code, its log and the log's tail."""
-    if proc.poll() is None:
-        return None
-    return StackError(f"{what} exited with code {proc.returncode}; see {log}\n{log_tail(log)}")
-
-
-def wait_until(predicate: Callable[[], T], timeout: float, what: str, *, log: Path, proc: Any = None) -> T:
-    """poll_until, raising a StackError (with ``log``'s tail) on timeout or once ``proc`` exited."""
-
-    def ready() -> T:
-        if (result := predicate()) or proc is None or not (error := exited(what, proc, log)):
-            return result
-        raise error
-
-    if result := poll_until(ready, timeout, 0.5):
-        return result
-    raise StackError(f"{what} not healthy after {timeout:.0f} s; see {log}\n{log_tail(log)}")
+    return ""
 
 
 def port_free(port: int, host: str = HOST) -> bool:
-    with socket.socket() as sock:
+    with contextlib.suppress(OSError), socket.socket() as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError:
-            return False
-    return True
+        sock.bind((host, port))
+        return True
+    return False
 
 
 def free_ports(count: int = 1, host: str = HOST) -> list[int]:
@@ -117,15 +94,10 @@ def launch(argv: list[str], env: dict[str, str], log: Path, cwd: Path) -> subpro
 
 
 def start_time(pid: int) -> float | None:
-    try:
+    """Recorded with a service's pgid: it proves the group ours again while its leader lives."""
+    with contextlib.suppress(psutil.Error):
         return round(psutil.Process(pid).create_time(), 2)
-    except psutil.Error:
-        return None
-
-
-def process_record(proc: subprocess.Popen[bytes], log: Path) -> dict[str, Any]:
-    """What a stop needs to find a service's group again (see group_is_ours), and its log."""
-    return {"pid": proc.pid, "pgid": proc.pid, "start_time": start_time(proc.pid), "log": str(log)}
+    return None
 
 
 def _alive(proc: psutil.Process) -> bool:
@@ -139,10 +111,9 @@ def _alive(proc: psutil.Process) -> bool:
 
 
 def _pgid(proc: psutil.Process) -> int | None:
-    try:
+    with contextlib.suppress(OSError):
         return os.getpgid(proc.pid)
-    except OSError:
-        return None
+    return None
 
 
 def group_members(pgid: int) -> list[psutil.Process]:
@@ -207,6 +178,7 @@ def stop_groups(stages: list[tuple[float, dict[str, int]]]) -> list[str]:
 
 
 def _stop_stage(grace: float, groups: dict[str, int]) -> list[str]:
+    # Each group with its members' descendants that left it: once their parents are gone they are lost.
     strays = {g: set() for g in groups.values()}
     for pgid, found in strays.items():
         for member in group_members(pgid):

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import functools
 import json
 import os
 import secrets
 import socket
-import string
 import subprocess
 import sys
 import time
@@ -29,6 +29,7 @@ from devstack.procs import HOST, MARKER_VAR, StackError
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CONFIG_DIR = REPO_ROOT / "config" / "models"
 VENV_BIN = Path(sys.prefix) / "bin"
+PYTHONPATH = f"{REPO_ROOT / 'include'}{os.pathsep}{REPO_ROOT / 'plugins'}"
 REGION = "us-east-1"
 ADMIN_USER = "admin"
 MAIL_FROM = "driftwatch@localhost"
@@ -52,7 +53,7 @@ class Service:
     """One process of a stack, and how its start tells it is ready (``what`` names it in errors)."""
 
     argv: list[str]
-    cwd: Path
+    cwd: Path = REPO_ROOT
     ready: Callable[[], Any] | None = None
     timeout: float = 60.0
     what: str = ""
@@ -75,19 +76,31 @@ class Launcher:
         for name, svc in table.items():
             self.table[name] = svc
             self.procs[name] = procs.launch(svc.argv, {**env, **svc.env}, self.log(name), svc.cwd)
-            recorded = {n: procs.process_record(p, self.log(n)) for n, p in self.procs.items()}
+            # The start_time tells the leader of a recorded pgid from a process that reused it.
+            recorded = {
+                n: {"pid": p.pid, "pgid": p.pid, "start_time": procs.start_time(p.pid), "log": str(self.log(n))}
+                for n, p in self.procs.items()
+            }
             write_private(self.record, json.dumps({**self.head, "services": recorded}, indent=2) + "\n")
 
     def wait(self, *names: str) -> None:
         """Each service's ``ready`` in turn; a StackError (with its log's tail) if it exits or times out."""
         for name in names:
-            svc, began = self.table[name], time.monotonic()
-            procs.wait_until(svc.ready, svc.timeout, svc.what or name, log=self.log(name), proc=self.procs[name])
+            svc, log, began = self.table[name], self.log(name), time.monotonic()
+            if not procs.poll_until(functools.partial(self._ready, name), svc.timeout, 0.5):
+                what = svc.what or name
+                raise StackError(f"{what} not healthy after {svc.timeout:.0f} s; see {log}\n{procs.log_tail(log)}")
             self.timings[f"{name} ready"] = round(time.monotonic() - began, 1)
 
+    def _ready(self, name: str) -> Any:
+        return self.table[name].ready() or self.check_alive(name)
+
     def check_alive(self, *names: str) -> None:
-        if error := next(filter(None, (procs.exited(n, self.procs[n], self.log(n)) for n in names)), None):
-            raise error
+        for name in names:
+            if self.procs[name].poll() is not None:
+                log, code = self.log(name), self.procs[name].returncode
+                what = self.table[name].what or name
+                raise StackError(f"{what} exited with code {code}; see {log}\n{procs.log_tail(log)}")
 
 
 def backing_services(
@@ -101,14 +114,14 @@ def backing_services(
 ) -> dict[str, Service]:
     """S3 (moto; ready once ``buckets`` exist), the SMTP sink and MLflow (its stores in ``mlflow_env``):
     the part of the service table both stacks share, in launch order."""
-    py, s3_config = str(VENV_BIN / "python"), s3_config or {}
+    py = str(VENV_BIN / "python")
     s3 = [py, "-m", "moto.server", "-H", HOST, "-p", str(ports["s3"])]
     smtp = [py, "-m", "devstack.smtp_sink", "--folder", str(mail), "--host", HOST, "--port", str(ports["smtp"])]
     mlflow = [py, "-m", "mlflow", "server", "--host", HOST, "--port", str(ports["mlflow"]), "--workers", "1"]
-    s3_up = functools.partial(s3_ready, ports["s3"], creds, buckets, **s3_config)
+    s3_up = functools.partial(s3_ready, ports["s3"], creds, buckets, **(s3_config or {}))
     mlflow_up = functools.partial(mlflow_healthy, ports["mlflow"], 5.0)
     return {
-        "s3": Service(s3, REPO_ROOT, s3_up, seconds_from_env("DRIFTWATCH_S3_TIMEOUT", 60), "S3 (moto)"),
+        "s3": Service(s3, REPO_ROOT, s3_up, float(os.environ.get("DRIFTWATCH_S3_TIMEOUT", 60)), "S3 (moto)"),
         "smtp": Service(smtp, REPO_ROOT, functools.partial(smtp_healthy, ports["smtp"]), 30, "SMTP sink"),
         "mlflow": Service(mlflow, REPO_ROOT, mlflow_up, mlflow_timeout, "MLflow", {**mlflow_env, **MLFLOW_ENV}),
     }
@@ -125,6 +138,11 @@ def parser(module: str, doc: str | None) -> argparse.ArgumentParser:
     return argparse.ArgumentParser(prog=f"python -m {module}", description=doc, formatter_class=formatter)
 
 
+def make_private_dir(path: Path) -> None:
+    path.mkdir(parents=True, exist_ok=True)
+    path.chmod(0o700)  # it holds secrets
+
+
 def write_private(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as fh:
@@ -134,21 +152,16 @@ def write_private(path: Path, text: str) -> None:
 
 def read_json(path: Path) -> Any:
     """None when missing or unreadable (a record a crash cut short)."""
-    try:
+    with contextlib.suppress(FileNotFoundError, json.JSONDecodeError):
         return json.loads(path.read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        return None
+    return None
 
 
 def new_secrets() -> dict[str, str]:
     """Fresh per-install secrets; moto accepts any AWS key pair, so these only look real."""
-
-    def token(alphabet: str, length: int) -> str:
-        return "".join(secrets.choice(alphabet) for _ in range(length))
-
     return {
-        "aws_access_key_id": "AKIA" + token(string.ascii_uppercase + string.digits, 16),
-        "aws_secret_access_key": token(string.ascii_letters + string.digits + "+/", 40),
+        "aws_access_key_id": "AKIA" + secrets.token_hex(8).upper(),
+        "aws_secret_access_key": secrets.token_urlsafe(30),
         # Same format as cryptography's Fernet.generate_key(), without importing it here.
         "fernet_key": base64.urlsafe_b64encode(os.urandom(32)).decode(),
         "jwt_secret": secrets.token_urlsafe(48),
@@ -173,10 +186,6 @@ def ports_from_env(defaults: dict[str, int], names: dict[str, str], error: type 
     return ports
 
 
-def seconds_from_env(var: str, default: float) -> float:
-    return float(os.environ.get(var, default))
-
-
 def base_env(state: Path, *bins: Path) -> dict[str, str]:
     """The caller's environment minus AIRFLOW_* (a pytest AIRFLOW_HOME must not reconfigure the stack)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
@@ -189,11 +198,17 @@ def base_env(state: Path, *bins: Path) -> dict[str, str]:
 def shared_airflow_env(
     home: Path, db_url: str, ports: dict[str, int], creds: dict[str, str], password_file: Path
 ) -> dict[str, str]:
-    s3_url = f"http://{HOST}:{ports['s3']}"
+    s3_url, key, secret = f"http://{HOST}:{ports['s3']}", creds["aws_access_key_id"], creds["aws_secret_access_key"]
     aws = {"endpoint_url": s3_url, "region_name": REGION}
     # Field names from airflow.providers.smtp.hooks.smtp (provider 3.2.0): no login means
     # no AUTH; disable_tls/disable_ssl because the sink speaks plain SMTP.
     smtp = {"from_email": MAIL_FROM, "disable_tls": True, "disable_ssl": True, "timeout": 10, "retry_limit": 1}
+    conns = {
+        "AWS": {"conn_type": "aws", "login": key, "password": secret, "extra": aws},
+        "SMTP": {"conn_type": "smtp", "host": HOST, "port": ports["smtp"], "extra": smtp},
+        # The pipeline reads the tracking URI from this connection (as in docker-compose.yaml).
+        "MLFLOW": {"conn_type": "http", "host": HOST, "port": ports["mlflow"], "schema": "http"},
+    }
     return {
         "AIRFLOW_HOME": str(home),
         # Explicit, so an old airflow.cfg can never point the stack at another metadata database.
@@ -220,21 +235,11 @@ def shared_airflow_env(
         "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "10",
         # Its health server would bind 0.0.0.0:8974; the stack binds loopback only.
         "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
-        "PYTHONPATH": f"{REPO_ROOT / 'include'}{os.pathsep}{REPO_ROOT / 'plugins'}",
+        "PYTHONPATH": PYTHONPATH,
         "DRIFTWATCH_CONFIG_DIR": str(CONFIG_DIR),
-        "AIRFLOW_CONN_AWS_DEFAULT": json.dumps(
-            {
-                "conn_type": "aws",
-                "login": creds["aws_access_key_id"],
-                "password": creds["aws_secret_access_key"],
-                "extra": aws,
-            }
-        ),
-        "AIRFLOW_CONN_SMTP_DEFAULT": json.dumps(
-            {"conn_type": "smtp", "host": HOST, "port": ports["smtp"], "extra": smtp}
-        ),
-        "AWS_ACCESS_KEY_ID": creds["aws_access_key_id"],
-        "AWS_SECRET_ACCESS_KEY": creds["aws_secret_access_key"],
+        **{f"AIRFLOW_CONN_{name}_DEFAULT": json.dumps(conn) for name, conn in conns.items()},
+        "AWS_ACCESS_KEY_ID": key,
+        "AWS_SECRET_ACCESS_KEY": secret,
         "AWS_ENDPOINT_URL_S3": s3_url,
         "AWS_DEFAULT_REGION": REGION,
         # botocore must never probe 169.254.169.254: the stack talks to loopback only.
@@ -248,60 +253,42 @@ def s3_client(port: int, creds: dict[str, str], timeout: float = 10.0, **config:
     from botocore.config import Config
 
     settings = {"connect_timeout": timeout, "read_timeout": timeout, "retries": {"max_attempts": 1}, **config}
-    return boto3.client(
-        "s3",
-        endpoint_url=f"http://{HOST}:{port}",
-        region_name=REGION,
-        aws_access_key_id=creds["aws_access_key_id"],
-        aws_secret_access_key=creds["aws_secret_access_key"],
-        config=Config(**settings),
-    )
-
-
-def s3_healthy(port: int, creds: dict[str, str], timeout: float = 3.0, **config: Any) -> bool:
-    try:
-        s3_client(port, creds, timeout, **config).list_buckets()
-    except Exception:  # any botocore/connection error means "not yet"
-        return False
-    return True
+    keys = {key: creds[key] for key in ("aws_access_key_id", "aws_secret_access_key")}
+    url = f"http://{HOST}:{port}"
+    return boto3.client("s3", endpoint_url=url, region_name=REGION, config=Config(**settings), **keys)
 
 
 def s3_ready(port: int, creds: dict[str, str], buckets: list[str], **config: Any) -> bool:
-    """Healthy, and then ``buckets`` exist (moto starts empty): the start's readiness check of S3."""
-    if not s3_healthy(port, creds, **config):
+    """Answering, and then ``buckets`` exist (moto starts empty): the start's readiness check of S3."""
+    try:
+        client = s3_client(port, creds, **{"timeout": 3.0, **config})
+        existing = {b["Name"] for b in client.list_buckets().get("Buckets", [])}
+    except Exception:  # any botocore/connection error means "not yet"
         return False
-    client = s3_client(port, creds, **config)
-    existing = {b["Name"] for b in client.list_buckets().get("Buckets", [])}
-    for bucket in buckets:
-        if bucket not in existing:
-            client.create_bucket(Bucket=bucket)
+    for bucket in sorted(set(buckets) - existing):
+        client.create_bucket(Bucket=bucket)
     return True
 
 
 def mlflow_healthy(port: int, timeout: float = 3.0) -> bool:
-    try:
-        with urllib.request.urlopen(f"http://{HOST}:{port}/health", timeout=timeout) as response:
-            return response.status == 200
-    except OSError:
-        return False
+    with contextlib.suppress(OSError), urllib.request.urlopen(f"http://{HOST}:{port}/health", timeout=timeout) as resp:
+        return resp.status == 200
+    return False
 
 
 def smtp_healthy(port: int, timeout: float = 3.0) -> bool:
-    try:
-        with socket.create_connection((HOST, port), timeout=timeout) as sock:
-            banner = sock.recv(512)
-            sock.sendall(b"QUIT\r\n")
-    except OSError:
-        return False
-    return banner.startswith(b"220")
+    with contextlib.suppress(OSError), socket.create_connection((HOST, port), timeout=timeout) as sock:
+        banner = sock.recv(512)
+        sock.sendall(b"QUIT\r\n")
+        return banner.startswith(b"220")
+    return False
 
 
 def airflow_up(port: int, since: datetime | None = None) -> bool:
-    try:
-        with urllib.request.urlopen(f"http://{HOST}:{port}/api/v2/monitor/health", timeout=5.0) as resp:
-            return airflow_healthy(json.loads(resp.read()), since)
-    except (OSError, ValueError):
-        return False
+    url = f"http://{HOST}:{port}/api/v2/monitor/health"
+    with contextlib.suppress(OSError, ValueError), urllib.request.urlopen(url, timeout=5.0) as resp:
+        return airflow_healthy(json.loads(resp.read()), since)
+    return False
 
 
 def airflow_healthy(health: dict[str, Any] | None, since: datetime | None = None) -> bool:

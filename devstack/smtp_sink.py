@@ -21,6 +21,8 @@ from typing import Any
 
 from aiosmtpd.controller import Controller
 
+from devstack.procs import free_ports
+
 DEFAULT_PORT = 8025
 # Reported in the SMTP banner; fixed so aiosmtpd never calls socket.getfqdn(), which can
 # block on DNS in a sandbox without network.
@@ -37,33 +39,22 @@ def read_messages(folder: str | os.PathLike[str]) -> list[EmailMessage]:
     return [parser.parsebytes(path.read_bytes()) for path in sorted(Path(folder).glob("*.eml"))]
 
 
-class _Controller(Controller):
-    """Controller that supports port 0 (aiosmtpd itself would try to connect to port 0)."""
-
-    def _trigger_server(self) -> None:
-        if self.port == 0 and self.server is not None:
-            self.port = self.server.sockets[0].getsockname()[1]
-        super()._trigger_server()
-
-
 class SmtpSink:
     """``port=0`` picks a free port; read the real one from ``.port`` after ``start()``."""
 
     def __init__(self, folder: str | os.PathLike[str], host: str = "127.0.0.1", port: int = 0) -> None:
         if not ipaddress.ip_address(host).is_loopback:
             raise ValueError(f"SmtpSink accepts mail without authentication; refusing to bind {host}")
-        self.folder, self.host, self._requested_port = Path(folder), host, port
-        self._controller: _Controller | None = None
+        self.folder, self.host, self.port = Path(folder), host, port
+        self._controller: Controller | None = None
         self._lock, self._last = threading.Lock(), datetime.min.replace(tzinfo=UTC)
-
-    @property
-    def port(self) -> int:
-        return self._controller.port if self._controller else self._requested_port
 
     def start(self) -> SmtpSink:
         if self._controller is None:
             self.folder.mkdir(parents=True, exist_ok=True)
-            controller = _Controller(self, hostname=self.host, port=self._requested_port, server_hostname=SERVER_NAME)
+            # Picked here: aiosmtpd's readiness check would connect to port 0. A restart binds it again.
+            self.port = self.port or free_ports(host=self.host)[0]
+            controller = Controller(self, hostname=self.host, port=self.port, server_hostname=SERVER_NAME)
             controller.start()
             self._controller = controller
         return self

@@ -45,9 +45,6 @@ class Paths:
         )
         self.password_file = self.airflow_home / "simple_auth_manager_passwords.json.generated"
 
-    def log(self, service: str) -> Path:
-        return self.logs / f"{service}.log"
-
 
 @dataclass(frozen=True)
 class Ports:
@@ -82,21 +79,19 @@ def read_record() -> dict[str, Any] | None:
     return services.read_json(paths().stack_file)
 
 
-def _make_state_dir(p: Paths) -> None:
-    p.state.mkdir(parents=True, exist_ok=True)
-    # It holds secrets: keep other users out, and git even where .gitignore does not list it.
-    p.state.chmod(0o700)
-    ignore = p.state / ".gitignore"
-    if not ignore.exists():
-        ignore.write_text("# Written by devstack/stack.py: local stack state, never commit it.\n*\n")
-
-
 @contextlib.contextmanager
 def _locked(p: Paths) -> Iterator[None]:
     _make_state_dir(p)
     with open(p.state / "stack.lock", "w") as fh:  # not inherited: Popen closes fds
         fcntl.flock(fh, fcntl.LOCK_EX)
         yield
+
+
+def _make_state_dir(p: Paths) -> None:
+    services.make_private_dir(p.state)
+    # Keep git out even where .gitignore does not list it.
+    if not (ignore := p.state / ".gitignore").exists():
+        ignore.write_text("# Written by devstack/stack.py: local stack state, never commit it.\n*\n")
 
 
 def load_secrets() -> dict[str, str]:
@@ -108,8 +103,7 @@ def load_secrets() -> dict[str, str]:
         p.secrets_file.chmod(0o600)
         return json.loads(p.secrets_file.read_text())
     with os.fdopen(fd, "w") as fh:
-        created = services.new_secrets()
-        json.dump(created, fh, indent=2)
+        json.dump(created := services.new_secrets(), fh, indent=2)
     return created
 
 
@@ -119,18 +113,13 @@ def admin_password() -> str | None:
 
 def airflow_env(ports: Ports | None = None) -> dict[str, str]:
     p, ports = paths(), ports or current_ports()
-    home, shared_ports = p.airflow_home, {"api": ports.airflow, "s3": ports.s3, "smtp": ports.smtp}
+    db, shared_ports = f"sqlite:///{p.airflow_home / 'airflow.db'}", {**asdict(ports), "api": ports.airflow}
     return {
-        **services.shared_airflow_env(
-            home, f"sqlite:///{home / 'airflow.db'}", shared_ports, load_secrets(), p.password_file
-        ),
+        **services.shared_airflow_env(p.airflow_home, db, shared_ports, load_secrets(), p.password_file),
         "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
         "AIRFLOW__CORE__PARALLELISM": "4",
         # Emails link to the report pages the driftwatch plugin serves on this api-server.
         "DRIFTWATCH_REPORT_BASE_URL": f"http://{HOST}:{ports.airflow}/driftwatch/report",
-        "AIRFLOW_CONN_MLFLOW_DEFAULT": json.dumps(
-            {"conn_type": "http", "host": HOST, "port": ports.mlflow, "schema": "http"}
-        ),
         "MLFLOW_TRACKING_URI": f"http://{HOST}:{ports.mlflow}",
         # Only the MLflow server itself talks to S3 (it proxies artifacts for its clients).
         "MLFLOW_S3_ENDPOINT_URL": f"http://{HOST}:{ports.s3}",
@@ -164,29 +153,25 @@ def _write_airflow_shim(p: Paths) -> None:
     It also restarts a crashed scheduler: on SQLite an api-server write race ("database is locked")
     can end it with ObjectDeletedError, standalone never restarts it, and queued runs wait forever.
     """
-    real = shlex.quote(str(VENV_BIN / "airflow"))
+    real, restarts = shlex.quote(str(VENV_BIN / "airflow")), SCHEDULER_RESTARTS
     script = f"""#!/bin/sh
 # Written by devstack/stack.py (see _write_airflow_shim): Airflow's log servers stay off
-# (they bind 0.0.0.0), and a crashed scheduler is restarted up to {SCHEDULER_RESTARTS} times.
+# (they bind 0.0.0.0), and a crashed scheduler is restarted up to {restarts} times.
 case "$1" in
   triggerer) exec {real} "$@" --skip-serve-logs ;;
   scheduler)
     trap 'kill -TERM "$child" 2>/dev/null; wait "$child"; exit 143' TERM INT
-    restarts=0
-    while :; do
+    for restart in $(seq {restarts}) none; do
       {real} "$@" --skip-serve-logs &
       child=$!
-      wait "$child"
+      wait "$child" && exit 0
       rc=$?
-      [ "$rc" -eq 0 ] && exit 0
-      restarts=$((restarts + 1))
-      if [ "$restarts" -gt {SCHEDULER_RESTARTS} ]; then
-        echo "devstack: the scheduler keeps crashing (exit $rc); giving up, see the tracebacks above" >&2
-        exit "$rc"
-      fi
-      echo "devstack: the scheduler exited with $rc (traceback above); restart $restarts of {SCHEDULER_RESTARTS}" >&2
+      [ "$restart" = none ] && break
+      echo "devstack: the scheduler exited with $rc (traceback above); restart $restart of {restarts}" >&2
       sleep {SCHEDULER_RESTART_PAUSE}
-    done ;;
+    done
+    echo "devstack: the scheduler keeps crashing (exit $rc); giving up, see the tracebacks above" >&2
+    exit "$rc" ;;
 esac
 exec {real} "$@"
 """
@@ -208,21 +193,11 @@ def _services(p: Paths, ports: Ports, since: datetime | None = None) -> dict[str
         "MLFLOW_ARTIFACTS_DESTINATION": f"s3://{model_buckets()[0]}/mlflow-artifacts",
     }
     airflow_up = functools.partial(services.airflow_up, ports.airflow, since)
-    airflow_timeout = services.seconds_from_env("DRIFTWATCH_AIRFLOW_TIMEOUT", 300)
+    airflow_timeout = float(os.environ.get("DRIFTWATCH_AIRFLOW_TIMEOUT", 300))
     return {
         "airflow": Service([str(p.bin / "airflow"), "standalone"], REPO_ROOT, airflow_up, airflow_timeout, "Airflow"),
         **services.backing_services(asdict(ports), load_secrets(), p.mail, model_buckets(), mlflow_env, 120),
     }
-
-
-def _start_services(p: Paths, ports: Ports) -> None:
-    since = datetime.now(UTC)
-    head = {"state_dir": str(p.state), "started_at": since.isoformat(), "ports": asdict(ports)}
-    run = services.Launcher(p.logs, p.stack_file, {**head, "endpoints": endpoints(p, ports)})
-    run.launch(_services(p, ports, since), {**services.base_env(p.state, p.bin), **airflow_env(ports)})
-    run.wait(*SERVICES)
-    if p.password_file.exists():
-        p.password_file.chmod(0o600)
 
 
 def start() -> bool:
@@ -232,26 +207,29 @@ def start() -> bool:
     p = paths()
     with _locked(p):
         if read_record() is not None:
-            if is_healthy():
+            if set(service_states().values()) == {"healthy"}:
                 return False
             print("found a stopped or unhealthy stack: cleaning it up first")
             services.print_lines(_stop_unlocked())
-        ports = configured_ports()
+        ports, since = configured_ports(), datetime.now(UTC)
         check_ports(ports)
-        _make_state_dir(p)
         # moto keeps S3 in memory, so the model artifacts are gone after a restart: a registry
         # that still listed them would point at missing objects. Both start empty together.
         shutil.rmtree(p.mlflow, ignore_errors=True)
         for folder in (p.airflow_home, p.mail, p.logs, p.bin, p.mlflow):
             folder.mkdir(parents=True, exist_ok=True)
-        load_secrets()
         _write_airflow_shim(p)
+        head = {"state_dir": str(p.state), "started_at": since.isoformat(), "ports": asdict(ports)}
+        run = services.Launcher(p.logs, p.stack_file, {**head, "endpoints": endpoints(p, ports)})
         try:
-            _start_services(p, ports)
+            run.launch(_services(p, ports, since), {**services.base_env(p.state, p.bin), **airflow_env(ports)})
+            run.wait(*SERVICES)
         except BaseException:
             print("start did not complete: stopping the services started so far", file=sys.stderr)
             services.print_lines(_stop_unlocked())
             raise
+        if p.password_file.exists():
+            p.password_file.chmod(0o600)
     return True
 
 
@@ -271,7 +249,7 @@ def service_states() -> dict[str, str]:
     recorded, ports = (read_record() or {}).get("services", {}), current_ports()
     # The start's checks, but S3's without creating buckets: a status changes nothing.
     healthy = {name: svc.ready for name, svc in _services(paths(), ports).items()}
-    healthy["s3"] = functools.partial(services.s3_healthy, ports.s3, load_secrets())
+    healthy["s3"] = functools.partial(services.s3_ready, ports.s3, load_secrets(), [])
     states = {}
     for name in SERVICES:
         if name not in recorded:
@@ -283,28 +261,22 @@ def service_states() -> dict[str, str]:
     return states
 
 
-def is_healthy() -> bool:
-    return set(service_states().values()) == {"healthy"}
-
-
 def status_lines(states: dict[str, str] | None = None) -> list[str]:
     p, record = paths(), read_record()
     if record is None:
         return [f"stack: stopped (state: {p.state})"]
-    states = states or service_states()
+    states, urls = states or service_states(), current_ports().urls()
     lines = [f"stack: state {p.state}, started {record.get('started_at', '?')}"]
-    urls = current_ports().urls()
     for name in SERVICES:
         if (svc := record["services"].get(name)) is None:
             lines.append(f"  {name:8} not started")
         else:
             lines.append(f"  {name:8} {states[name]:10} {urls[name]:24} pid {svc['pid']:<7} log {svc['log']}")
-    password = admin_password() or "(not generated yet)"
     return [
         *lines,
         f"  buckets  {', '.join(model_buckets())}",
         f"  mail     {p.mail}",
-        f"  login    {ADMIN_USER} / {password}   (stored in {p.password_file})",
+        f"  login    {ADMIN_USER} / {admin_password() or '(not generated yet)'}   (stored in {p.password_file})",
         '  shell    eval "$(python -m devstack.stack env)"',
     ]
 
@@ -322,11 +294,9 @@ def main(argv: list[str] | None = None) -> int:
             services.print_lines(report := stop())
             print(f"stopped in {time.monotonic() - began:.1f} s" if was_running or report else "stack was not running")
         elif command == "status":
-            if read_record() is None:
-                print("\n".join(status_lines()))
-                return 3  # LSB convention: "program is not running"
-            print("\n".join(status_lines(states := service_states())))
-            return 0 if set(states.values()) == {"healthy"} else 1
+            running = read_record() is not None
+            print("\n".join(status_lines(states := service_states() if running else None)))
+            return 3 if not running else 0 if set(states.values()) == {"healthy"} else 1  # 3: LSB "not running"
         else:
             print("\n".join(f"export {key}={shlex.quote(value)}" for key, value in airflow_env().items()))
     except StackError as exc:
