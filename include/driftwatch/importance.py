@@ -42,7 +42,7 @@ def _scorer(cfg: ModelConfig, positive: Any) -> Scorer:
     classification = is_classification(cfg)
 
     def score(model: Pipeline, X: pd.DataFrame, y: np.ndarray) -> float:
-        value = metric_values(y, predict_scores(model, X, cfg), positive, classification)[0].get(name)
+        value = metric_values(y, predict_scores(model, X, cfg), positive, classification, only=name)[0].get(name)
         return math.nan if value is None else sign * value
 
     return score

@@ -18,34 +18,44 @@ from driftwatch.reports.markup import finite
 THRESHOLD = 0.5
 
 
-def classification_metrics(y_pos: np.ndarray, scores: np.ndarray) -> tuple[dict, dict]:
-    """Binary metrics from positive-class indicators and scores; (values, reasons for None)."""
-    values: dict[str, float | None] = dict.fromkeys(CLASSIFICATION_METRICS)
-    reasons: dict[str, str] = {}
-    if len(y_pos) == 0:
-        return values, dict.fromkeys(CLASSIFICATION_METRICS, "no rows")
-    predicted = scores >= THRESHOLD
+def _binary(y_pos: np.ndarray, scores: np.ndarray, name: str) -> tuple[float | None, str | None]:
+    """One binary metric and, when it is None, why."""
     both = 0 < y_pos.sum() < len(y_pos)
+    predicted = scores >= THRESHOLD
+    if name in ("roc_auc", "balanced_accuracy") and not both:
+        return None, "undefined: the rows hold one class only"
+    if name == "average_precision" and not y_pos.any():
+        return None, "undefined: no positive rows"
+    value = {
+        "roc_auc": lambda: skm.roc_auc_score(y_pos, scores),
+        "average_precision": lambda: skm.average_precision_score(y_pos, scores),
+        "f1": lambda: skm.f1_score(y_pos, predicted, zero_division=np.nan),
+        "accuracy": lambda: skm.accuracy_score(y_pos, predicted),
+        "balanced_accuracy": lambda: skm.balanced_accuracy_score(y_pos, predicted),
+        "log_loss": lambda: skm.log_loss(y_pos, np.clip(scores, 0.0, 1.0), labels=[False, True]),
+    }[name]()
+    found = finite(value)
+    if found is None:
+        # Only f1 can get here from the data alone (zero_division=nan); the others are finite on any rows.
+        return None, "undefined: no positive rows and no positive predictions" if name == "f1" else "undefined"
+    return found, None
+
+
+def classification_metrics(
+    y_pos: np.ndarray, scores: np.ndarray, names: tuple[str, ...] = CLASSIFICATION_METRICS
+) -> tuple[dict, dict]:
+    """Binary metrics (`names`, default all) from positive-class indicators and scores; (values, reasons for None)."""
+    values: dict[str, float | None] = dict.fromkeys(names)
+    if len(y_pos) == 0:
+        return values, dict.fromkeys(names, "no rows")
+    reasons: dict[str, str] = {}
     with warnings.catch_warnings():
         # Ill-defined metrics are reported as None with a reason; sklearn's warnings add nothing.
         warnings.simplefilter("ignore")
-        if both:
-            values["roc_auc"] = finite(skm.roc_auc_score(y_pos, scores))
-        else:
-            reasons["roc_auc"] = "undefined: the rows hold one class only"
-        if y_pos.any():
-            values["average_precision"] = finite(skm.average_precision_score(y_pos, scores))
-        else:
-            reasons["average_precision"] = "undefined: no positive rows"
-        values["f1"] = finite(skm.f1_score(y_pos, predicted, zero_division=np.nan))
-        if values["f1"] is None:
-            reasons["f1"] = "undefined: no positive rows and no positive predictions"
-        values["accuracy"] = finite(skm.accuracy_score(y_pos, predicted))
-        if both:
-            values["balanced_accuracy"] = finite(skm.balanced_accuracy_score(y_pos, predicted))
-        else:
-            reasons["balanced_accuracy"] = "undefined: the rows hold one class only"
-        values["log_loss"] = finite(skm.log_loss(y_pos, np.clip(scores, 0.0, 1.0), labels=[False, True]))
+        for name in names:
+            values[name], reason = _binary(y_pos, scores, name)
+            if reason is not None:
+                reasons[name] = reason
     return values, reasons
 
 
@@ -64,7 +74,11 @@ def regression_metrics(y: np.ndarray, predicted: np.ndarray) -> tuple[dict, dict
     return values, reasons
 
 
-def metric_values(y: np.ndarray, scores: np.ndarray, positive: Any, classification: bool) -> tuple[dict, dict]:
+def metric_values(
+    y: np.ndarray, scores: np.ndarray, positive: Any, classification: bool, only: str | None = None
+) -> tuple[dict, dict]:
+    """Every metric of the task, or just `only` (what a scorer called per shuffle needs); (values, reasons)."""
     if classification:
-        return classification_metrics(y == positive, scores)
+        names = (only,) if only in CLASSIFICATION_METRICS else CLASSIFICATION_METRICS
+        return classification_metrics(y == positive, scores, names)
     return regression_metrics(y.astype("float64"), scores)

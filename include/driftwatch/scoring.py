@@ -68,7 +68,7 @@ def metric_value(cfg: ModelConfig, labels: np.ndarray, scores: np.ndarray, posit
     keep = np.isfinite(scores)
     classification = cfg.dataset.target.task == "classification"
     y = np.asarray(labels, dtype=object if classification else "float64")[keep]
-    values, _ = metric_values(y, scores[keep], positive, classification)
+    values, _ = metric_values(y, scores[keep], positive, classification, only=cfg.evaluation.primary_metric)
     return values.get(cfg.evaluation.primary_metric)
 
 

@@ -16,6 +16,7 @@ from driftwatch.registry.common import (
     CHALLENGER,
     CHAMPION,
     EVALUATED_TAG,
+    IMPORTANCE_ARTIFACT,
     RegistryError,
     _client,
     _error_code,
@@ -320,7 +321,7 @@ def importance_metrics(importance: dict[str, Any]) -> dict[str, float]:
 def _log_importance(client: MlflowClient, run_id: str, importance: dict[str, Any]) -> None:
     from mlflow.entities import Metric
 
-    client.log_text(run_id, json.dumps(importance, indent=2, sort_keys=True), "evaluation/importance.json")
+    client.log_text(run_id, json.dumps(importance, indent=2, sort_keys=True), IMPORTANCE_ARTIFACT)
     stamp = int(datetime.now(UTC).timestamp() * 1000)
     metrics = [Metric(key, value, stamp, 0) for key, value in importance_metrics(importance).items()]
     if metrics:

@@ -13,6 +13,8 @@ CHALLENGER = "challenger"
 ARTIFACT_TAG = "artifact_sha256"
 IDEMPOTENCY_TAG = "idempotency_key"
 EVALUATED_TAG = "evaluated_primary_metric"  # read by scoring to detect live degradation
+# The version's permutation importance from its evaluation, on its run; read by the monitor's attribution check.
+IMPORTANCE_ARTIFACT = "evaluation/importance.json"
 
 
 class RegistryError(RuntimeError):
