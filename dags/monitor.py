@@ -16,6 +16,8 @@ Parquet) the run:
 5. scores the batch with `models:/{registered}@champion` (predictions to S3, their distribution to the
    history), **estimates** its `{metric}` without labels (CBPE, with a sampling band) and, over the labelled
    batches of the last {window} days, measures the `{metric}` of the rows that version predicted;
+   on those rows, `check_attribution` ranks the features by its permutation importance against the
+   ranking of its evaluation (**attribution drift** below nDCG {ndcg}: alerts, never retrains alone);
 6. the **retraining policy** (`retraining:` in the config) turns the signals into one decision with a
    reason: `retrain`, `pending-labels`, `cooldown`, `alert-only`, `joined` or `none`. Data drift
    ({share:.0%} of features) must hold on {k} of the last {m} batches and, with an estimate, be harmful; a
@@ -67,6 +69,7 @@ def build_monitor_dag(cfg: ModelConfig) -> Any:
         metric=cfg.evaluation.primary_metric,
         sample_rows=cfg.drift.report_sample_rows,
         window=cfg.evaluation.live_window_days,
+        ndcg=cfg.evaluation.attribution_drift_threshold,
         k=cfg.retraining.sustained_batches,
         m=cfg.retraining.sustained_window,
     )
@@ -204,11 +207,29 @@ def build_monitor_dag(cfg: ModelConfig) -> Any:
 
         @task(multiple_outputs=False)
         @fail_fast
-        def decide(drift: dict[str, Any], scored: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
+        def check_attribution(summary: dict[str, Any]) -> dict[str, Any]:
+            """The champion's permutation importance on its labelled window against its evaluation's ranking (nDCG)."""
+            from driftwatch.attribution import attribution_step
+
+            return attribution_step(dagkit.s3(cfg), cfg, dagkit.tracking_uri(cfg), summary["batch_date"])
+
+        @task(multiple_outputs=False, trigger_rule="none_skipped")
+        def attribution_outcome(ti: Any = None) -> dict[str, Any]:
+            """What the attribution check gave the decision; when it failed, the decision goes ahead without it."""
+            from driftwatch.attribution import attribution_outcome as outcome
+
+            return outcome(ti.xcom_pull(task_ids="check_attribution"))
+
+        @task(multiple_outputs=False)
+        @fail_fast
+        def decide(
+            drift: dict[str, Any], scored: dict[str, Any], attribution: dict[str, Any], params: dict[str, Any]
+        ) -> dict[str, Any]:
             """The retraining policy turns every signal into one decision with its reason; recorded."""
             from driftwatch.decisions import decide_step
 
-            return decide_step(dagkit.s3(cfg), cfg, drift, scored, manual=bool(params.get("force_retrain")))
+            manual = bool(params.get("force_retrain"))
+            return decide_step(dagkit.s3(cfg), cfg, drift, scored, manual=manual, attribution=attribution)
 
         @task.branch
         def act(decision: dict[str, Any]) -> list[str]:
@@ -271,7 +292,12 @@ def build_monitor_dag(cfg: ModelConfig) -> Any:
         # Scoring's outcome, not its success: a failed score_batch must not silence the drift alert.
         outcome = scoring_outcome()
         scored >> outcome
-        decision = decide(drift, outcome)
+        # After scoring (today's predictions say whose rows are whose); its failure, like scoring's, decides without it.
+        attribution = check_attribution(summary)
+        scored >> attribution
+        attributed = attribution_outcome()
+        attribution >> attributed
+        decision = decide(drift, outcome, attributed)
         act(decision) >> [alert_drift(decision), request_retraining(decision)]
 
     return monitor()

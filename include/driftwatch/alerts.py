@@ -179,6 +179,7 @@ def drift_email(
         f"Dataset drift share {share:.1%} (threshold {threshold:.1%})."
     )
     performance = _performance_rows(decision.get("estimate"), decision.get("live"))
+    performance += _attribution_rows(decision.get("attribution"))
     perf_headers = ("measure", "metric", "value", "band / rows", "evaluated")
     text = f"{intro}\n\nDrifted features:\n{_text_table(headers, rows)}\n"
     html_body = f"<p>{escape(intro)}</p><p>Drifted features:</p>{emails.table(headers, rows)}"
@@ -236,6 +237,18 @@ def _performance_rows(estimate: Mapping[str, Any] | None, live: Mapping[str, Any
         span = f"{live['rows']} rows, {live.get('since')}..{live.get('until')}, v{live.get('model_version')}"
         rows.append(("realized (labels)", live.get("metric"), value, span, live.get("evaluated")))
     return rows
+
+
+def _attribution_rows(attribution: Mapping[str, Any] | None) -> list[tuple[Any, ...]]:
+    """Attribution drift, when the check found it: the nDCG, the rows, and which features lead now and did then."""
+    if not attribution or not attribution.get("attribution_drift"):
+        return []
+    span = (
+        f"{attribution.get('rows')} rows, {attribution.get('since')}..{attribution.get('until')}, "
+        f"v{attribution.get('model_version')}; now {', '.join(attribution.get('top_features') or [])}"
+    )
+    evaluated = f"nDCG 1 ({', '.join(attribution.get('evaluated_top_features') or [])})"
+    return [("attribution drift (labels)", "importance nDCG", attribution.get("ndcg"), span, evaluated)]
 
 
 def _trend_chart(records: Sequence[Mapping[str, Any]], batch_date: str, threshold: float) -> tuple[bytes, str] | None:

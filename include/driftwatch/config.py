@@ -352,7 +352,9 @@ class EvaluationConfig(_Strict):
         le=1.0,
         description=(
             "nDCG of the challenger's importance ranking against the champion's below this is reported as "
-            "attribution drift (the models rely on different features); reported, not gated."
+            "attribution drift (the models rely on different features); reported, not gated. The monitor "
+            "applies it to the champion's ranking on its labelled window against its evaluation's: it alerts, "
+            "and never retrains alone."
         ),
     )
 

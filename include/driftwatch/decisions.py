@@ -94,8 +94,14 @@ def last_promotion(state: dict[str, Any], status: dict[str, Any] | None) -> str 
     return max((d for d in (state.get("last_promotion"), promoted) if d), default=None)
 
 
-def signals_of(cfg: ModelConfig, drift: dict[str, Any], scored: dict[str, Any], manual: bool) -> policy.Signals:
-    """The policy's view of one batch, from the drift decision and what scoring measured."""
+def signals_of(
+    cfg: ModelConfig,
+    drift: dict[str, Any],
+    scored: dict[str, Any],
+    manual: bool,
+    attribution: dict[str, Any] | None = None,
+) -> policy.Signals:
+    """The policy's view of one batch, from the drift decision, what scoring measured and the attribution check."""
     return policy.Signals(
         batch_date=drift["batch_date"],
         data_drift=bool(drift.get("dataset_drift")),
@@ -104,17 +110,27 @@ def signals_of(cfg: ModelConfig, drift: dict[str, Any], scored: dict[str, Any], 
         estimate=scored.get("estimate"),
         realized=scored.get("live"),
         manual=manual,
+        attribution=attribution,
     )
 
 
 def decide_step(
-    client: S3Client, cfg: ModelConfig, drift: dict[str, Any], scored: dict[str, Any], manual: bool = False
+    client: S3Client,
+    cfg: ModelConfig,
+    drift: dict[str, Any],
+    scored: dict[str, Any],
+    manual: bool = False,
+    attribution: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Decide for one batch, store the pending request and record the decision as the batch's `decide` step."""
+    """Decide for one batch, store the pending request and record the decision as the batch's `decide` step.
+
+    `attribution` is what the attribution check measured (attribution.attribution_outcome); None
+    (the fleet, a direct call) decides without it.
+    """
     from driftwatch.retrain_status import read_retrain_status
 
     day = drift["batch_date"]
-    signals = signals_of(cfg, drift, scored, manual)
+    signals = signals_of(cfg, drift, scored, manual, attribution)
     stored, status = read_state(client, cfg), read_retrain_status(client, cfg)
     recent = recent_drift(client, cfg, day, cfg.retraining.sustained_window - 1)
     pending = stored["pending"]
@@ -141,6 +157,8 @@ def decide_step(
     outcome: dict[str, Any] = {"retrain": decision.retrain, "alert": decision.alert, "reason": decision.reason}
     if scored.get("failed"):
         outcome["scoring"] = scored["reason"]
+    if attribution and attribution.get("failed"):
+        outcome["attribution"] = attribution["note"]
     record = {k: v for k, v in decision.to_dict().items() if k != "pending"}
     history.record_step(client, cfg, day, "decide", outcome, fields={"policy": record, "reason": decision.reason})
     return {
@@ -153,6 +171,7 @@ def decide_step(
         "policy": record,
         "estimate": scored.get("estimate"),
         "live": scored.get("live") or {},
+        "attribution": attribution,
     }
 
 

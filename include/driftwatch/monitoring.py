@@ -92,6 +92,8 @@ class BatchRow:
     # The retraining policy's decision ("retrain", "cooldown", ...), beside `action`: what was done.
     policy: str = ""
     policy_reason: str = ""
+    # The champion's attribution check over the labelled window (attribution.attribution_step).
+    attribution: dict[str, Any] | None = None
 
 
 def batch_rows(cfg: ModelConfig, records: Sequence[Mapping[str, Any]]) -> list[BatchRow]:
@@ -117,6 +119,7 @@ def batch_rows(cfg: ModelConfig, records: Sequence[Mapping[str, Any]]) -> list[B
                 estimate=record.get("estimate"),
                 policy=str(policy.get("action") or ""),
                 policy_reason=str(policy.get("reason") or ""),
+                attribution=record.get("attribution"),
                 # A missing or unreadable-record batch wrote no report to link to.
                 reports=batch_report_keys(cfg, day, status == "quarantined")
                 if day and status in ("passed", "quarantined")
@@ -156,6 +159,12 @@ def performance_series(records: Sequence[Mapping[str, Any]]) -> dict[str, list[f
         "realized": [finite(m.get("value")) for m in lives],
         "evaluated": [_first_finite(e.get("evaluated"), m.get("evaluated")) for e, m in pairs],
     }
+
+
+def attribution_series(records: Sequence[Mapping[str, Any]]) -> list[float | None]:
+    """The nDCG of the champion's importance ranking against its evaluation's, in date order (None: not measured)."""
+    ordered = sorted(records, key=lambda r: str(r.get("batch_date", "")))
+    return [finite((r.get("attribution") or {}).get("ndcg")) for r in ordered]
 
 
 def _first_finite(*values: Any) -> float | None:
@@ -215,6 +224,7 @@ class ModelPage:
     mlflow_url: str | None = None
     errors: list[str] = field(default_factory=list)
     not_estimated: str = ""  # why the newest batch has no estimate, for the empty performance chart
+    attribution: list[float | None] = field(default_factory=list)  # nDCG per date
 
     @property
     def quarantines(self) -> list[BatchRow]:
@@ -242,6 +252,7 @@ def build_model_page(
         shares=[finite((r.get("drift") or {}).get("share")) for r in ordered],
         performance=performance_series(ordered),
         not_estimated=not_estimated_reason(ordered),
+        attribution=attribution_series(ordered),
         events=registry_events(history, versions),
         versions=[dict(v) for v in versions],
         mlflow_url=mlflow_url.rstrip("/") if mlflow_url else None,

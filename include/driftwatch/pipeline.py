@@ -295,9 +295,10 @@ def drift_step(
 def _scored_fields(stored: dict[str, Any] | None) -> dict[str, Any]:
     """What scoring recorded for the batch: a drift check (the fleet's, a rerun's) must not erase it.
 
-    A monitor run's score_batch replaces both afterwards; each names the model version it measured.
+    A monitor run's score_batch and check_attribution replace them afterwards; each names the model
+    version it measured.
     """
-    return {k: v for k, v in (stored or {}).items() if k in ("scoring", "estimate", "live")}
+    return {k: v for k, v in (stored or {}).items() if k in ("scoring", "estimate", "live", "attribution")}
 
 
 def _retrain_reason(result: Any, force_retrain: bool) -> str:

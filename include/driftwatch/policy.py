@@ -1,13 +1,16 @@
 """The retraining policy: every signal of a batch becomes one decision with its reason.
 
 Signals: data drift over the share threshold, a single feature gone wild, the label-free
-performance estimate (CBPE), realized performance once labels land, and a manual request.
+performance estimate (CBPE), realized performance once labels land, attribution drift (the
+champion's feature ranking on those labels moved from its evaluation's), and a manual request.
 Rules, in order: a retrain already queued or running is joined, not queued again; realized
 degradation and manual requests act at once; data drift must be sustained (K of the last M
 batches) and, when an estimate exists, harmful; no retrain within the cooldown after a
 promotion unless realized performance fell; and none before enough labelled rows from the
-drifted batches exist to learn the new world from. Pure functions: the monitor's `decide`
-task gathers the state and stores the result.
+drifted batches exist to learn the new world from. Attribution drift alerts and never retrains
+alone: it says how the champion's use of the features changed, not that it costs anything; with
+realized degradation the retrain is due anyway, and the reason says both. Pure functions: the
+monitor's `decide` task gathers the state and stores the result.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ class Signals:
     estimate: dict[str, Any] | None = None
     realized: dict[str, Any] | None = None
     manual: bool = False
+    attribution: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -90,6 +94,7 @@ def summarize_signals(cfg: ModelConfig, signals: Signals, state: PolicyState) ->
         "extreme_features": [f["feature"] for f in signals.extreme_features],
         "estimate_harm": estimate_harm(signals.estimate, tolerance, cfg.evaluation.lower_is_better),
         "realized_degraded": bool(realized.get("degraded")),
+        "attribution_drift": bool((signals.attribution or {}).get("attribution_drift")),
         "manual": signals.manual,
         "labelled_rows_since_onset": state.labelled_rows_since_onset,
     }
@@ -103,6 +108,8 @@ def decide(cfg: ModelConfig, signals: Signals, state: PolicyState) -> Decision:
     # A pending request waiting for labels is shown in the record, not emailed again every day.
     alert = bool(reasons)
     wants, why = _wants_retrain(cfg, signals, state, seen)
+    if not wants and seen["attribution_drift"]:
+        why = "; ".join(filter(None, [why, _attribution_alone(cfg, signals.realized)]))
     if not wants:
         action: Action = "alert-only" if alert else "none"
         return Decision(action, alert, False, "; ".join([*reasons, why] if why else reasons), seen, state.pending)
@@ -154,9 +161,24 @@ def _reasons(cfg: ModelConfig, signals: Signals, seen: dict[str, Any]) -> list[s
         reasons.append(
             signals.realized["reason"] if (signals.realized or {}).get("reason") else "realized performance fell"
         )
+    if seen["attribution_drift"]:
+        reasons.append((signals.attribution or {}).get("reason") or "attribution drift")
     if signals.manual:
         reasons.append("retraining forced by hand")
     return reasons
+
+
+def _attribution_alone(cfg: ModelConfig, realized: dict[str, Any] | None) -> str:
+    """Why attribution drift without realized degradation only alerts, with the live value that says so."""
+    realized, metric = realized or {}, cfg.evaluation.primary_metric
+    if realized.get("value") is not None and realized.get("evaluated") is not None:
+        live = (
+            f"live {metric} {realized['value']:.3f} is not worse than the evaluated {realized['evaluated']:.3f} "
+            f"by more than {cfg.evaluation.live_tolerance}"
+        )
+    else:
+        live = f"live {metric} is not measured"
+    return f"attribution drift alerts; it retrains only with realized degradation ({live})"
 
 
 def _wants_retrain(cfg: ModelConfig, signals: Signals, state: PolicyState, seen: dict[str, Any]) -> tuple[bool, str]:

@@ -55,7 +55,7 @@ def dag_settings(cfg: ModelConfig, kind: str, *, max_active_runs: int) -> dict[s
 # Longest a run may wait on a person: the retrain's approval (await_approval's response_timeout).
 APPROVAL_TIMEOUT = timedelta(days=2)
 # Tasks a run executes one after the other at the most, for its deadline.
-SEQUENTIAL_TASKS = {"monitor": 8, "retrain": 8, "rollback": 2}
+SEQUENTIAL_TASKS = {"monitor": 9, "retrain": 8, "rollback": 2}
 
 
 def dagrun_timeout(cfg: ModelConfig, kind: str) -> timedelta:

@@ -52,11 +52,13 @@ def test_clean_batch_raises_no_alert(airflow_db, seeded, s3, demo_cfg, mail_dir,
     assert states["compute_drift"] == "success"
     assert states["quarantine_batch"] == "skipped"
     assert states["score_batch"] == "success", "no champion yet must not fail the monitor"
+    assert states["check_attribution"] == "success" and states["attribution_outcome"] == "success"
     assert states["alert_drift"] == "skipped" and states["request_retraining"] == "skipped"
     assert read_messages(mail_dir) == []
     record = json.loads(storage.read_bytes(s3, demo_cfg.storage.bucket, layout.history_key(demo_cfg, day.isoformat())))
     assert record["status"] == "passed" and record["action"] == "none"
     assert record["drift"]["share"] < demo_cfg.drift.dataset_drift_share
+    assert record["attribution"]["measured"] is False and record["attribution"]["note"].startswith("no champion yet")
     manifest = json.loads(report_text(s3, demo_cfg, day.isoformat(), "manifest.json"))
     assert {"validation.html", "validation.json", "drift.html", "drift.json"} <= set(manifest["artifacts"])
     for name in ("validation.html", "drift.html", "drift.json", "validation.json"):
@@ -134,7 +136,7 @@ def test_a_failed_score_batch_does_not_silence_the_drift_alert(
     before = len(asset_events(cfg))
     run, states = run_monitor(cfg, batch.batch_date)
 
-    assert states["score_batch"] == "failed"
+    assert states["score_batch"] == "failed" and states["check_attribution"] == "upstream_failed"
     assert states["alert_drift"] == "success" and states["request_retraining"] == "success"
     subjects = sorted(m["Subject"] for m in read_messages(mail_dir))
     assert len(subjects) == 2, subjects
@@ -145,6 +147,7 @@ def test_a_failed_score_batch_does_not_silence_the_drift_alert(
     record = history.read_record(s3, cfg, day)
     assert record["steps"]["score_batch"]["failed"] is True
     assert record["steps"]["decide"]["scoring"].startswith("score_batch failed")
+    assert record["steps"]["decide"]["attribution"].startswith("check_attribution failed or did not run")
     assert record["action"] == "alert+retrain (score_batch failed)"
 
 
@@ -191,3 +194,63 @@ def test_sustained_drift_retrains_once_when_its_labels_land(airflow_db, seeded, 
     subjects = [m["Subject"].strip() for m in read_messages(mail_dir)]
     assert sum("retraining requested" in s for s in subjects) == 1, subjects
     assert sum("retraining waits for labels" in s for s in subjects) == 1, subjects
+
+
+def promote_champion(s3, cfg, tracking_uri: str, artifacts) -> str:
+    """Champion v1, trained on stable data, with the importance its evaluation stores on its run."""
+    from driftwatch import demo_data, registry, retraining, training
+    from driftwatch.importance import importance_report
+
+    name = cfg.registry.registered_model
+    registry.ensure_experiment(tracking_uri, cfg.registry.experiment, artifact_location=str(artifacts))
+    model, _ = training.train(cfg, demo_data.generate_reference(seed=11, rows=1200))
+    holdout = demo_data.generate_reference(seed=12, rows=800)
+    importance = importance_report(model, None, holdout, cfg)["challenger"]  # as evaluate_candidate stores it
+    found = registry.log_and_register(
+        cfg,
+        model,
+        tracking_uri=tracking_uri,
+        params={},
+        metrics={},
+        lineage={"reason": "the test's champion"},
+        input_example=holdout.head(5),
+    )
+    registry.record_evaluation(
+        tracking_uri,
+        name,
+        found["version"],
+        found["run_id"],
+        primary=importance["baseline"],
+        report_html="<html></html>",
+        report_json={},
+        importance=importance,
+    )
+    registry.promote(tracking_uri, name, found["version"], expected_champion=None, reason="test", actor="test")
+    reference = storage.s3_uri(cfg.storage.bucket, cfg.storage.reference_key)
+    retraining.promote_reference(s3, cfg, reference, found["version"])
+    return found["version"]
+
+
+def test_a_champion_whose_labels_moved_records_attribution_drift(
+    airflow_db, seeded, s3, demo_cfg, mail_dir, scenario, tmp_path
+):
+    # One 400-row day of labels is the window here (the demo config asks for two days of 2,000 rows).
+    cfg = demo_cfg.model_copy(update={"evaluation": demo_cfg.evaluation.model_copy(update={"live_min_rows": 200})})
+    version = promote_champion(s3, cfg, f"sqlite:///{tmp_path}/mlflow.db", tmp_path / "artifacts")
+    batch = max((b for b in scenario if b.kind == "concept_drift"), key=lambda b: b.drift_strength)
+    day = batch.batch_date.isoformat()
+    seeding.write_labels(s3, cfg, batch)  # early: the day's own labels are its window
+    run, states = run_monitor(cfg, batch.batch_date)
+
+    assert states["check_attribution"] == "success" and states["decide"] == "success", states
+    record = history.read_record(s3, cfg, day)
+    found = record["attribution"]
+    assert found["measured"] is True and found["model_version"] == version, found
+    assert found["rows"] == record["live"]["rows"] > 0, "the rows live performance measures"
+    assert found["attribution_drift"] is True and found["ndcg"] < cfg.evaluation.attribution_drift_threshold
+    assert found["evaluated_top_features"][0] == "credit_utilization" != found["top_features"][0]
+    assert "seconds" not in found, "a timing in the record would change it on every rerun of the batch"
+    assert record["steps"]["check_attribution"]["done"] is True
+    assert record["policy"]["signals"]["attribution_drift"] is True and "attribution drift: v1's" in record["reason"]
+    text = read_messages(mail_dir)[-1].get_body(("plain",)).get_content()
+    assert "attribution drift (labels) | importance nDCG |" in text

@@ -311,3 +311,34 @@ def test_bar_chart_png_is_a_valid_png_with_red_bars_over_the_threshold():
 def test_a_missing_batch_is_listed_without_report_links(demo_cfg):
     rows = monitoring.batch_rows(demo_cfg, [{"batch_date": "2026-11-20", "status": "missing", "action": "alert"}])
     assert [(r.status, r.reports) for r in rows] == [("missing", {})]
+
+
+def attribution_records() -> list[dict]:
+    """A record before the check, one not measured, one whose ranking held and one with attribution drift."""
+    held = {"measured": True, "model_version": "3", "ndcg": 0.97, "threshold": 0.9, "attribution_drift": False}
+    held.update(rows=1800, since="2026-11-12", until="2026-11-13", top_features=["age"], reason="")
+    drifted = {**held, "ndcg": 0.41, "attribution_drift": True, "reason": "attribution drift: nDCG 0.41 < 0.9"}
+    drifted.update(top_features=[HOSTILE, "age"], evaluated_top_features=["credit_utilization", "age"])
+    not_measured = {"measured": False, "ndcg": None, "attribution_drift": None, "note": "120 labelled row(s)"}
+    return [
+        record("2026-11-11", 0.0),
+        {**record("2026-11-12", 0.0), "attribution": not_measured},
+        {**record("2026-11-13", 0.0), "attribution": held},
+        {**record("2026-11-14", 0.0), "attribution": drifted},
+    ]
+
+
+def test_the_page_shows_attribution_in_a_column_and_its_ndcg_against_the_threshold(demo_cfg):
+    page = monitoring.build_model_page(demo_cfg, attribution_records())
+    assert page.attribution == [None, None, 0.97, 0.41], "in date order; nothing where it was not measured"
+    assert page.rows[0].attribution["attribution_drift"] is True and page.rows[-1].attribution is None
+    html = pages.render_model_section(page, report_base="/dw/report")
+    assert "<th>attribution</th>" in html and "<script" not in html
+    assert '<span class="bad" title="attribution drift: nDCG 0.41 &lt; 0.9">nDCG 0.410</span>' in html
+    assert f"now {pages.escape(HOSTILE)}, age; evaluated credit_utilization, age" in html
+    assert 'title="1800 labelled rows of v3, 2026-11-12..2026-11-13; threshold 0.9">nDCG 0.970</span>' in html
+    assert '<span class="muted" title="120 labelled row(s)">not measured</span>' in html
+    chart = html.split("Attribution: nDCG of the importance ranking vs its evaluation")[2].split("</svg>")[0]
+    assert 'class="dw-threshold"' in chart and chart.count("<circle") == 2, "the threshold and two measured batches"
+    quiet = pages.render_model_section(monitoring.build_model_page(demo_cfg, attribution_records()[:2]), report_base="")
+    assert "Attribution: nDCG" not in quiet, "no chart before a batch is measured"

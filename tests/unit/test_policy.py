@@ -171,3 +171,90 @@ def test_the_drift_email_says_what_the_policy_decided(cfg):
     text = message.get_body(("plain",)).get_content()
     assert "estimated (no labels) | roc_auc | 0.79 | [0.770, 0.810] | 0.8" in text
     assert "realized" not in text
+
+
+def attribution(drift: bool, ndcg: float = 0.48) -> dict:
+    """What the monitor's attribution check records (attribution.attribution_of), with or without drift."""
+    reason = "attribution drift: v2's permutation importance on 900 labelled rows ranks the features unlike its "
+    reason += f"evaluation (nDCG {ndcg:.2f} < 0.9): now channel, age; evaluated credit_utilization, age"
+    return {
+        "measured": True,
+        "model_version": "2",
+        "ndcg": ndcg if drift else 0.97,
+        "threshold": 0.9,
+        "attribution_drift": drift,
+        "rows": 900,
+        "since": "2026-03-04",
+        "until": "2026-03-09",
+        "top_features": ["channel", "age"] if drift else ["credit_utilization", "age"],
+        "evaluated_top_features": ["credit_utilization", "age"],
+        "reason": reason if drift else "",
+    }
+
+
+LIVE_WITHIN = {"metric": "roc_auc", "value": 0.79, "evaluated": 0.80, "degraded": False, "reason": ""}
+LIVE_FELL = {**LIVE_WITHIN, "value": 0.70, "degraded": True, "since": "2026-03-04", "reason": "concept drift: live"}
+
+
+def test_attribution_drift_alone_alerts_and_does_not_retrain_while_live_performance_holds(cfg):
+    quiet = signals(data_drift=False, drift_reason="", realized=LIVE_WITHIN, attribution=attribution(True))
+    decision = policy.decide(cfg, quiet, state())
+    assert (decision.action, decision.alert, decision.retrain) == ("alert-only", True, False)
+    assert decision.signals["attribution_drift"] is True and decision.signals["realized_degraded"] is False
+    assert decision.reason.startswith("attribution drift: v2's permutation importance on 900 labelled rows")
+    assert decision.reason.endswith(
+        "attribution drift alerts; it retrains only with realized degradation "
+        "(live roc_auc 0.790 is not worse than the evaluated 0.800 by more than 0.05)"
+    )
+
+
+def test_attribution_drift_with_realized_degradation_retrains_at_once_and_says_both(cfg):
+    degraded = signals(data_drift=False, drift_reason="", realized=LIVE_FELL, attribution=attribution(True))
+    decision = policy.decide(cfg, degraded, state(last_promotion="2026-03-09", labelled_rows_since_onset=0))
+    assert (decision.action, decision.retrain) == ("retrain", True)
+    assert decision.reason.startswith("concept drift: live; attribution drift: v2's")
+    assert "retrains only with realized degradation" not in decision.reason
+    # The request is keyed on what acts: a rerun whose check failed emits no second event.
+    assert decisions.signal_key(decision) == "realized_degraded"
+
+
+def test_a_measured_ranking_that_holds_changes_no_decision(cfg):
+    for kw in ({}, {"data_drift": False, "drift_reason": ""}, {"estimate": estimate(0.79)}):
+        base = policy.decide(cfg, signals(**kw), state())
+        held = policy.decide(cfg, signals(**kw, attribution=attribution(False)), state())
+        assert (held.action, held.alert, held.retrain, held.reason) == (
+            base.action,
+            base.alert,
+            base.retrain,
+            base.reason,
+        )
+        assert held.signals["attribution_drift"] is False
+
+
+def test_attribution_drift_does_not_turn_harmless_drift_into_a_retrain(cfg):
+    harmless = signals(estimate=estimate(0.79), realized=LIVE_WITHIN, attribution=attribution(True))
+    decision = policy.decide(cfg, harmless, state())
+    assert (decision.action, decision.retrain) == ("alert-only", False)
+    assert "harmless drift" in decision.reason and "attribution drift alerts" in decision.reason
+
+
+def test_the_drift_email_names_attribution_drift(cfg):
+    decision = {
+        "batch_date": DAY,
+        "dataset_drift": False,
+        "drifted_share": 0.0,
+        "share_threshold": 0.3,
+        "n_features": 12,
+        "drifted_features": [],
+        "action": "alert-only",
+        "reason": attribution(True)["reason"],
+        "live": LIVE_WITHIN,
+        "attribution": attribution(True),
+    }
+    message = alerts.drift_email(cfg, DAY, decision, {})
+    assert message["Subject"].endswith(f"{DAY}: attribution drift; alert only, not retrained")
+    text = message.get_body(("plain",)).get_content()
+    row = "attribution drift (labels) | importance nDCG | 0.48 | 900 rows, 2026-03-04..2026-03-09, v2; now channel, age"
+    assert row + " | nDCG 1 (credit_utilization, age)" in text
+    held = alerts.drift_email(cfg, DAY, {**decision, "attribution": attribution(False)}, {})
+    assert "attribution drift (labels)" not in held.get_body(("plain",)).get_content()

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from driftwatch.registry.common import (
     ARTIFACT_TAG,
     IDEMPOTENCY_TAG,
+    IMPORTANCE_ARTIFACT,
     RegistryError,
     TamperedArtifactError,
     _client,
@@ -526,3 +527,28 @@ def reference_data_uri(tracking_uri: str, name: str, version: str, *, registry_u
     lineage = run_lineage(tracking_uri, name, version, registry_uri=registry_uri)
     recorded = lineage["lineage"].get("reference_uri")
     return recorded or next((d["uri"] for d in lineage["inputs"] if d["role"] == "training"), None)
+
+
+def evaluated_importance(
+    tracking_uri: str, name: str, version: str, *, registry_uri: str | None = None
+) -> dict[str, Any] | None:
+    """The version's permutation importance on its holdout, from its own evaluation; None if not recorded.
+
+    It is the `evaluation/importance.json` its run holds (`record_evaluation`); versions evaluated
+    before importance was recorded have none. Plain JSON: nothing is unpickled, so no hash check.
+    """
+    client = _client(tracking_uri, registry_uri)
+    mv = _get_version(client, name, version)
+    folder = IMPORTANCE_ARTIFACT.rpartition("/")[0]
+    # Listing first: a missing artifact is an expected answer, not an error to tell from a network one.
+    if not mv.run_id or not any(a.path == IMPORTANCE_ARTIFACT for a in client.list_artifacts(mv.run_id, folder)):
+        return None
+    with tempfile.TemporaryDirectory(prefix="driftwatch-importance-") as tmp:
+        local = Path(client.download_artifacts(mv.run_id, IMPORTANCE_ARTIFACT, tmp))
+        try:
+            return json.loads(local.read_text(encoding="utf-8"))
+        except ValueError as err:
+            # Written that way: no retry can help, and the check reports it instead of failing.
+            raise RegistryError(
+                f"model {name!r} version {version}: {IMPORTANCE_ARTIFACT} is not JSON ({err})"
+            ) from None

@@ -130,6 +130,39 @@ def _policy_cell(row: BatchRow) -> str:
     return cell
 
 
+def _attribution_cell(row: BatchRow) -> str:
+    """The nDCG of the champion's importance ranking against its evaluation's: red below the threshold."""
+    found = row.attribution
+    if not found:
+        return '<span class="muted">-</span>'  # records written before the check, or not drift-checked
+    if finite(found.get("ndcg")) is None:
+        return f'<span class="muted"{_attr("title", found.get("note"))}>not measured</span>'
+    css = "bad" if found.get("attribution_drift") else "ok"
+    tooltip = found.get("reason") or (
+        f"{found.get('rows')} labelled rows of v{found.get('model_version')}, "
+        f"{found.get('since')}..{found.get('until')}; threshold {found.get('threshold')}"
+    )
+    cell = f'<span class="{css}"{_attr("title", tooltip)}>nDCG {_fmt_num(found.get("ndcg"))}</span>'
+    if found.get("attribution_drift"):
+        now, then = ", ".join(found.get("top_features") or []), ", ".join(found.get("evaluated_top_features") or [])
+        cell += f'<br><span class="muted">now {escape(now)}; evaluated {escape(then)}</span>'
+    return cell
+
+
+def _attribution_chart(page: ModelPage) -> str:
+    """The nDCG per batch against its threshold; nothing until a batch has been measured."""
+    if not any(v is not None for v in page.attribution):
+        return ""
+    return line_chart_svg(
+        page.dates,
+        {"nDCG": page.attribution},
+        title="Attribution: nDCG of the importance ranking vs its evaluation",
+        threshold=page.cfg.evaluation.attribution_drift_threshold,
+        y_max=1.0,
+        y_format="{:.2f}",
+    )
+
+
 def _report_links(row: BatchRow, report_base: str) -> str:
     return " · ".join(
         f'<a class="dw-report" href="{escape(report_url(report_base, key))}">{escape(label)}</a>'
@@ -190,7 +223,8 @@ def render_model_section(page: ModelPage, *, report_base: str, dag_base: str | N
     else:
         out.append(
             '<table class="dw-batches"><tr><th>batch</th><th>rows</th><th>validation</th><th>drift share</th>'
-            f"<th>drifted features</th><th>performance ({escape(cfg.evaluation.primary_metric)})</th><th>policy</th>"
+            f"<th>drifted features</th><th>performance ({escape(cfg.evaluation.primary_metric)})</th>"
+            "<th>attribution</th><th>policy</th>"
             "<th>action</th><th>reports</th></tr>"
         )
         for row in page.rows:
@@ -201,7 +235,7 @@ def render_model_section(page: ModelPage, *, report_base: str, dag_base: str | N
             out.append(
                 f'<tr class="dw-batch"><td>{escape(row.batch_date)}</td><td>{row.rows or ""}</td>'
                 f"<td>{_status_cell(row)}</td><td>{share}</td><td>{escape(', '.join(row.drifted))}</td>"
-                f"<td>{_performance_cell(row)}</td><td>{_policy_cell(row)}</td>"
+                f"<td>{_performance_cell(row)}</td><td>{_attribution_cell(row)}</td><td>{_policy_cell(row)}</td>"
                 f'<td><span class="{action_css}">{escape(row.action)}</span>'
                 + (f'<br><span class="muted">{escape(row.reason[:200])}</span>' if row.reason else "")
                 + f"</td><td>{_report_links(row, report_base)}</td></tr>"
@@ -222,6 +256,7 @@ def render_model_section(page: ModelPage, *, report_base: str, dag_base: str | N
             )
         )
         out.append(_performance_chart(page))
+        out.append(_attribution_chart(page))
         out.append("</div>")
         out.append(
             '<p class="muted">Per-feature drift score as a multiple of its threshold (dashed line: threshold; '
