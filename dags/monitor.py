@@ -18,6 +18,9 @@ Parquet) the run:
    batches of the last {window} days, measures the `{metric}` of the rows that version predicted;
    on those rows, `check_attribution` ranks the features by its permutation importance against the
    ranking of its evaluation (**attribution drift** below nDCG {ndcg}: alerts, never retrains alone);
+   a challenger in **shadow** (`promotion.mode: shadow`) scores the batch in the same pass, and
+   `evaluate_shadow` compares the two on labelled shadow batches (paired bootstrap interval): it
+   promotes (compare-and-set), rejects, or waits, and emails the verdict;
 6. the **retraining policy** (`retraining:` in the config) turns the signals into one decision with a
    reason: `retrain`, `pending-labels`, `cooldown`, `alert-only`, `joined` or `none`. Data drift
    ({share:.0%} of features) must hold on {k} of the last {m} batches and, with an estimate, be harmful; a
@@ -205,6 +208,19 @@ def build_monitor_dag(cfg: ModelConfig) -> Any:
 
             return outcome(ti.xcom_pull(task_ids="score_batch"))
 
+        @task(multiple_outputs=False, trigger_rule="none_skipped")
+        @fail_fast
+        def evaluate_shadow(summary: dict[str, Any]) -> dict[str, Any]:
+            """The challenger in shadow against the champion on labelled shadow batches: promote, reject or wait."""
+            from driftwatch.alerts import shadow_email
+            from driftwatch.shadow import shadow_step
+
+            client = dagkit.s3(cfg)
+            outcome = shadow_step(client, cfg, dagkit.tracking_uri(cfg), summary["batch_date"])
+            if outcome.get("active") and outcome["status"] != "shadow":
+                outcome["emailed"] = dagkit.email(cfg, shadow_email(cfg, outcome), client)
+            return outcome
+
         @task(multiple_outputs=False)
         @fail_fast
         def check_attribution(summary: dict[str, Any]) -> dict[str, Any]:
@@ -297,6 +313,8 @@ def build_monitor_dag(cfg: ModelConfig) -> Any:
         scored >> attribution
         attributed = attribution_outcome()
         attribution >> attributed
+        # Its own branch: a failed shadow comparison never holds up the drift decision or its alerts.
+        scored >> evaluate_shadow(summary)
         decision = decide(drift, outcome, attributed)
         act(decision) >> [alert_drift(decision), request_retraining(decision)]
 

@@ -324,7 +324,8 @@ def evaluation_email(
     check_headers = ("check", "passed", "detail")
     check_rows = [(c["name"], "yes" if c["passed"] else "NO", c["detail"]) for c in evaluation.get("checks", [])]
     reasons = list(outcome.get("reasons") or [])
-    intro = f"Retraining of {cfg.name} ({plan['reason']}): challenger version {version} was {action}."
+    done = "put in shadow beside the champion" if action == "shadow" else action
+    intro = f"Retraining of {cfg.name} ({plan['reason']}): challenger version {version} was {done}."
     links = report_links(cfg, {"evaluation report": evaluation.get("report_uri", "")})
     text = (
         f"{intro}\n"
@@ -359,3 +360,53 @@ def rollback_email(cfg: ModelConfig, outcome: Mapping[str, Any]) -> EmailMessage
     intro += f"\n\n{_links_text(links)}" if links else ""
     key = f"rollback-{outcome['from_version']}-{outcome['to_version']}-{outcome.get('at', '')}"
     return _message(cfg, subject, key, str(outcome.get("at", ""))[:10], intro + "\n", html)
+
+
+_SHADOW_VERBS = {"promoted": "promoted to champion", "rejected": "rejected", "refused": "not promoted"}
+
+
+def _signed(value: Any) -> str:
+    return "n/a" if value is None else f"{value:+.4f}"
+
+
+def shadow_email(cfg: ModelConfig, outcome: Mapping[str, Any]) -> EmailMessage:
+    """The verdict on a challenger in shadow: the paired interval, the batches and rows, and the slices."""
+    version, champion, status = outcome["version"], outcome["champion"], outcome["status"]
+    verb, metric = _SHADOW_VERBS.get(status, status), cfg.evaluation.primary_metric
+    subject = f"[driftwatch] {cfg.name} {outcome['batch_date']}: shadow challenger v{version} {verb}"
+    intro = (
+        f"Challenger v{version} of {cfg.name} ran in shadow beside champion v{champion} for {outcome['batches']} "
+        f"batch(es), {outcome['labelled_batches']} of them labelled, and was {verb}."
+    )
+    headers = ("figure", "value")
+    rows = [
+        (f"{metric} champion v{champion}", outcome.get("champion_value")),
+        (f"{metric} challenger v{version}", outcome.get("challenger_value")),
+        ("difference (challenger better: +)", _signed(outcome.get("difference"))),
+        (
+            f"{(outcome.get('confidence') or 0):.0%} paired bootstrap interval",
+            f"[{_signed(outcome.get('lower'))}, {_signed(outcome.get('upper'))}]",
+        ),
+        ("labelled rows compared", outcome.get("rows")),
+        ("slices worse beyond tolerance", ", ".join(outcome.get("worse_slices") or []) or "none"),
+    ]
+    slice_rows = [
+        (s["slice"], s["rows"], _signed(s["difference"]), "WORSE" if s["worse"] else "ok")
+        for s in outcome.get("slices") or []
+    ]
+    reasons = "; ".join(outcome.get("reasons") or [])
+    links = report_links(cfg, {})
+    text = f"{intro}\nReasons: {reasons}\n\n{_text_table(headers, rows)}\n"
+    html_slices = ""
+    if slice_rows:
+        text += f"\nSlices:\n{_text_table(('slice', 'rows', 'difference', ''), slice_rows)}\n"
+        html_slices = "<p>Slices:</p>" + emails.table(("slice", "rows", "difference", ""), slice_rows)
+    text += f"\n{_links_text(links)}\n" if links else ""
+    html = emails.page(
+        f"{cfg.name}: shadow challenger v{version} {verb}",
+        f"<p>{escape(intro)}</p><p><b>Reasons:</b> {escape(reasons)}</p>"
+        + emails.table(headers, rows)
+        + html_slices
+        + (emails.links(links) if links else ""),
+    )
+    return _message(cfg, subject, f"shadow-{version}-{status}", outcome["batch_date"], text, html)

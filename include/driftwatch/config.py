@@ -409,6 +409,28 @@ class RegistryConfig(_Strict):
     require_approval: bool = False
 
 
+class PromotionConfig(_Strict):
+    """How a challenger that passed the gate becomes champion: at once, or after a shadow period.
+
+    In shadow mode the challenger scores every live batch beside the champion, and is promoted
+    only when a paired bootstrap interval of the metric difference on labelled shadow batches
+    clears `evaluation.min_improvement` (docs/shadow-mode.md).
+    """
+
+    mode: Literal["immediate", "shadow"] = "immediate"
+    shadow_batches: int = Field(default=3, ge=1, description="Labelled shadow batches needed before a verdict.")
+    shadow_max_days: int = Field(
+        default=14, ge=1, description="Batch days after the challenger's as_of; then an undecided shadow is rejected."
+    )
+    shadow_min_rows: int = Field(default=500, ge=10, description="Labelled rows scored by both models needed.")
+    bootstrap_iterations: int = Field(default=1000, ge=100, le=100_000)
+    bootstrap_max_rows: int = Field(
+        default=20_000, ge=100, description="Rows resampled per iteration (a seeded sample beyond this)."
+    )
+    confidence: float = Field(default=0.95, gt=0.5, lt=1.0, description="Of the paired bootstrap interval.")
+    seed: int = 0
+
+
 class ModelConfig(_Strict):
     """Everything about one monitored model: schema, storage, validation, drift and alerts."""
 
@@ -425,6 +447,7 @@ class ModelConfig(_Strict):
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
     retraining: RetrainingPolicy = Field(default_factory=RetrainingPolicy)
     registry: RegistryConfig = Field(default_factory=RegistryConfig)
+    promotion: PromotionConfig = Field(default_factory=PromotionConfig)
 
     @model_validator(mode="after")
     def _default_output_prefix(self) -> ModelConfig:

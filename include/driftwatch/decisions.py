@@ -34,6 +34,10 @@ def update_state(client: S3Client, cfg: ModelConfig, fields: dict[str, Any]) -> 
     for _ in range(STATE_ATTEMPTS):
         stored, etag = storage.read_json_versioned(client, bucket, key)
         state = {"pending": None, "requested": None, "last_promotion": None, **(stored or {}), **fields}
+        # A shadow's promotion is recorded by another task of the run: the later date always stays.
+        state["last_promotion"] = max(
+            filter(None, [(stored or {}).get("last_promotion"), state["last_promotion"]]), default=None
+        )
         try:
             storage.write_json_if(client, bucket, key, state, etag)
             return state
@@ -94,6 +98,15 @@ def last_promotion(state: dict[str, Any], status: dict[str, Any] | None) -> str 
     return max((d for d in (state.get("last_promotion"), promoted) if d), default=None)
 
 
+def shadow_hold(state: dict[str, Any] | None, batch_date: str) -> dict[str, Any] | None:
+    """The challenger in shadow the policy waits for; None when there is none (or it began after this batch)."""
+    from driftwatch.shadow import is_active
+
+    if not is_active(state) or state["as_of"] >= batch_date:
+        return None
+    return {"version": state["version"], "since": state["as_of"]}
+
+
 def signals_of(
     cfg: ModelConfig,
     drift: dict[str, Any],
@@ -127,6 +140,7 @@ def decide_step(
     `attribution` is what the attribution check measured (attribution.attribution_outcome); None
     (the fleet, a direct call) decides without it.
     """
+    from driftwatch import shadow
     from driftwatch.retrain_status import read_retrain_status
 
     day = drift["batch_date"]
@@ -149,6 +163,7 @@ def decide_step(
         in_flight=in_flight(requested, status, datetime.now(UTC)),
         last_promotion=last_promotion(stored, status),
         labelled_rows_since_onset=labelled_rows_since(client, cfg, onset, day),
+        shadow=shadow_hold(shadow.read_state(client, cfg), day),
     )
     decision = policy.decide(cfg, signals, state)
     update_state(

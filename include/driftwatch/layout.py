@@ -73,6 +73,16 @@ def predictions_key(cfg: ModelConfig, batch_date: str) -> str:
     return f"{cfg.storage.output_prefix}predictions/dt={batch_date}/predictions.parquet"
 
 
+def shadow_predictions_key(cfg: ModelConfig, batch_date: str) -> str:
+    """The challenger in shadow's scores of one staged batch, beside the champion's."""
+    return f"{cfg.storage.output_prefix}predictions/dt={batch_date}/shadow.parquet"
+
+
+def shadow_state_key(cfg: ModelConfig) -> str:
+    """The challenger in shadow (or the last one's verdict); absent until a first shadow."""
+    return f"{cfg.storage.output_prefix}shadow/state.json"
+
+
 def partition_prefix(cfg: ModelConfig, batch_date: str) -> str:
     """Per-partition batch profiles and report samples, merged by the drift step."""
     return f"{report_prefix(cfg, batch_date)}partitions/"

@@ -6,8 +6,9 @@ champion's feature ranking on those labels moved from its evaluation's), and a m
 Rules, in order: a retrain already queued or running is joined, not queued again; realized
 degradation and manual requests act at once; data drift must be sustained (K of the last M
 batches) and, when an estimate exists, harmful; no retrain within the cooldown after a
-promotion unless realized performance fell; and none before enough labelled rows from the
-drifted batches exist to learn the new world from. Attribution drift alerts and never retrains
+promotion, or while a challenger is in shadow, unless realized performance fell; and none
+before enough labelled rows from the drifted batches exist to learn the new world from.
+Attribution drift alerts and never retrains
 alone: it says how the champion's use of the features changed, not that it costs anything; with
 realized degradation the retrain is due anyway, and the reason says both. Pure functions: the
 monitor's `decide` task gathers the state and stores the result.
@@ -48,6 +49,7 @@ class PolicyState:
     in_flight: dict[str, Any] | None = None
     last_promotion: str | None = None
     labelled_rows_since_onset: int = 0
+    shadow: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -118,6 +120,10 @@ def decide(cfg: ModelConfig, signals: Signals, state: PolicyState) -> Decision:
         run = state.in_flight.get("run_id") or "a queued run"
         return Decision("joined", alert, False, f"{reason}; joins the retrain already requested ({run})", seen)
     urgent = seen["realized_degraded"] or signals.manual
+    if state.shadow and not urgent:
+        note = f"challenger v{state.shadow['version']} is in shadow since {state.shadow['since']}: "
+        note += "retraining on this drift waits for its verdict"
+        return Decision("cooldown", alert, False, f"{reason}; {note}", seen)
     if state.last_promotion and not urgent:
         days = (date.fromisoformat(signals.batch_date) - date.fromisoformat(state.last_promotion)).days
         if 0 <= days < policy.cooldown_days:

@@ -164,3 +164,9 @@ def read_sample(client: S3Client, stored: StoredReference) -> pd.DataFrame:
     """The reference's report sample (configured features only)."""
     bucket, key = storage.parse_s3_uri(stored.sample_uri)
     return pd.read_parquet(io.BytesIO(storage.read_bytes(client, bucket, key)))
+
+
+def promote_reference(client: S3Client, cfg: ModelConfig, reference_uri: str, version: str) -> str:
+    """Make the data a new champion represents (training plus holdout) the monitor's drift reference."""
+    pointer = {"uri": reference_uri, "model_version": version}
+    return storage.write_json(client, cfg.storage.bucket, layout.reference_pointer_key(cfg), pointer)

@@ -283,12 +283,6 @@ def plan(
     return planned
 
 
-def promote_reference(client: S3Client, cfg: ModelConfig, reference_uri: str, version: str) -> str:
-    """Make the data a new champion represents (training plus holdout) the monitor's drift reference."""
-    pointer = {"uri": reference_uri, "model_version": version}
-    return storage.write_json(client, cfg.storage.bucket, layout.reference_pointer_key(cfg), pointer)
-
-
 def _drift_decisions(client: S3Client, report_uris: list[str]) -> dict[str, bytes]:
     """The small decision JSON next to each triggering drift report, for the MLflow run."""
     found: dict[str, bytes] = {}
@@ -318,7 +312,7 @@ def train_and_register(run: RetrainRun) -> dict[str, Any]:
         "champion_at_training": plan["champion"] or "none",
         "drift_reports": plan["drift_reports"],
         # Older runs' XComs have no reference: their training data stands in, as it did before.
-        "reference_uri": data.get("reference", data["train"])["uri"],
+        "reference_uri": (data.get("reference") or data["train"])["uri"],
         "data": [
             {
                 "uri": data["train"]["uri"],
@@ -469,19 +463,27 @@ def apply_decision(
 ) -> dict[str, Any]:
     """Promote (compare-and-set) a challenger that passed everything, else tag it rejected.
 
-    A promoted challenger's training plus holdout rows become the drift reference.
+    A promoted challenger's training plus holdout rows become the drift reference. With
+    `promotion.mode: shadow` (and a champion to compare with) it goes into shadow instead.
     """
-    from driftwatch import references, registry
+    from driftwatch import references, registry, shadow
 
     client, cfg, tracking_uri, plan, data = run.client, run.cfg, run.tracking_uri, run.plan, run.data
     name, version = cfg.registry.registered_model, candidate["version"]
     reasons = [*evaluation["reasons"], *smoke.get("problems", [])]
     if not plan["promote"]:
+        shadow.keep_shadow_alias(client, cfg, tracking_uri)
         return {"action": "dry run", "version": version, "reasons": reasons or ["promote was false: nothing changed"]}
     if reasons:
         registry.reject(tracking_uri, name, version, reasons)
+        # A challenger already in shadow stays there: this candidate's registration moved its alias.
+        shadow.keep_shadow_alias(client, cfg, tracking_uri)
         return {"action": "rejected", "version": version, "reasons": reasons}
-    reference_uri = data.get("reference", data["train"])["uri"]
+    reference_uri = (data.get("reference") or data["train"])["uri"]
+    if cfg.promotion.mode == "shadow" and plan["champion"]:
+        return shadow.enter_shadow(
+            client, cfg, tracking_uri, version=version, plan=plan, reference_uri=reference_uri, evaluation=evaluation
+        )
     # The new reference's drift profile exists before the alias moves: the first monitor run
     # after a promotion never pays for it, and one that cannot be profiled fails before anything moved.
     references.ensure_profile(client, cfg, reference_uri)
@@ -494,7 +496,7 @@ def apply_decision(
             "version": version,
             "reasons": [result.get("reason", "compare-and-set refused")],
         }
-    promote_reference(client, cfg, reference_uri, version)
+    references.promote_reference(client, cfg, reference_uri, version)
     return {"action": "promoted", "version": version, "previous_champion": plan["champion"], "reasons": []}
 
 
@@ -521,6 +523,8 @@ def reference_in_force(client: S3Client, cfg: ModelConfig, tracking_uri: str) ->
             f"v{champion['version']}, whose training data the registry does not record: roll back or promote "
             "through the rollback or retrain DAG, which writes the reference with the alias"
         )
+    from driftwatch.references import promote_reference
+
     promote_reference(client, cfg, reference_uri, champion["version"])
     return {"checked": True, "repaired": True, "from": pointer.get("model_version"), "to": champion["version"]}
 
@@ -536,5 +540,7 @@ def rollback_champion(
     )
     reference_uri = registry.reference_data_uri(tracking_uri, cfg.registry.registered_model, result["to_version"])
     if reference_uri:
+        from driftwatch.references import promote_reference
+
         promote_reference(client, cfg, reference_uri, str(result["to_version"]))
     return {**result, "actor": actor, "reason": reason, "at": datetime.now(UTC).isoformat(timespec="seconds")}

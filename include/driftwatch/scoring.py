@@ -6,6 +6,7 @@ relationship between inputs and target has moved.
 
 from __future__ import annotations
 
+import time
 from datetime import date, timedelta
 from typing import Any
 
@@ -30,11 +31,19 @@ def output_stats(scores: np.ndarray, task: str) -> dict[str, Any]:
     return stats
 
 
-def score_batch(client: S3Client, cfg: ModelConfig, batch_date: str, model: Any, version: str) -> dict[str, Any]:
+def score_batch(
+    client: S3Client,
+    cfg: ModelConfig,
+    batch_date: str,
+    model: Any,
+    version: str,
+    shadow: tuple[Any, str] | None = None,
+) -> dict[str, Any]:
     """Score a staged batch row group by row group and store the predictions; return their statistics.
 
     Only the id and the feature columns are downloaded (ranged reads), and one row group of them
-    is held at a time.
+    is held at a time. A challenger in `shadow` (model, version) scores the same row groups in the
+    same pass; its predictions go beside the champion's, with the comparison of the two.
     """
     from driftwatch.profile import iter_columns
     from driftwatch.training import predict_scores
@@ -43,21 +52,41 @@ def score_batch(client: S3Client, cfg: ModelConfig, batch_date: str, model: Any,
     id_column = cfg.dataset.id_column
     ids: list[np.ndarray] = []
     scores: list[np.ndarray] = []
+    shadow_scores: list[np.ndarray] = []
+    seconds = {"champion": 0.0, "challenger": 0.0}
     columns = [id_column, *cfg.dataset.feature_names]
     for chunk in iter_columns(source, columns, batch_rows=layout.staged_row_group_rows(cfg)):
         ids.append(chunk[id_column].to_numpy())
+        started = time.perf_counter()
         scores.append(predict_scores(model, chunk, cfg))
+        seconds["champion"] += time.perf_counter() - started
+        if shadow is not None:
+            started = time.perf_counter()
+            shadow_scores.append(predict_scores(shadow[0], chunk, cfg))
+            seconds["challenger"] += time.perf_counter() - started
+    all_ids = np.concatenate(ids) if ids else np.zeros(0, dtype=object)
     all_scores = np.concatenate(scores) if scores else np.zeros(0)
-    predictions = pd.DataFrame(
-        {
-            id_column: np.concatenate(ids) if ids else np.zeros(0, dtype=object),
-            "score": all_scores,
-            "model_version": version,
-        }
-    )
-    uri = ingest.write_parquet(client, cfg.storage.bucket, layout.predictions_key(cfg, batch_date), predictions)
+    uri = _write_predictions(client, cfg, layout.predictions_key(cfg, batch_date), all_ids, all_scores, version)
     stats = output_stats(all_scores, cfg.dataset.target.task)
-    return {"scored": True, "model_version": version, "predictions_uri": uri, **stats, "scores": all_scores}
+    result = {"scored": True, "model_version": version, "predictions_uri": uri, **stats, "scores": all_scores}
+    if shadow is not None:
+        from driftwatch.shadow import batch_comparison
+
+        challenger = np.concatenate(shadow_scores) if shadow_scores else np.zeros(0)
+        key = layout.shadow_predictions_key(cfg, batch_date)
+        compared = batch_comparison(cfg, shadow[1], version, all_scores, challenger, seconds)
+        result["shadow"] = {
+            **compared,
+            "predictions_uri": _write_predictions(client, cfg, key, all_ids, challenger, shadow[1]),
+        }
+    return result
+
+
+def _write_predictions(
+    client: S3Client, cfg: ModelConfig, key: str, ids: np.ndarray, scores: np.ndarray, version: str
+) -> str:
+    frame = pd.DataFrame({cfg.dataset.id_column: ids, "score": scores, "model_version": version})
+    return ingest.write_parquet(client, cfg.storage.bucket, key, frame)
 
 
 def metric_value(cfg: ModelConfig, labels: np.ndarray, scores: np.ndarray, positive: Any) -> float | None:
@@ -184,17 +213,31 @@ def score_step(client: S3Client, cfg: ModelConfig, tracking_uri: str, batch_date
         return {"scored": False, "reason": "no champion yet: the retrain DAG bootstraps one", "live": None}
     version = str(champion["version"])
     model = registry.load_model(tracking_uri, f"models:/{name}/{version}")
-    scored = score_batch(client, cfg, batch_date, model, version)
+    scored = score_batch(client, cfg, batch_date, model, version, _shadow_model(client, cfg, tracking_uri, version))
     scores = scored.pop("scores")
     evaluated = finite((champion.get("tags") or {}).get(EVALUATED_TAG))  # "unavailable" when undefined
     estimate = batch_estimate(cfg, registry.load_estimator(tracking_uri, name, version), scores, evaluated)
     positive = training.positive_class(model, cfg) if training.is_classification(cfg) else None
     classes = list(model.classes_) if hasattr(model, "classes_") else None
     live = live_performance(client, cfg, batch_date, version, evaluated, positive, classes)
+    compared = scored.pop("shadow", None)
     fields = {"scoring": {k: v for k, v in scored.items() if k != "scored"}, "estimate": estimate, "live": live}
+    if compared is not None:
+        fields["shadow"] = compared
     # As a step: a success after a failed try (a cleared task) replaces the failure its callback recorded.
     history.record_step(client, cfg, batch_date, "score_batch", {"done": True}, fields=fields)
-    return {**scored, "estimate": estimate, "live": live}
+    return {**scored, "estimate": estimate, "live": live, "shadow": compared}
+
+
+def _shadow_model(client: S3Client, cfg: ModelConfig, tracking_uri: str, champion: str) -> tuple[Any, str] | None:
+    """The challenger in shadow and its version, when one is (and it is not the champion by now)."""
+    from driftwatch import registry, shadow
+
+    state = shadow.read_state(client, cfg)
+    if not shadow.is_active(state) or str(state["version"]) == champion:
+        return None
+    name = cfg.registry.registered_model
+    return registry.load_model(tracking_uri, f"models:/{name}/{state['version']}"), str(state["version"])
 
 
 SCORING_FAILED = "score_batch failed (see its failure email): decided on data drift alone"

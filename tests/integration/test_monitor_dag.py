@@ -198,7 +198,7 @@ def test_sustained_drift_retrains_once_when_its_labels_land(airflow_db, seeded, 
 
 def promote_champion(s3, cfg, tracking_uri: str, artifacts) -> str:
     """Champion v1, trained on stable data, with the importance its evaluation stores on its run."""
-    from driftwatch import demo_data, registry, retraining, training
+    from driftwatch import demo_data, references, registry, training
     from driftwatch.importance import importance_report
 
     name = cfg.registry.registered_model
@@ -227,7 +227,7 @@ def promote_champion(s3, cfg, tracking_uri: str, artifacts) -> str:
     )
     registry.promote(tracking_uri, name, found["version"], expected_champion=None, reason="test", actor="test")
     reference = storage.s3_uri(cfg.storage.bucket, cfg.storage.reference_key)
-    retraining.promote_reference(s3, cfg, reference, found["version"])
+    references.promote_reference(s3, cfg, reference, found["version"])
     return found["version"]
 
 

@@ -25,7 +25,9 @@ from driftwatch.registry.aliases import (
     promote,
     record_evaluation,
     reject,
+    retire_challenger,
     rollback,
+    tag_version,
     version_summaries,
 )
 from driftwatch.registry.common import (
@@ -86,9 +88,11 @@ __all__ = [
     "record_evaluation",
     "reference_data_uri",
     "reject",
+    "retire_challenger",
     "rollback",
     "run_lineage",
     "smoke_test",
+    "tag_version",
     "training_data_uri",
     "tree_sha256",
     "verify_artifact",

@@ -215,6 +215,34 @@ def reject(tracking_uri: str, name: str, version: str, reasons: list[str], *, re
     _delete_alias_if(client, name, CHALLENGER, version)
 
 
+def retire_challenger(
+    tracking_uri: str,
+    name: str,
+    version: str,
+    *,
+    replaced_by: str | None,
+    reason: str,
+    registry_uri: str | None = None,
+) -> None:
+    """End a challenger's shadow without a verdict on it (replaced, or its champion changed)."""
+    client = _client(tracking_uri, registry_uri)
+    version = str(version)
+    _get_version(client, name, version)
+    client.set_model_version_tag(name, version, "retired_at", _now())
+    client.set_model_version_tag(name, version, "replaced_by", replaced_by or "none")
+    client.set_model_version_tag(name, version, "retirement_reason", reason[:500])
+    _delete_alias_if(client, name, CHALLENGER, version)
+
+
+def tag_version(
+    tracking_uri: str, name: str, version: str, tags: dict[str, Any], *, registry_uri: str | None = None
+) -> None:
+    """Set tags on a model version (values as text)."""
+    client = _client(tracking_uri, registry_uri)
+    for key, value in tags.items():
+        client.set_model_version_tag(name, str(version), key, str(value))
+
+
 def rollback(
     tracking_uri: str,
     name: str,
@@ -339,8 +367,12 @@ def _status(mv: ModelVersion, aliases: list[str]) -> tuple[str, str]:
         return "rejected", "; ".join(json.loads(tags.get("rejection_reasons") or "[]"))
     if "retired_at" in tags:
         rolled = f"; rolled back: {tags['rollback_reason']}" if "rollback_reason" in tags else ""
+        if "retirement_reason" in tags:
+            return "retired", f"{tags['retirement_reason']} at {tags['retired_at']}"
         return "retired", f"replaced by v{tags.get('replaced_by', '?')} at {tags['retired_at']}{rolled}"
     evaluated = f"evaluated {tags[EVALUATED_TAG]}" if EVALUATED_TAG in tags else "not evaluated yet"
+    if CHALLENGER in aliases and "shadow_started_at" in tags:
+        return "shadow", f"{evaluated}; in shadow since {tags['shadow_started_at']}"
     return ("challenger" if CHALLENGER in aliases else "registered"), evaluated
 
 
