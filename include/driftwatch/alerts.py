@@ -316,7 +316,8 @@ def evaluation_email(
     version, champion = candidate["version"], evaluation.get("champion_version")
     action = outcome["action"]
     as_of = f" {plan['as_of']}" if plan.get("as_of") else ""
-    subject = f"[driftwatch] {cfg.name}{as_of}: challenger v{version} {action}" + (
+    shown = "in shadow" if action == "shadow" else action
+    subject = f"[driftwatch] {cfg.name}{as_of}: challenger v{version} {shown}" + (
         f" (champion v{champion})" if champion else " (bootstrap)"
     )
     metric_headers = ("metric", f"champion v{champion}" if champion else "champion (none)", f"challenger v{version}")

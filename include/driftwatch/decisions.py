@@ -91,20 +91,11 @@ def _instant(value: Any) -> datetime | None:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-def last_promotion(state: dict[str, Any], status: dict[str, Any] | None) -> str | None:
-    """The batch date of the latest promotion the policy knows of: stored, or the last run's."""
+def last_promotion(state: dict[str, Any], status: dict[str, Any] | None, from_shadow: str | None = None) -> str | None:
+    """The batch date of the latest promotion the policy knows of: stored, the last run's, or a shadow's."""
     status = status or {}
     promoted = status.get("promoted_on") if status.get("state") == "finished" and status.get("promoted") else None
-    return max((d for d in (state.get("last_promotion"), promoted) if d), default=None)
-
-
-def shadow_hold(state: dict[str, Any] | None, batch_date: str) -> dict[str, Any] | None:
-    """The challenger in shadow the policy waits for; None when there is none (or it began after this batch)."""
-    from driftwatch.shadow import is_active
-
-    if not is_active(state) or state["as_of"] >= batch_date:
-        return None
-    return {"version": state["version"], "since": state["as_of"]}
+    return max((d for d in (state.get("last_promotion"), promoted, from_shadow) if d), default=None)
 
 
 def signals_of(
@@ -146,6 +137,7 @@ def decide_step(
     day = drift["batch_date"]
     signals = signals_of(cfg, drift, scored, manual, attribution)
     stored, status = read_state(client, cfg), read_retrain_status(client, cfg)
+    in_shadow = shadow.read_state(client, cfg)
     recent = recent_drift(client, cfg, day, cfg.retraining.sustained_window - 1)
     pending = stored["pending"]
     onset = (pending or {}).get("onset") or policy.drift_onset(day, recent, cfg.retraining.sustained_window)
@@ -161,9 +153,9 @@ def decide_step(
         recent_drift=recent,
         pending=pending,
         in_flight=in_flight(requested, status, datetime.now(UTC)),
-        last_promotion=last_promotion(stored, status),
+        last_promotion=last_promotion(stored, status, shadow.promoted_on(in_shadow)),
         labelled_rows_since_onset=labelled_rows_since(client, cfg, onset, day),
-        shadow=shadow_hold(shadow.read_state(client, cfg), day),
+        shadow=shadow.shadow_hold(in_shadow, day),
     )
     decision = policy.decide(cfg, signals, state)
     update_state(

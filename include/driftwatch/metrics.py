@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 from sklearn import metrics as skm
 
-from driftwatch.config import CLASSIFICATION_METRICS, REGRESSION_METRICS
+from driftwatch.config import CLASSIFICATION_METRICS, REGRESSION_METRICS, ModelConfig
 from driftwatch.reports.markup import finite
 
 THRESHOLD = 0.5
@@ -82,3 +82,13 @@ def metric_values(
         names = (only,) if only in CLASSIFICATION_METRICS else CLASSIFICATION_METRICS
         return classification_metrics(y == positive, scores, names)
     return regression_metrics(y.astype("float64"), scores)
+
+
+def metric_value(cfg: ModelConfig, labels: np.ndarray, scores: np.ndarray, positive: Any) -> float | None:
+    """The primary metric on live rows (labels as the pipeline normalises them); None when undefined."""
+    scores = np.asarray(scores, dtype="float64")
+    keep = np.isfinite(scores)
+    classification = cfg.dataset.target.task == "classification"
+    y = np.asarray(labels, dtype=object if classification else "float64")[keep]
+    values, _ = metric_values(y, scores[keep], positive, classification, only=cfg.evaluation.primary_metric)
+    return values.get(cfg.evaluation.primary_metric)

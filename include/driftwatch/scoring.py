@@ -15,6 +15,7 @@ import pandas as pd
 
 from driftwatch import history, ingest, labels, layout, storage
 from driftwatch.config import ModelConfig
+from driftwatch.metrics import metric_value
 from driftwatch.storage import S3Client
 
 
@@ -87,18 +88,6 @@ def _write_predictions(
 ) -> str:
     frame = pd.DataFrame({cfg.dataset.id_column: ids, "score": scores, "model_version": version})
     return ingest.write_parquet(client, cfg.storage.bucket, key, frame)
-
-
-def metric_value(cfg: ModelConfig, labels: np.ndarray, scores: np.ndarray, positive: Any) -> float | None:
-    """The primary metric on live rows (labels as the pipeline normalises them); None when undefined."""
-    from driftwatch.metrics import metric_values
-
-    scores = np.asarray(scores, dtype="float64")
-    keep = np.isfinite(scores)
-    classification = cfg.dataset.target.task == "classification"
-    y = np.asarray(labels, dtype=object if classification else "float64")[keep]
-    values, _ = metric_values(y, scores[keep], positive, classification, only=cfg.evaluation.primary_metric)
-    return values.get(cfg.evaluation.primary_metric)
 
 
 def live_performance(

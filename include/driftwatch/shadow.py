@@ -15,7 +15,7 @@ import pandas as pd
 
 from driftwatch import history, ingest, labels, layout, storage
 from driftwatch.config import ModelConfig
-from driftwatch.metrics import THRESHOLD
+from driftwatch.metrics import THRESHOLD, metric_value
 from driftwatch.storage import S3Client
 
 IN_SHADOW = "shadow"
@@ -292,8 +292,6 @@ def compare_shadow(
     client: S3Client, cfg: ModelConfig, state: dict[str, Any], batch_date: str, positive: Any
 ) -> dict[str, Any]:
     """The paired comparison over every labelled shadow batch up to `batch_date`."""
-    from driftwatch.scoring import metric_value
-
     days = shadow_days(client, cfg, state, batch_date)
     frames, pending = {}, []
     for day in days:
@@ -325,6 +323,20 @@ def compare_shadow(
     return result
 
 
+def promoted_on(state: dict[str, Any] | None) -> str | None:
+    """The batch date a shadow's promotion was decided on (the policy's cooldown counts from it)."""
+    if not state or state.get("status") != "promoted":
+        return None
+    return (state.get("verdict") or {}).get("decided_on")
+
+
+def shadow_hold(state: dict[str, Any] | None, batch_date: str) -> dict[str, Any] | None:
+    """The challenger in shadow the policy waits for; None when there is none (or it began after this batch)."""
+    if not is_active(state) or state["as_of"] >= batch_date:
+        return None
+    return {"version": state["version"], "since": state["as_of"]}
+
+
 def age_in_days(state: dict[str, Any], batch_date: str) -> int:
     return (date.fromisoformat(batch_date) - date.fromisoformat(state["as_of"])).days
 
@@ -347,7 +359,7 @@ def _compact(comparison: dict[str, Any]) -> dict[str, Any]:
 
 def _promote(client: S3Client, cfg: ModelConfig, tracking_uri: str, state: dict, batch_date: str, why: str) -> dict:
     """Promote with the compare-and-set against the champion the shadow started beside."""
-    from driftwatch import decisions, references, registry
+    from driftwatch import references, registry
 
     name, version = cfg.registry.registered_model, state["version"]
     references.ensure_profile(client, cfg, state["reference_uri"])
@@ -364,8 +376,6 @@ def _promote(client: S3Client, cfg: ModelConfig, tracking_uri: str, state: dict,
         registry.retire_challenger(tracking_uri, name, version, replaced_by=None, reason=refused)
         return {"status": "refused", "reasons": [refused]}
     references.promote_reference(client, cfg, state["reference_uri"], version)
-    # The policy's cooldown counts from this batch, as it does from a retrain run's promotion.
-    decisions.update_state(client, cfg, {"last_promotion": batch_date})
     return {"status": "promoted", "reasons": []}
 
 

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from driftwatch import alerts, decisions, policy
+from driftwatch import alerts, decisions, policy, shadow
 from driftwatch.config import RetrainingPolicy
 
 DAY = "2026-03-10"
@@ -258,3 +258,28 @@ def test_the_drift_email_names_attribution_drift(cfg):
     assert row + " | nDCG 1 (credit_utilization, age)" in text
     held = alerts.drift_email(cfg, DAY, {**decision, "attribution": attribution(False)}, {})
     assert "attribution drift (labels)" not in held.get_body(("plain",)).get_content()
+
+
+def test_a_challenger_in_shadow_holds_data_drift_but_not_realized_degradation(cfg):
+    held = policy.decide(cfg, signals(), state(shadow={"version": "3", "since": "2026-03-08"}))
+    assert (held.action, held.retrain, held.alert) == ("cooldown", False, True)
+    assert "challenger v3 is in shadow since 2026-03-08" in held.reason
+    degraded = {"degraded": True, "reason": "concept drift: live roc_auc fell", "since": "2026-03-09"}
+    urgent = policy.decide(cfg, signals(realized=degraded), state(shadow={"version": "3", "since": "2026-03-08"}))
+    assert urgent.action == "retrain", "a champion getting worse is not made to wait for the shadow"
+
+
+def test_shadow_hold_starts_after_the_challengers_as_of():
+    active = {"status": "shadow", "version": "3", "as_of": "2026-03-08"}
+    assert shadow.shadow_hold(active, "2026-03-09") == {"version": "3", "since": "2026-03-08"}
+    assert shadow.shadow_hold(active, "2026-03-08") is None, "a rerun of the batch that trained it"
+    assert shadow.shadow_hold({**active, "status": "promoted"}, "2026-03-09") is None
+    assert shadow.shadow_hold(None, "2026-03-09") is None
+
+
+def test_a_promotion_from_shadow_starts_the_cooldown():
+    promoted = {"status": "promoted", "verdict": {"decided_on": "2026-03-09"}}
+    assert (
+        decisions.last_promotion({"last_promotion": "2026-03-01"}, None, shadow.promoted_on(promoted)) == "2026-03-09"
+    )
+    assert shadow.promoted_on({**promoted, "status": "rejected"}) is None
