@@ -2,9 +2,9 @@
 
 Everything here is built from what the pipeline already writes: the per-batch history records
 under ``<output_prefix>history/``, the report objects under ``reports/``, ``quarantine/`` and
-``evaluations/``, and the MLflow registry (champion alias, version tags, ``champion_history``).
-The page, its charts and the PNG of emails are drawn by driftwatch.reports; their functions are
-importable from here too.
+``evaluations/``, the shadow state under ``shadow/``, and the MLflow registry (champion alias,
+version tags, ``champion_history``). The page, its charts and the PNG of emails are drawn by
+driftwatch.reports; their functions are importable from here too.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from driftwatch import layout
+from driftwatch import layout, storage
 from driftwatch.config import ModelConfig
 
 # Also re-exported: the webapp, alerts, devstack and tests use the page, charts and links from here.
@@ -171,6 +171,85 @@ def _first_finite(*values: Any) -> float | None:
     return next((n for n in map(finite, values) if n is not None), None)
 
 
+# --------------------------------------------------------------------------- shadow
+
+
+def _count(value: Any) -> int:
+    """A count from a record: an int, or a list of what was counted (older shapes); 0 otherwise."""
+    if isinstance(value, list | tuple):
+        return len(value)
+    number = finite(value)
+    return int(number) if number is not None else 0
+
+
+@dataclass
+class ShadowView:
+    """The challenger in shadow (or the last one's verdict) and what each of its batches showed."""
+
+    state: dict[str, Any]  # shadow.read_state's object
+    batches: list[dict[str, Any]]  # date order: each batch the version scored or was evaluated on
+    scored: int  # shadow batches scored so far (all of them, not only the batches shown)
+    labelled: int  # of which labelled, at the newest evaluation
+    latest: dict[str, Any] | None  # the newest `shadow_evaluation` of this version
+
+    @property
+    def active(self) -> bool:
+        return self.state.get("status") == "shadow"
+
+    @property
+    def dates(self) -> list[str]:
+        return [b["batch_date"] for b in self.batches]
+
+    def series(self, key: str) -> list[float | None]:
+        return [b[key] for b in self.batches]
+
+
+def shadow_view(state: Mapping[str, Any] | None, records: Sequence[Mapping[str, Any]]) -> ShadowView | None:
+    """The shadow state beside its batches' `shadow` and `shadow_evaluation` fields; None before any shadow.
+
+    A batch counts when it is after the challenger's as_of and its record names the state's version
+    (as shadow.shadow_days counts them). The difference and its interval are the evaluation's, over
+    all labelled shadow batches up to that batch.
+    """
+    if not state or not state.get("version"):
+        return None
+    version, as_of = str(state["version"]), str(state.get("as_of") or "")
+    batches = []
+    for record in sorted(records, key=lambda r: str(r.get("batch_date", ""))):
+        day = str(record.get("batch_date", ""))
+        scored, evaluated = record.get("shadow") or {}, record.get("shadow_evaluation") or {}
+        scored = scored if str(scored.get("version")) == version else {}
+        evaluated = evaluated if str(evaluated.get("version")) == version else {}
+        if not (scored or evaluated) or day <= as_of:
+            continue
+        batches.append(
+            {
+                "batch_date": day,
+                "scored": bool(scored),
+                "rows": scored.get("rows"),
+                **{
+                    k: finite(scored.get(k))
+                    for k in ("agreement", "mean_abs_difference", "psi", "positive_rate_change")
+                },
+                "evaluation": dict(evaluated) or None,
+                **{k: finite(evaluated.get(k)) for k in ("difference", "lower", "upper")},
+            }
+        )
+    evaluated_on = [b for b in batches if b["evaluation"]]
+    latest = evaluated_on[-1]["evaluation"] if evaluated_on else None
+    decided = state.get("verdict") or {}
+    if decided:
+        scored_count, labelled = _count(decided.get("batches")), _count(decided.get("labelled_batches"))
+    elif latest:
+        # The newest evaluation counted every shadow batch up to its own; batches scored since come on top.
+        after = evaluated_on[-1]["batch_date"]
+        since = sum(b["scored"] and b["batch_date"] > after for b in batches)
+        scored_count, labelled = _count(latest.get("batches")) + since, _count(latest.get("labelled_batches"))
+    else:
+        scored_count, labelled = sum(b["scored"] for b in batches), 0
+    return ShadowView(state=dict(state), batches=batches, scored=scored_count, labelled=labelled, latest=latest)
+
+
 def not_estimated_reason(records: Sequence[Mapping[str, Any]]) -> str:
     """Why the newest batch with an estimate record has no estimate ("" when it has one or none was tried)."""
     for record in sorted(records, key=lambda r: str(r.get("batch_date", "")), reverse=True):
@@ -225,6 +304,7 @@ class ModelPage:
     errors: list[str] = field(default_factory=list)
     not_estimated: str = ""  # why the newest batch has no estimate, for the empty performance chart
     attribution: list[float | None] = field(default_factory=list)  # nDCG per date
+    shadow: ShadowView | None = None  # the challenger in shadow, or the last one's verdict
 
     @property
     def quarantines(self) -> list[BatchRow]:
@@ -240,8 +320,9 @@ def build_model_page(
     versions: Sequence[Mapping[str, Any]] = (),
     mlflow_url: str | None = None,
     errors: Sequence[str] = (),
+    shadow_state: Mapping[str, Any] | None = None,
 ) -> ModelPage:
-    """Assemble one model's section from its history records and what the registry says."""
+    """Assemble one model's section from its history records, what the registry says and the shadow state."""
     ordered = sorted(records, key=lambda r: str(r.get("batch_date", "")))
     return ModelPage(
         cfg=cfg,
@@ -253,6 +334,7 @@ def build_model_page(
         performance=performance_series(ordered),
         not_estimated=not_estimated_reason(ordered),
         attribution=attribution_series(ordered),
+        shadow=shadow_view(shadow_state, ordered),
         events=registry_events(history, versions),
         versions=[dict(v) for v in versions],
         mlflow_url=mlflow_url.rstrip("/") if mlflow_url else None,
@@ -272,6 +354,12 @@ def load_model_page(
 
     records = batch_history.read_history(client, cfg, last=last)
     champion, events, versions, errors = None, [], [], []
+    shadow_state = None
+    try:
+        # shadow.read_state's object, read here: importing driftwatch.shadow would load numpy and pandas.
+        shadow_state = storage.read_json(client, cfg.storage.bucket, layout.shadow_state_key(cfg))
+    except Exception as err:  # an unreadable state must not hide the batches either
+        errors.append(f"shadow state unreadable: {type(err).__name__}: {str(err)[:200]}")
     if tracking_uri:
         try:
             _probe(tracking_uri)
@@ -284,7 +372,14 @@ def load_model_page(
         except Exception as err:  # any registry failure: show the batches anyway
             errors.append(f"MLflow registry unavailable: {type(err).__name__}: {str(err)[:200]}")
     return build_model_page(
-        cfg, records, champion=champion, history=events, versions=versions, mlflow_url=mlflow_url, errors=errors
+        cfg,
+        records,
+        champion=champion,
+        history=events,
+        versions=versions,
+        mlflow_url=mlflow_url,
+        errors=errors,
+        shadow_state=shadow_state,
     )
 
 

@@ -342,3 +342,205 @@ def test_the_page_shows_attribution_in_a_column_and_its_ndcg_against_the_thresho
     assert 'class="dw-threshold"' in chart and chart.count("<circle") == 2, "the threshold and two measured batches"
     quiet = pages.render_model_section(monitoring.build_model_page(demo_cfg, attribution_records()[:2]), report_base="")
     assert "Attribution: nDCG" not in quiet, "no chart before a batch is measured"
+
+
+def shadow_state(status: str = "shadow", verdict: dict | None = None, **extra) -> dict:
+    """A shadow state object shaped like shadow.enter_shadow (and, once decided, shadow_step) writes it."""
+    return {
+        "status": status,
+        "version": "3",
+        "champion": "2",
+        "as_of": "2026-11-10",
+        "started_at": "2026-11-11T02:00:00+00:00",
+        "reason": "data drift",
+        "replaced": None,
+        "holdout": {"challenger": 0.781, "champion": 0.752},
+        "verdict": verdict,
+        **extra,
+    }
+
+
+def shadow_scored(agreement: float, psi: float, change: float, version: str = "3") -> dict:
+    """A record's `shadow` field, as shadow.batch_comparison writes it for a classifier."""
+    return {
+        "version": version,
+        "champion_version": "2",
+        "rows": 500,
+        "psi": psi,
+        "agreement": agreement,
+        "positive_rate": 0.2,
+        "challenger_positive_rate": 0.2 + change,
+        "positive_rate_change": change,
+        "champion_ms_per_1k": 3.1,
+        "challenger_ms_per_1k": 4.2,
+        "predictions_uri": "s3://bucket/driftwatch/credit_default/predictions/shadow.parquet",
+    }
+
+
+def shadow_evaluation(batches: int, labelled: int, difference: float | None, **extra) -> dict:
+    """A record's `shadow_evaluation` field, as shadow.shadow_step writes it (no interval before labels)."""
+    return {
+        "version": "3",
+        "champion": "2",
+        "verdict": "continue",
+        "status": "shadow",
+        "age_days": batches,
+        "reasons": [f"waiting: {labelled} of 3 labelled shadow batches"],
+        "batches": batches,
+        "labelled_batches": labelled,
+        "pending_labels": [],
+        "rows": 1000 * labelled,
+        "difference": difference,
+        "lower": None if difference is None else difference - 0.01,
+        "upper": None if difference is None else difference + 0.02,
+        "confidence": 0.95,
+        "champion_value": None if difference is None else 0.75,
+        "challenger_value": None if difference is None else 0.75 + difference,
+        "worse_slices": [],
+        **extra,
+    }
+
+
+def shadow_records() -> list[dict]:
+    """An older version's shadow batch, the as_of batch, three evaluated shadow batches and one scored since."""
+    return [
+        {**record("2026-11-09", 0.0), "shadow": shadow_scored(0.5, 0.9, 0.3, version="1")},
+        {**record("2026-11-10", 0.0), "shadow": shadow_scored(0.5, 0.9, 0.3)},  # on the as_of: not the shadow's
+        {
+            **record("2026-11-11", 0.0),
+            "shadow": shadow_scored(0.97, 0.02, 0.01),
+            "shadow_evaluation": shadow_evaluation(1, 0, None, pending_labels=["2026-11-11"]),
+        },
+        {
+            **record("2026-11-12", 0.0),
+            "shadow": shadow_scored(0.95, 0.04, -0.02),
+            "shadow_evaluation": shadow_evaluation(2, 1, 0.012),
+        },
+        {
+            **record("2026-11-13", 0.1),
+            "shadow": shadow_scored(0.93, 0.05, 0.03),
+            "shadow_evaluation": shadow_evaluation(3, 2, 0.015, reasons=[HOSTILE], pending_labels=["2026-11-13"]),
+        },
+        {**record("2026-11-14", 0.0), "shadow": shadow_scored(0.91, 0.06, 0.0)},  # not evaluated yet
+    ]
+
+
+def test_shadow_view_takes_the_shadows_batches_and_counts_them(demo_cfg):
+    page = monitoring.build_model_page(demo_cfg, list(reversed(shadow_records())), shadow_state=shadow_state())
+    view = page.shadow
+    assert view is not None and view.active
+    assert view.dates == ["2026-11-11", "2026-11-12", "2026-11-13", "2026-11-14"], "after as_of, of v3, in date order"
+    assert (view.scored, view.labelled) == (4, 2), "3 counted by the newest evaluation, 1 scored since"
+    assert view.series("agreement") == [0.97, 0.95, 0.93, 0.91]
+    assert view.series("difference") == [None, 0.012, 0.015, None]
+    assert view.series("lower") == [None, pytest.approx(0.002), pytest.approx(0.005), None]
+    assert view.latest["reasons"] == [HOSTILE]
+    assert monitoring.build_model_page(demo_cfg, shadow_records()).shadow is None, "no state: no shadow"
+
+
+def test_the_page_shows_the_challenger_in_shadow_its_batches_and_charts(demo_cfg):
+    page = monitoring.build_model_page(demo_cfg, shadow_records(), shadow_state=shadow_state(replaced="1"))
+    html = pages.render_page("Model monitoring", pages.render_model_section(page, report_base="/dw/report"))
+    assert "<script" not in html and "<li>continue: &lt;script&gt;" in html, "the evaluation's reasons, escaped"
+    section = html.split("<h3>Shadow</h3>")[1].split("<h3>Recent quarantines</h3>")[0]
+    assert (
+        "<b>v3</b> in shadow beside champion v2 since 2026-11-10: 4 batches scored, 2 labelled "
+        "(it replaced v1, retired undecided); roc_auc difference (challenger − champion) +0.0150 [+0.0050, +0.0350] "
+        "(95% interval, 2000 labelled rows)"
+    ) in section
+    assert "Holdout roc_auc: challenger 0.781, champion 0.752" in section
+    assert "labels pending for 2026-11-13" in section
+    assert section.count('class="dw-shadow-batch"') == 4
+    newest, evaluated = section.split('<tr class="dw-shadow-batch">')[1:3]
+    assert newest.startswith("<td>2026-11-14</td><td>500</td><td>91.0%</td><td>0.060</td><td>+0.0%</td><td></td>")
+    assert '<span class="muted">-</span>' in newest, "scored, not evaluated yet"
+    assert "<td>93.0%</td><td>0.050</td><td>+3.0%</td><td>+0.0150 [+0.0050, +0.0350]</td>" in evaluated
+    assert '<span class="muted" title="&lt;script&gt;' in evaluated
+    agreement = section.split("Shadow: agreement of challenger and champion</title>")[1].split("</svg>")[0]
+    assert agreement.count("<circle") == 4 and ">90%</text>" in agreement, "four batches, the axis from 90%"
+    difference = section.split("Shadow: roc_auc difference, challenger − champion</title>")[1].split("</svg>")[0]
+    assert difference.count('class="dw-band"') == 1, "the interval spans the two evaluated batches"
+    assert difference.count('class="dw-realized"') == 2 and "2026-11-13: +0.015</title>" in difference
+    assert difference.count('class="dw-evaluated"') == 1 and ">95% interval</text>" in difference, "0 line, legend"
+
+
+def test_the_page_shows_the_last_shadows_verdict_and_its_reasons(demo_cfg):
+    verdict = {
+        **shadow_evaluation(5, 3, 0.02, verdict="promote", status="promoted"),
+        "reasons": ["paired roc_auc difference +0.0200: the lower bound is above min_improvement 0.0050"],
+        "decided_on": "2026-11-15",
+    }
+    state = shadow_state("promoted", verdict)
+    records = [*shadow_records(), {**record("2026-11-15", 0.0), "shadow_evaluation": verdict}]
+    page = monitoring.build_model_page(demo_cfg, records, shadow_state=state)
+    assert (page.shadow.active, page.shadow.scored, page.shadow.labelled) == (False, 5, 3), "the verdict's counts"
+    html = pages.render_model_section(page, report_base="/dw/report")
+    assert (
+        'Last shadow: <b>v3</b> <span class="ok">promoted</span> on 2026-11-15 (verdict promote), beside champion '
+        "v2 since 2026-11-10: 5 batches scored, 3 labelled; roc_auc difference (challenger − champion) "
+        "+0.0200 [+0.0100, +0.0400]"
+    ) in html
+    assert "<li>paired roc_auc difference +0.0200: the lower bound is above min_improvement 0.0050</li>" in html
+    assert "labels pending" not in html, "a decided shadow waits for nothing"
+    assert html.count('class="dw-shadow-batch"') == 5
+    rejected = shadow_state("rejected", {**verdict, "verdict": "reject", "reasons": [HOSTILE]})
+    html = pages.render_model_section(
+        monitoring.build_model_page(demo_cfg, records, shadow_state=rejected), report_base=""
+    )
+    assert '<span class="bad">rejected</span>' in html and "<li>&lt;script&gt;" in html and "<script" not in html
+
+
+def test_a_regression_shadow_shows_the_mean_absolute_difference(demo_cfg):
+    target = demo_cfg.dataset.target.model_copy(update={"task": "regression"})
+    cfg = demo_cfg.model_copy(update={"dataset": demo_cfg.dataset.model_copy(update={"target": target})})
+    scored = {"version": "3", "champion_version": "2", "rows": 400, "psi": 0.03, "mean_abs_difference": 1.25}
+    page = monitoring.build_model_page(
+        cfg, [{**record("2026-11-12", 0.0), "shadow": scored}], shadow_state=shadow_state()
+    )
+    html = pages.render_model_section(page, report_base="")
+    assert "<th>mean |difference|</th>" in html and "positive-rate" not in html and "agreement" not in html
+    assert "<td>1.250</td><td>0.030</td><td></td>" in html
+    assert "Shadow: mean absolute score difference" in html and "1 batch scored, 0 labelled" in html
+    assert "No paired difference yet" in html
+
+
+def test_without_a_shadow_state_the_section_is_one_line_or_nothing(demo_cfg):
+    def mode(name: str):
+        return demo_cfg.model_copy(update={"promotion": demo_cfg.promotion.model_copy(update={"mode": name})})
+
+    shadowing = pages.render_model_section(
+        monitoring.build_model_page(mode("shadow"), shadow_records()), report_base=""
+    )
+    assert '<h3>Shadow</h3><p class="muted">No challenger in shadow.</p>' in shadowing
+    assert "dw-shadow" not in shadowing and "Shadow: agreement" not in shadowing
+    immediate = pages.render_model_section(
+        monitoring.build_model_page(mode("immediate"), shadow_records()), report_base=""
+    )
+    assert "<h3>Shadow</h3>" not in immediate, "a model that promotes at once expects no shadow"
+    entered = monitoring.build_model_page(mode("immediate"), [record("2026-11-10", 0.0)], shadow_state=shadow_state())
+    html = pages.render_model_section(entered, report_base="")
+    assert "0 batches scored, 0 labelled" in html and "No shadow batch in the batches shown." in html
+
+
+def test_load_model_page_reads_the_shadow_state_and_survives_an_unreadable_one(demo_cfg, monkeypatch):
+    from driftwatch import history, layout, storage
+
+    read = []
+
+    def read_json(client, bucket, key):
+        read.append((bucket, key))
+        return shadow_state()
+
+    monkeypatch.setattr(history, "read_history", lambda client, cfg, last=None: shadow_records())
+    monkeypatch.setattr(storage, "read_json", read_json)
+    page = monitoring.load_model_page(object(), demo_cfg, None)
+    assert read == [(demo_cfg.storage.bucket, layout.shadow_state_key(demo_cfg))]
+    assert page.shadow is not None and page.shadow.scored == 4 and page.errors == []
+
+    def broken(client, bucket, key):
+        raise PermissionError(HOSTILE)
+
+    monkeypatch.setattr(storage, "read_json", broken)
+    page = monitoring.load_model_page(object(), demo_cfg, None)
+    assert page.shadow is None and len(page.rows) == 6
+    assert page.errors == [f"shadow state unreadable: PermissionError: {HOSTILE}"]

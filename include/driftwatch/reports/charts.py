@@ -130,14 +130,19 @@ def line_chart_svg(
     title: str,
     threshold: float | None = None,
     y_max: float | None = None,
+    y_min: float | None = None,
     y_format: str = "{:.2f}",
     width: int = 560,
     height: int = 200,
 ) -> str:
-    """A small line chart with a legend and an optional dashed threshold line, as inline SVG."""
+    """A small line chart with a legend and an optional dashed threshold line, as inline SVG.
+
+    The value axis starts at 0 (or below, for negative values) unless `y_min` is given.
+    """
     values = [v for vs in series.values() for v in vs if v is not None]
     high = y_max if y_max is not None else max([*values, threshold or 0.0, 1e-9])
     low = min([*values, 0.0]) if y_max is None else 0.0
+    low = low if y_min is None else y_min
     axes = _Axes(width, height, low, high, len(labels))
     parts = _frame(axes, labels, title, y_format)
     if threshold is not None:

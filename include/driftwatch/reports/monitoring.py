@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
@@ -11,7 +12,7 @@ from driftwatch.reports.markup import document, escape, finite, report_url
 from driftwatch.reports.style import MONITORING_CSS, RULE
 
 if TYPE_CHECKING:
-    from driftwatch.monitoring import BatchRow, ModelPage
+    from driftwatch.monitoring import BatchRow, ModelPage, ShadowView
 
 
 def _fmt_share(value: float | None) -> str:
@@ -188,8 +189,165 @@ def _performance_chart(page: ModelPage) -> str:
     )
 
 
+# --------------------------------------------------------------------------- shadow
+
+SHADOW_STATUS_CSS = {"promoted": "ok", "rejected": "bad", "refused": "warn"}
+VERDICT_CSS = {"promote": "ok", "reject": "bad"}
+
+
+def _signed(value: Any) -> str:
+    number = finite(value)
+    return "" if number is None else f"{number:+.4f}"
+
+
+def _difference(found: Mapping[str, Any]) -> str:
+    """A paired difference with its interval ("+0.0123 [+0.0040, +0.0210]"); "" before there is one."""
+    point = _signed(found.get("difference"))
+    low, high = _signed(found.get("lower")), _signed(found.get("upper"))
+    return point + (f" [{low}, {high}]" if point and low and high else "")
+
+
+def _confidence(found: Mapping[str, Any] | None) -> str:
+    level = finite((found or {}).get("confidence"))
+    return "interval" if level is None else f"{level:.0%} interval"
+
+
+def _shadow_summary(view: ShadowView, metric: str) -> str:
+    """Who is in shadow beside whom since when and how far it got, or the last shadow's verdict, with reasons."""
+    state = view.state
+    version, champion, as_of = state.get("version"), state.get("champion"), state.get("as_of") or "?"
+    counts = f"{view.scored} batch{'' if view.scored == 1 else 'es'} scored, {view.labelled} labelled"
+    entered = f"entered shadow {state.get('started_at') or ''}: {state.get('reason') or ''}".strip(": ")
+    if view.active:
+        found = view.latest or {}
+        line = (
+            f"<b>v{escape(version)}</b> in shadow beside champion v{escape(champion)} since {escape(as_of)}: "
+            f"{escape(counts)}"
+        )
+        if state.get("replaced"):
+            line += f" (it replaced v{escape(state['replaced'])}, retired undecided)"
+        reasons = [f"{found.get('verdict')}: {r}" for r in found.get("reasons") or []]
+    else:
+        found = state.get("verdict") or {}
+        status = str(state.get("status") or "decided")
+        css = SHADOW_STATUS_CSS.get(status, "warn")
+        decided = f" on {escape(found['decided_on'])}" if found.get("decided_on") else ""
+        line = (
+            f'Last shadow: <b>v{escape(version)}</b> <span class="{css}">{escape(status)}</span>{decided} '
+            f"(verdict {escape(found.get('verdict') or '-')}), beside champion v{escape(champion)} since "
+            f"{escape(as_of)}: {escape(counts)}"
+        )
+        reasons = [str(r) for r in found.get("reasons") or []]
+    difference = _difference(found)
+    if difference:
+        line += (
+            f"; {escape(metric)} difference (challenger − champion) {escape(difference)} "
+            f"({escape(_confidence(found))}, {escape(found.get('rows'))} labelled rows)"
+        )
+    holdout = state.get("holdout") or {}
+    if _fmt_num(holdout.get("challenger")) and _fmt_num(holdout.get("champion")):
+        line += (
+            f'. <span class="muted">Holdout {escape(metric)}: challenger {_fmt_num(holdout["challenger"])}, '
+            f"champion {_fmt_num(holdout['champion'])}.</span>"
+        )
+    out = [f'<p class="dw-shadow"{_attr("title", entered)}>{line}</p>']
+    pending = ((view.latest or {}).get("pending_labels") or []) if view.active else []
+    if pending:
+        reasons.append("labels pending for " + ", ".join(map(str, pending)))
+    if reasons:
+        out.append('<ul class="dw-shadow-reasons">' + "".join(f"<li>{escape(r)}</li>" for r in reasons) + "</ul>")
+    return "".join(out)
+
+
+def _verdict_cell(evaluation: Mapping[str, Any] | None) -> str:
+    if not evaluation:
+        return '<span class="muted">-</span>'  # scored, not evaluated (yet)
+    verdict = str(evaluation.get("verdict") or "")
+    css = VERDICT_CSS.get(verdict, "muted")
+    why = "; ".join(map(str, evaluation.get("reasons") or []))
+    return f'<span class="{css}"{_attr("title", why)}>{escape(verdict)}</span>'
+
+
+def _shadow_table(view: ShadowView, metric: str, classification: bool) -> str:
+    """One row per shadow batch, newest first: how the two models' scores compare, then the paired difference."""
+    compared = "<th>agreement</th>" if classification else "<th>mean |difference|</th>"
+    rate = "<th>positive-rate change</th>" if classification else ""
+    out = [
+        f'<table class="dw-shadow-batches"><tr><th>batch</th><th>rows</th>{compared}<th>PSI</th>{rate}'
+        f"<th>{escape(metric)} difference [{escape(_confidence(view.latest))}]</th><th>evaluation</th></tr>"
+    ]
+    for b in reversed(view.batches):
+        if classification:
+            agreement = "" if b["agreement"] is None else f"{b['agreement']:.1%}"
+            change = "" if b["positive_rate_change"] is None else f"{b['positive_rate_change']:+.1%}"
+            cells = f"<td>{agreement}</td><td>{_fmt_num(b['psi'])}</td><td>{change}</td>"
+        else:
+            cells = f"<td>{_fmt_num(b['mean_abs_difference'])}</td><td>{_fmt_num(b['psi'])}</td>"
+        out.append(
+            f'<tr class="dw-shadow-batch"><td>{escape(b["batch_date"])}</td><td>{escape(b["rows"] or "")}</td>'
+            f"{cells}<td>{escape(_difference(b))}</td><td>{_verdict_cell(b['evaluation'])}</td></tr>"
+        )
+    out.append("</table>")
+    return "".join(out)
+
+
+def _shadow_charts(view: ShadowView, metric: str, classification: bool) -> str:
+    """Agreement (regression: mean absolute difference) per batch, and the paired difference with its interval."""
+    dates, charts = view.dates, []
+    key = "agreement" if classification else "mean_abs_difference"
+    compared = [v for v in view.series(key) if v is not None]
+    if compared and classification:
+        floor = min(math.floor(min(compared) * 10) / 10, 0.9)  # agreement sits near 1: start the axis below it
+        charts.append(
+            line_chart_svg(
+                dates,
+                {"agreement": view.series(key)},
+                title="Shadow: agreement of challenger and champion",
+                y_max=1.0,
+                y_min=floor,
+                y_format="{:.0%}",
+            )
+        )
+    elif compared:
+        charts.append(
+            line_chart_svg(
+                dates, {"mean |difference|": view.series(key)}, title="Shadow: mean absolute score difference"
+            )
+        )
+    if any(v is not None for v in view.series("difference")):
+        charts.append(
+            band_chart_svg(
+                dates,
+                (view.series("lower"), [None] * len(dates), view.series("upper")),
+                points=view.series("difference"),
+                reference=[0.0] * len(dates),
+                title=f"Shadow: {metric} difference, challenger − champion",
+                names=(_confidence(view.latest), "difference", "no difference"),
+                y_format="{:+.3f}",
+            )
+        )
+    else:
+        charts.append('<p class="muted">No paired difference yet: it needs labels on the shadow batches.</p>')
+    return '<div class="charts">' + "".join(charts) + "</div>"
+
+
+def render_shadow_section(page: ModelPage) -> str:
+    """The challenger in shadow (or the last one's verdict), its batches and charts; a line, or nothing, without."""
+    cfg, view = page.cfg, page.shadow
+    if view is None:
+        # Only a model in shadow mode says so: for the others a shadow is not expected.
+        return '<h3>Shadow</h3><p class="muted">No challenger in shadow.</p>' if cfg.promotion.mode == "shadow" else ""
+    metric, classification = cfg.evaluation.primary_metric, cfg.dataset.target.task == "classification"
+    out = ["<h3>Shadow</h3>", _shadow_summary(view, metric)]
+    if view.batches:
+        out += [_shadow_table(view, metric, classification), _shadow_charts(view, metric, classification)]
+    else:
+        out.append('<p class="muted">No shadow batch in the batches shown.</p>')
+    return "".join(out)
+
+
 def render_model_section(page: ModelPage, *, report_base: str, dag_base: str | None = None) -> str:
-    """One model's section: champion, batches, trend charts, quarantines, registry history."""
+    """One model's section: champion, batches, trend charts, shadow, quarantines, registry history."""
     cfg, out = page.cfg, []
     out.append(f'<section class="dw-model" id="model-{escape(cfg.name)}"><h2>{escape(cfg.name)}</h2>')
     if cfg.description:
@@ -263,6 +421,8 @@ def render_model_section(page: ModelPage, *, report_base: str, dag_base: str | N
             f"red dots: drifted; capped at {EXCEEDANCE_CAP:g}×).</p>"
         )
         out.append(drift_grid_svg(page.dates, page.drift))
+
+    out.append(render_shadow_section(page))
 
     out.append("<h3>Recent quarantines</h3>")
     if page.quarantines:
