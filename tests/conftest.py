@@ -100,6 +100,8 @@ def mail_dir(tmp_path):
 
 @pytest.fixture
 def demo_cfg():
+    """The demo's config, promoting at once: the shadow tests (tests/integration/test_shadow.py) opt in."""
     from driftwatch.config import load_config
 
-    return load_config(DEMO_CONFIG)
+    cfg = load_config(DEMO_CONFIG)
+    return cfg.model_copy(update={"promotion": cfg.promotion.model_copy(update={"mode": "immediate"})})

@@ -21,7 +21,9 @@ AS_OF = "2026-01-12"
 
 @pytest.fixture
 def cfg(demo_cfg, tmp_path, monkeypatch):
-    promotion = demo_cfg.promotion.model_copy(update={"mode": "shadow", "shadow_batches": 2, "shadow_min_rows": 500})
+    promotion = demo_cfg.promotion.model_copy(
+        update={"mode": "shadow", "shadow_batches": 2, "shadow_max_days": 14, "shadow_min_rows": 500}
+    )
     evaluation = demo_cfg.evaluation.model_copy(update={"live_min_rows": 200})
     return demo_cfg.model_copy(update={"promotion": promotion, "evaluation": evaluation})
 
