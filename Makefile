@@ -66,9 +66,10 @@ test: install lint  ## Lint, unit, DAG-integrity (compose file included), integr
 test-distributed: install  ## Real distributed run: CeleryExecutor, 2 Celery workers, local PostgreSQL + Redis (2-5 min)
 	@$(PY) -m pytest tests/distributed -q
 
-bench: install  ## Drift and monitor-stage benchmark vs Evidently's DataDriftPreset at 100k/1M/5M rows (about 10 min)
+bench: install  ## Drift and monitor-stage benchmark vs Evidently's DataDriftPreset at 100k/1M/5M rows, CBPE and shadow-scoring cost at 1M (about 12 min)
 	@$(PY) -m bench.bench_drift --sizes 100000,1000000,5000000 --out bench-results.json
 	@$(PY) -m bench.bench_estimation --rows 1000000
+	@$(PY) -m bench.bench_shadow --rows 1000000
 
 bench-fleet: install  ## 20 models through monitor_fleet (dynamic task mapping) on 1 and 2 Celery workers; needs PostgreSQL + Redis
 	@$(PY) -m bench.bench_fleet --models 20 --rows 20000 --workers 1,2 --concurrency 2 --out bench-fleet-results.json
