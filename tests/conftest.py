@@ -100,7 +100,7 @@ def mail_dir(tmp_path):
 
 @pytest.fixture
 def demo_cfg():
-    """The demo's config, promoting at once: the shadow tests (tests/integration/test_shadow.py) opt in."""
+    """The demo's config, promoting at once: the shadow tests (tests/integration/test_shadow_mode.py) opt in."""
     from driftwatch.config import load_config
 
     cfg = load_config(DEMO_CONFIG)

@@ -66,7 +66,7 @@ def cfg():
     from driftwatch.config import load_config
     from tests.conftest import DEMO_CONFIG
 
-    demo = load_config(DEMO_CONFIG)  # promoting at once: tests/integration/test_shadow.py covers shadow mode
+    demo = load_config(DEMO_CONFIG)  # promoting at once: tests/integration/test_shadow_mode.py covers shadow mode
     return demo.model_copy(update={"promotion": demo.promotion.model_copy(update={"mode": "immediate"})})
 
 
