@@ -25,16 +25,7 @@ SEED = 7
 # Longer than a scheduler restart (5 s pause, ~30 s to start on 2 busy cores) and its loop.
 SCHEDULER_SILENCE_SECONDS = 180.0
 BUSY = ("running", "deferred", "queued")
-TABLE_ROW = "{:<11} {:<8} {:>6}  {:<12} {:>11}  {:<17} {:<15} {}"
 SUMMARY_ENDPOINTS = ("airflow_url", "login_user", "password_file", "s3_endpoint", "mail_dir")
-
-
-def s3_client(env: dict[str, str]) -> Any:
-    import boto3
-
-    keys = ("endpoint_url", "aws_access_key_id", "aws_secret_access_key", "region_name")
-    names = ("AWS_ENDPOINT_URL_S3", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION")
-    return boto3.client("s3", **{key: env[name] for key, name in zip(keys, names, strict=True)})
 
 
 def seed(client: Any, cfg: Any, start: date, days: int, rows_per_day: int, delay: int = 0) -> tuple[list, int]:
@@ -145,32 +136,8 @@ def bootstrap_champion(api: AirflowApi, retrain_id: str, tracking_uri: str, mode
 def batch_table(client: Any, cfg: Any, dates: list[str], runs: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     from driftwatch import history
 
-    rows = []
-    for day in dates:
-        record = history.read_record(client, cfg, day) or {}
-        rows.append(
-            {
-                "batch_date": day,
-                "run_state": runs.get(day, {}).get("state", "missing"),
-                "rows": record.get("rows"),
-                "validation": record.get("status", "no record"),
-                "drift_share": (record.get("drift") or {}).get("share"),
-                "action": record.get("action", "none"),
-                "policy": (record.get("policy") or {}).get("action") or "-",
-                "estimate": estimate_text(record.get("estimate")),
-                "reason": record.get("reason") or (record.get("validation") or {}).get("reason", ""),
-            }
-        )
-    return rows
-
-
-def estimate_text(estimate: dict[str, Any] | None) -> str:
-    """'0.71 [0.66,0.76]': the label-free estimate and its band; '-' when there is none."""
-    if not estimate or estimate.get("value") is None:
-        return "-"
-    low, high = estimate.get("lower"), estimate.get("upper")
-    band = f" [{low:.2f},{high:.2f}]" if low is not None and high is not None else ""
-    return f"{estimate['value']:.2f}{band}"
+    rows = [history.summary_row(day, history.read_record(client, cfg, day)) for day in dates]
+    return [{**row, "run_state": runs.get(row["batch_date"], {}).get("state", "missing")} for row in rows]
 
 
 def ui_links(airflow_url: str, cfg: Any, rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -186,16 +153,6 @@ def ui_links(airflow_url: str, cfg: Any, rows: list[dict[str, Any]]) -> dict[str
         "monitoring_page": f"{airflow_url}/driftwatch/monitoring",
         "reports": reports,
     }
-
-
-def table_lines(rows: list[dict[str, Any]]) -> list[str]:
-    """The demo's table: a header, then one line per batch."""
-    lines = [TABLE_ROW.format("batch", "run", "rows", "validation", "drift share", "estimate", "policy", "action")]
-    for r in rows:
-        share = "" if r["drift_share"] is None else f"{r['drift_share']:.0%}"
-        cells = (r["batch_date"], r["run_state"], r["rows"] or 0, r["validation"], share, r["estimate"], r["policy"])
-        lines.append(TABLE_ROW.format(*cells, r["action"]))
-    return lines
 
 
 def run_pipeline(api: AirflowApi, client: Any, cfg: Any, tracking_uri: str, dates: list[str], args: Any) -> tuple:
@@ -244,7 +201,7 @@ def print_summary(summary: dict[str, Any], password: str | None) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from driftwatch import demo_data, registry
+    from driftwatch import demo_data, history, registry
     from driftwatch.config import load_config
 
     parser = argparse.ArgumentParser(prog="python -m devstack.demo", description=__doc__)
@@ -260,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg = load_config(DEMO_CONFIG)
     stack.start()
     env, endpoints, password = stack.airflow_env(), stack.endpoints(), stack.admin_password()
-    client, model, tracking_uri = s3_client(env), cfg.registry.registered_model, env["MLFLOW_TRACKING_URI"]
+    client, model, tracking_uri = stack.s3_client(), cfg.registry.registered_model, env["MLFLOW_TRACKING_URI"]
     start = datetime.now(UTC).date() - timedelta(days=args.days)
     dates = [(start + timedelta(days=i)).isoformat() for i in range(args.days)]
     args.batches, args.new_batches = seed(client, cfg, start, args.days, args.rows_per_day, args.label_delay_days)
@@ -268,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
     runs, retrain_runs = run_pipeline(api, client, cfg, tracking_uri, dates, args)
 
     rows = batch_table(client, cfg, dates, runs)
-    print("\n" + "\n".join(table_lines(rows)))
+    print("\n" + "\n".join(history.table_lines(rows)))
     fresh = [m for m in read_messages(Path(endpoints["mail_dir"])) if parsedate_to_datetime(m["Date"]) >= started_at]
     mails = [{"subject": m["Subject"].strip(), "to": m["To"]} for m in fresh]
     ends = {**{k: endpoints[k] for k in SUMMARY_ENDPOINTS}, "bucket": cfg.storage.bucket, "mlflow": tracking_uri}

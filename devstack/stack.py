@@ -128,6 +128,11 @@ def airflow_env(ports: Ports | None = None) -> dict[str, str]:
     }
 
 
+def s3_client() -> Any:
+    """A boto3 client of the stack's S3 (a few attempts: the demo and tests seed through it)."""
+    return services.s3_client(current_ports().s3, load_secrets(), retries={"max_attempts": 3})
+
+
 def endpoints(p: Paths | None = None, ports: Ports | None = None) -> dict[str, Any]:
     p, ports = p or paths(), ports or current_ports()
     urls = ports.urls()

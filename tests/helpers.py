@@ -1,6 +1,8 @@
 """Helpers shared by the test families.
 
 - Asset events of the DAG-driving families (integration, datasets): :func:`asset_events`.
+- A model registered the way the retrain DAG registers one, for the tests that need a champion
+  or challenger in MLflow without running the DAG: :func:`register_model`.
 - A private embedded stack, driven by the CLI with its own state folder and free ports, for the
   stack test (tests/integration/test_stack.py) and the browser tests (tests/browser/), so that
   neither meets the developer's `make demo` stack (8080, 9555, 8025, 5500) nor another engineer's
@@ -36,6 +38,16 @@ def asset_events(cfg) -> list[dict]:
             .all()
         )
         return [dict(r.extra or {}) for r in rows]
+
+
+def register_model(cfg, tracking_uri: str, model: Any, example: Any, reason: str) -> dict:
+    """Log and register `model` (no params or metrics; `example`'s first rows as its input example)."""
+    from driftwatch import registry
+
+    lineage = {"reason": reason}
+    return registry.log_and_register(
+        cfg, model, tracking_uri=tracking_uri, params={}, metrics={}, lineage=lineage, input_example=example.head(5)
+    )
 
 
 def free_ports(count: int = len(PORT_VARS)) -> list[int]:

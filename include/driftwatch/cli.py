@@ -3,6 +3,7 @@
     driftwatch init  --reference PATH|s3://bucket/key --target COL --id COL [--name NAME]
     driftwatch check config/models/NAME.yaml [--reference PATH] [--batch PATH] [--labels PATH]
     driftwatch land  --model NAME --date YYYY-MM-DD FILE [--labels FILE]
+    driftwatch history --model NAME [--last N]
 
 S3 is reached with boto3's usual settings; `--endpoint-url` (or AWS_ENDPOINT_URL) points it at
 MinIO, moto or the embedded stack, whose endpoint is also read from .state/stack.json.
@@ -146,16 +147,9 @@ def cmd_land(args: argparse.Namespace) -> int:
     from botocore.exceptions import BotoCoreError, ClientError
 
     from driftwatch import landing
-    from driftwatch.config import ConfigError, config_dir, load_configs
 
-    try:
-        configs = {c.name: c for c in load_configs(args.config_dir or config_dir())}
-    except ConfigError as err:
-        print(f"config: {err}", file=sys.stderr)
-        return 2
-    cfg = configs.get(args.model)
+    cfg = _model_config(args.model, args.config_dir, "land")
     if cfg is None:
-        print(f"driftwatch land: no model {args.model!r}; configured: {', '.join(sorted(configs))}", file=sys.stderr)
         return 2
     client = s3_client(_endpoint(args.endpoint_url))
     try:
@@ -176,6 +170,43 @@ def cmd_land(args: argparse.Namespace) -> int:
         return 2
     for uri in landed:
         print(f"landed {uri}")
+    return 0
+
+
+def _model_config(name: str, directory: str | None, command: str) -> Any:
+    """The model's validated config; None (after saying why on stderr) when it has none or it is invalid."""
+    from driftwatch.config import ConfigError, config_dir, load_configs
+
+    try:
+        configs = {c.name: c for c in load_configs(directory or config_dir())}
+    except ConfigError as err:
+        print(f"config: {err}", file=sys.stderr)
+        return None
+    if name not in configs:
+        print(f"driftwatch {command}: no model {name!r}; configured: {', '.join(sorted(configs))}", file=sys.stderr)
+        return None
+    return configs[name]
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    """One line per batch from the model's history records: validation, drift share, estimate, policy, action."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from driftwatch import history, layout
+
+    cfg = _model_config(args.model, args.config_dir, "history")
+    if cfg is None:
+        return 2
+    try:
+        records = history.read_history(s3_client(_endpoint(args.endpoint_url)), cfg, last=args.last)
+    except (BotoCoreError, ClientError) as err:
+        print(f"driftwatch history: S3 refused or is unreachable ({err}); see --endpoint-url", file=sys.stderr)
+        return 2
+    if not records:
+        print(f"no batch recorded yet under s3://{cfg.storage.bucket}/{layout.history_prefix(cfg)}")
+        return 0
+    rows = [history.summary_row(str(r.get("batch_date", "?")), r) for r in records]
+    print("\n".join(history.table_lines(rows)))
     return 0
 
 
@@ -216,6 +247,12 @@ def build_parser() -> argparse.ArgumentParser:
     land.add_argument("--create-bucket", action="store_true", help="create the bucket when it does not exist")
     land.add_argument("--config-dir", help="model configs (default: $DRIFTWATCH_CONFIG_DIR or config/models)")
     land.set_defaults(run=cmd_land)
+
+    shown = sub.add_parser("history", parents=[common], help="one line per recorded batch of a model")
+    shown.add_argument("--model", required=True)
+    shown.add_argument("--last", type=int, help="only the newest N batches")
+    shown.add_argument("--config-dir", help="model configs (default: $DRIFTWATCH_CONFIG_DIR or config/models)")
+    shown.set_defaults(run=cmd_history)
     return parser
 
 

@@ -116,6 +116,45 @@ def final_action(steps: dict[str, dict[str, Any]]) -> str:
     return f"{action} ({', '.join(failed)} failed)" if failed else action
 
 
+# --- one line per batch: what a terminal shows -------------------------------------------
+
+TABLE_ROW = "{:<11} {:<8} {:>6}  {:<12} {:>11}  {:<17} {:<15} {}"
+
+
+def summary_row(batch_date: str, record: dict[str, Any] | None) -> dict[str, Any]:
+    """What a batch's record says in one row: rows, validation, drift share, estimate, policy, action."""
+    record = record or {}
+    return {
+        "batch_date": batch_date,
+        "rows": record.get("rows"),
+        "validation": record.get("status", "no record"),
+        "drift_share": (record.get("drift") or {}).get("share"),
+        "action": record.get("action", "none"),
+        "policy": (record.get("policy") or {}).get("action") or "-",
+        "estimate": estimate_text(record.get("estimate")),
+        "reason": record.get("reason") or (record.get("validation") or {}).get("reason", ""),
+    }
+
+
+def estimate_text(estimate: dict[str, Any] | None) -> str:
+    """'0.71 [0.66,0.76]': the label-free estimate and its band; '-' when there is none."""
+    if not estimate or estimate.get("value") is None:
+        return "-"
+    low, high = estimate.get("lower"), estimate.get("upper")
+    band = f" [{low:.2f},{high:.2f}]" if low is not None and high is not None else ""
+    return f"{estimate['value']:.2f}{band}"
+
+
+def table_lines(rows: list[dict[str, Any]]) -> list[str]:
+    """A header, then one line per summary_row (its `run_state`, when a caller added it, else "-")."""
+    lines = [TABLE_ROW.format("batch", "run", "rows", "validation", "drift share", "estimate", "policy", "action")]
+    for r in rows:
+        share = "" if r["drift_share"] is None else f"{r['drift_share']:.0%}"
+        cells = (r["batch_date"], r.get("run_state", "-"), r["rows"] or 0, r["validation"], share, r["estimate"])
+        lines.append(TABLE_ROW.format(*cells, r["policy"], r["action"]))
+    return lines
+
+
 # --- alert delivery records ---------------------------------------------------------------
 # An alert's dedup key (model/batch date/kind) names its records, so a rerun finds what an earlier
 # attempt delivered and does not send the same alert twice, and an alert that could not be sent

@@ -371,16 +371,8 @@ def load_model_page(
             events = registry.champion_history(tracking_uri, name) if versions else []
         except Exception as err:  # any registry failure: show the batches anyway
             errors.append(f"MLflow registry unavailable: {type(err).__name__}: {str(err)[:200]}")
-    return build_model_page(
-        cfg,
-        records,
-        champion=champion,
-        history=events,
-        versions=versions,
-        mlflow_url=mlflow_url,
-        errors=errors,
-        shadow_state=shadow_state,
-    )
+    registry_view = {"champion": champion, "history": events, "versions": versions, "mlflow_url": mlflow_url}
+    return build_model_page(cfg, records, **registry_view, errors=errors, shadow_state=shadow_state)
 
 
 def _probe(tracking_uri: str, timeout: float = 3.0) -> None:

@@ -42,7 +42,7 @@ def seed_main(days: int, rows_per_day: int, bootstrap: bool, timeout: float) -> 
     tracking, model = env["MLFLOW_TRACKING_URI"], cfg.registry.registered_model
     start = datetime.now(UTC).date() - timedelta(days=days)
     dates = [(start + timedelta(days=i)).isoformat() for i in range(days)]
-    demo.seed(demo.s3_client(env), cfg, start, days, rows_per_day)
+    demo.seed(stack.s3_client(), cfg, start, days, rows_per_day)
     api = AirflowApi(endpoints["airflow_url"], endpoints["login_user"], stack.admin_password() or "")
     monitor_id, retrain_id = f"monitor__{cfg.name}", f"retrain__{cfg.name}"
     for dag_id in (monitor_id, retrain_id):

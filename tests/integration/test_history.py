@@ -112,3 +112,25 @@ def test_a_step_that_succeeds_after_failing_replaces_its_failure(s3, demo_cfg):
     history.record_step(s3, demo_cfg, DAY, "score_batch", {"done": True}, fields={"scoring": {"model_version": "2"}})
     record = history.read_record(s3, demo_cfg, DAY)
     assert record["action"] == "pending" and record["scoring"] == {"model_version": "2"}
+
+
+def test_the_history_command_prints_one_line_per_recorded_batch(s3, demo_cfg, capsys):
+    from driftwatch import cli
+    from tests.conftest import DEMO_CONFIG
+
+    endpoint, configs = s3.meta.endpoint_url, str(DEMO_CONFIG.parent)
+    argv = ["history", "--model", demo_cfg.name, "--endpoint-url", endpoint, "--config-dir", configs]
+    assert cli.main(argv) == 0
+    assert "no batch recorded yet under s3://driftwatch-demo/" in capsys.readouterr().out
+    history.write_record(s3, demo_cfg, "2026-01-09", {"batch_date": "2026-01-09", "status": "quarantined"})
+    estimate = {"value": 0.7123, "lower": 0.664, "upper": 0.758}
+    drifted = {"status": "passed", "rows": 1500, "drift": {"share": 0.4}, "estimate": estimate, "action": "alert"}
+    history.write_record(s3, demo_cfg, DAY, {"batch_date": DAY, **drifted, "policy": {"action": "alert-only"}})
+    assert cli.main([*argv, "--last", "1"]) == 0
+    head, line = capsys.readouterr().out.splitlines()
+    assert head.split()[:3] == ["batch", "run", "rows"]
+    assert line.split() == [DAY, "-", "1500", "passed", "40%", "0.71", "[0.66,0.76]", "alert-only", "alert"]
+    assert cli.main(argv) == 0
+    assert [row.split()[3] for row in capsys.readouterr().out.splitlines()[1:]] == ["quarantined", "passed"]
+    assert cli.main([*argv[:2], "nope", *argv[3:]]) == 2
+    assert "no model 'nope'; configured: " in capsys.readouterr().err

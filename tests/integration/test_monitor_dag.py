@@ -11,7 +11,7 @@ import pytest
 from devstack.smtp_sink import read_messages
 from driftwatch import history, layout, seeding, storage
 from driftwatch.config import RetrainingPolicy
-from tests.helpers import asset_events, eager_policy
+from tests.helpers import asset_events, eager_policy, register_model
 
 pytestmark = pytest.mark.integration
 
@@ -206,15 +206,7 @@ def promote_champion(s3, cfg, tracking_uri: str, artifacts) -> str:
     model, _ = training.train(cfg, demo_data.generate_reference(seed=11, rows=1200))
     holdout = demo_data.generate_reference(seed=12, rows=800)
     importance = importance_report(model, None, holdout, cfg)["challenger"]  # as evaluate_candidate stores it
-    found = registry.log_and_register(
-        cfg,
-        model,
-        tracking_uri=tracking_uri,
-        params={},
-        metrics={},
-        lineage={"reason": "the test's champion"},
-        input_example=holdout.head(5),
-    )
+    found = register_model(cfg, tracking_uri, model, holdout, "the test's champion")
     registry.record_evaluation(
         tracking_uri,
         name,

@@ -11,6 +11,7 @@ import pytest
 from devstack.smtp_sink import read_messages
 from driftwatch import demo_data, history, layout, registry, seeding, shadow, storage, training
 from driftwatch.retraining import RetrainRun, apply_decision
+from tests.helpers import register_model
 from tests.integration.test_monitor_dag import run_monitor
 
 pytestmark = pytest.mark.integration
@@ -39,16 +40,7 @@ def labelled(batches) -> pd.DataFrame:
 
 def register(cfg, tracking_uri: str, frame: pd.DataFrame, reason: str) -> str:
     model, _ = training.train(cfg, frame)
-    found = registry.log_and_register(
-        cfg,
-        model,
-        tracking_uri=tracking_uri,
-        params={},
-        metrics={},
-        lineage={"reason": reason},
-        input_example=frame.head(5),
-    )
-    return found["version"]
+    return register_model(cfg, tracking_uri, model, frame, reason)["version"]
 
 
 def champion_v1(s3, cfg, tracking_uri: str, artifacts) -> str:

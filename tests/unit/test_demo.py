@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from devstack import demo
+from driftwatch import history
 
 
 def test_progress_line_shows_the_bar_the_count_and_each_runs_task():
@@ -29,12 +30,12 @@ def test_ui_links_point_at_the_monitoring_page_and_each_batchs_reports(demo_cfg)
 
 
 def test_estimate_text_shows_the_value_and_its_band_or_a_dash():
-    assert demo.estimate_text({"metric": "roc_auc", "value": 0.7123, "lower": 0.664, "upper": 0.758}) == (
+    assert history.estimate_text({"metric": "roc_auc", "value": 0.7123, "lower": 0.664, "upper": 0.758}) == (
         "0.71 [0.66,0.76]"
     )
-    assert demo.estimate_text({"metric": "roc_auc", "value": 0.7, "lower": None, "upper": None}) == "0.70"
-    assert demo.estimate_text({"metric": "roc_auc", "value": None, "reason": "no estimator"}) == "-"
-    assert demo.estimate_text(None) == "-"
+    assert history.estimate_text({"metric": "roc_auc", "value": 0.7, "lower": None, "upper": None}) == "0.70"
+    assert history.estimate_text({"metric": "roc_auc", "value": None, "reason": "no estimator"}) == "-"
+    assert history.estimate_text(None) == "-"
 
 
 def test_the_table_has_estimate_and_policy_columns_beside_the_action():
@@ -49,7 +50,7 @@ def test_the_table_has_estimate_and_policy_columns_beside_the_action():
         "action": "alert",
     }
     quarantined = {**row, "drift_share": None, "estimate": "-", "policy": "-", "action": "quarantined"}
-    head, line, other = demo.table_lines([row, quarantined])
+    head, line, other = history.table_lines([row, quarantined])
     assert head.split() == ["batch", "run", "rows", "validation", "drift", "share", "estimate", "policy", "action"]
     assert line.split() == [
         "2026-11-14",
@@ -69,8 +70,6 @@ def test_the_table_has_estimate_and_policy_columns_beside_the_action():
 
 
 def test_batch_table_reads_policy_and_estimate_from_the_history_record(monkeypatch, demo_cfg):
-    from driftwatch import history
-
     records = {
         "2026-11-14": {
             "rows": 2000,

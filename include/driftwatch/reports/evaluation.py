@@ -225,40 +225,15 @@ def render_evaluation_html(
     split: dict | None = None,
     importance: dict | None = None,
 ) -> str:
-    """The HTML report of one gate decision; `split` is the holdout's, `importance` from `importance_report`."""
+    """A self-contained report (inline CSS, no scripts or external resources) of one gate decision.
+
+    `split` is the holdout's, `importance` from `importance_report`.
+    """
     from driftwatch.evaluation import gated_metric
 
     # The champion's value is looked up the way the gate reads it: the report shows the number decided on.
     primary = (challenger.get("primary") or {}).get("name", "")
-    return render(
-        challenger,
-        champion,
-        decision,
-        champion_primary=gated_metric(champion, primary) if champion else None,
-        model=model,
-        challenger_version=challenger_version,
-        champion_version=champion_version,
-        split=split,
-        importance=importance,
-    )
-
-
-def render(
-    challenger: dict,
-    champion: dict | None,
-    decision: GateDecision,
-    *,
-    champion_primary: float | None,
-    model: str,
-    challenger_version: str,
-    champion_version: str | None,
-    split: dict | None = None,
-    importance: dict | None = None,
-) -> str:
-    """A self-contained report (inline CSS, no scripts or external resources) of one gate decision.
-
-    `champion_primary` is the champion's value of the challenger's primary metric, as the gate read it.
-    """
+    champion_primary = gated_metric(champion, primary) if champion else None
     verdict = "PROMOTE" if decision.passed else "REJECT"
     css = "pass" if decision.passed else "fail"
     champ_label = f"champion {champion_version}" if champion_version else "no champion (bootstrap)"
